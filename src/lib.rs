@@ -1,14 +1,11 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! supagate: verifies Supabase sessions, validates input, applies business rules in Rust and
+//! forwards the resulting calls to Supabase's PostgREST and Auth with the caller's own token.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod http_client;
+pub mod middleware;
+pub mod server;
+pub mod state;
+pub mod supabase;

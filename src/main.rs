@@ -1,1 +1,61 @@
-fn main() {}
+//! The binary: parse the command, load configuration, start logging, run. Nothing else.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use supagate::config::{config_dir, Settings};
+use supagate::server::Application;
+
+const USAGE: &str = "usage: supagate [serve | check-config | --help]";
+
+fn main() -> ExitCode {
+    let command = std::env::args().nth(1).unwrap_or_else(|| "serve".to_owned());
+    if matches!(command.as_str(), "-h" | "--help" | "help") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    // A missing .env is normal; a malformed one is reported and ignored like a missing one.
+    if let Err(e) = dotenvy::dotenv() {
+        if !e.not_found() {
+            eprintln!("warning: .env not read: {e}");
+        }
+    }
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let settings = match Settings::load(&config_dir(&env), &env) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match command.as_str() {
+        "check-config" => {
+            print!("{}", settings.to_redacted_toml());
+            ExitCode::SUCCESS
+        }
+        "serve" => serve(settings),
+        other => {
+            eprintln!("unknown command `{other}`; {USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(settings: Settings) -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let result = actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(settings)?;
+        log::info!("supagate listening on port {}", app.port());
+        app.run().await?;
+        log::info!("supagate stopped");
+        anyhow::Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! Liveness (`/health`, no upstream call) and readiness (`/ready`, probes Supabase).
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let (auth, rest) = state.supabase.readiness().await;
+    let checks = json!({"auth": auth, "rest": rest});
+    if auth.ok && rest.ok {
+        Ok(HttpResponse::Ok().json(json!({"status": "ready", "checks": checks})))
+    } else {
+        let down: Vec<&str> = [("auth", auth.ok), ("rest", rest.ok)]
+            .iter()
+            .filter(|(_, ok)| !ok)
+            .map(|(name, _)| *name)
+            .collect();
+        Err(ApiError::upstream_unavailable(format!(
+            "readiness: {} not ready",
+            down.join(", ")
+        ))
+        .with_details(json!({ "checks": checks })))
+    }
+}

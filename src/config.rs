@@ -1,0 +1,495 @@
+//! Typed settings: `config/default.toml`, then the `APP_ENV` overlay, then environment
+//! variables (the names Next.js `.env` files already use, then `SUPAGATE_*`), validated once.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use url::Url;
+
+/// A secret value: `Debug`, `Display` and `Serialize` all print `[REDACTED]`, so a secret
+/// cannot reach a log line or `check-config` output by accident. Use [`Secret::expose`] at
+/// the one place the raw value is needed (an outbound header, an HMAC key).
+#[derive(Clone)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(SecretString::from(value.into()))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    fn is_blank(&self) -> bool {
+        self.expose().trim().is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("[REDACTED]")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret::new)
+    }
+}
+
+/// Which overlay was applied; also decides defaults such as the `Secure` cookie flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppEnv {
+    Development,
+    Test,
+    Production,
+}
+
+impl AppEnv {
+    fn parse(raw: &str) -> Result<Self, ConfigError> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "" | "development" | "dev" => Ok(Self::Development),
+            "test" => Ok(Self::Test),
+            "production" | "prod" => Ok(Self::Production),
+            other => Err(ConfigError::invalid(
+                "APP_ENV",
+                format!("`{other}` is not one of development, test, production"),
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Test => "test",
+            Self::Production => "production",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default = "default_env")]
+    pub app_env: AppEnv,
+    pub server: ServerSettings,
+    pub cors: CorsSettings,
+    pub supabase: SupabaseSettings,
+    pub upstream: UpstreamSettings,
+    pub auth: AuthSettings,
+    pub cookies: CookieSettings,
+    pub rate_limit: RateLimitSettings,
+    pub business: BusinessSettings,
+    pub stripe: StripeSettings,
+}
+
+fn default_env() -> AppEnv {
+    AppEnv::Development
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+    pub backlog: u32,
+    pub max_connections: usize,
+    pub body_limit_bytes: usize,
+    pub webhook_body_limit_bytes: usize,
+    pub shutdown_timeout_secs: u64,
+    pub client_request_timeout_ms: u64,
+    pub keep_alive_secs: u64,
+    /// Peers whose `X-Forwarded-For` is believed (IPs or CIDRs).
+    pub trusted_proxies: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSettings {
+    pub allowed_origins: Vec<String>,
+    pub max_age_secs: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupabaseSettings {
+    pub url: String,
+    pub anon_key: Secret,
+    pub service_role_key: Option<Secret>,
+    /// Overrides the project ref taken from the first DNS label of `url` (cookie name).
+    pub project_ref: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSettings {
+    pub connect_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    pub pool_idle_timeout_secs: u64,
+    pub pool_max_idle_per_host: usize,
+    /// Largest upstream body supagate will buffer (streamed list bodies are not buffered).
+    pub max_body_bytes: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Legacy HS256 secret (`SUPABASE_JWT_SECRET`); HS256 tokens are refused without it.
+    pub jwt_secret: Option<Secret>,
+    pub verify_issuer: bool,
+    /// Expected `iss`; empty means `{supabase.url}/auth/v1`.
+    pub issuer: String,
+    pub audience: String,
+    pub leeway_secs: u64,
+    pub jwks_refresh_interval_secs: u64,
+    pub jwks_min_refetch_interval_secs: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CookieSettings {
+    pub enabled: bool,
+    pub http_only: bool,
+    /// `None` means: `Secure` everywhere except `development`.
+    pub secure: Option<bool>,
+    pub domain: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusinessSettings {
+    pub free_item_limit: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StripeSettings {
+    /// Comma-separated in the environment so a rotated secret and its successor both verify.
+    #[serde(deserialize_with = "secret_list")]
+    pub webhook_secrets: Vec<Secret>,
+    pub tolerance_secs: u64,
+}
+
+fn secret_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Secret>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let raw = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s.split(',').map(str::to_owned).collect(),
+        OneOrMany::Many(v) => v,
+    };
+    Ok(raw
+        .into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .map(Secret::new)
+        .collect())
+}
+
+/// A configuration problem, reported at start-up as one line naming the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {setting}: {problem}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn invalid(setting: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            setting: setting.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Environment variable → settings key. Later entries win, so the canonical name beats the
+/// `NEXT_PUBLIC_` alias a Next.js `.env` file may also carry.
+const ENV_ALIASES: &[(&str, &str)] = &[
+    ("NEXT_PUBLIC_SUPABASE_URL", "supabase.url"),
+    ("SUPABASE_URL", "supabase.url"),
+    ("NEXT_PUBLIC_SUPABASE_ANON_KEY", "supabase.anon_key"),
+    ("NEXT_PUBLIC_SUPABASE_PUBLISHABLE_KEY", "supabase.anon_key"),
+    ("SUPABASE_ANON_KEY", "supabase.anon_key"),
+    ("SUPABASE_PUBLISHABLE_KEY", "supabase.anon_key"),
+    ("SUPABASE_SECRET_KEY", "supabase.service_role_key"),
+    ("SUPABASE_SERVICE_ROLE_KEY", "supabase.service_role_key"),
+    ("SUPABASE_JWT_SECRET", "auth.jwt_secret"),
+    ("STRIPE_WEBHOOK_SECRET", "stripe.webhook_secrets"),
+    ("HOST", "server.host"),
+    ("PORT", "server.port"),
+];
+
+/// Prefix for every other setting: `SUPAGATE_SERVER__BODY_LIMIT_BYTES=1024`.
+pub const ENV_PREFIX: &str = "SUPAGATE_";
+
+/// Environment variable names shown next to a setting in error messages.
+fn env_names_for(key: &str) -> String {
+    let mut names: Vec<String> = ENV_ALIASES
+        .iter()
+        .rev()
+        .filter(|(_, k)| *k == key)
+        .map(|(env, _)| (*env).to_owned())
+        .collect();
+    names.push(format!(
+        "{ENV_PREFIX}{}",
+        key.replace('.', "__").to_ascii_uppercase()
+    ));
+    format!("{key} ({})", names.join(" / "))
+}
+
+impl Settings {
+    /// Loads settings from `config_dir` and the given environment (pass `std::env::vars()`
+    /// in the binary; tests pass their own map so they never race on process state).
+    pub fn load(
+        config_dir: &Path,
+        env: &HashMap<String, String>,
+    ) -> Result<Settings, ConfigError> {
+        let app_env = AppEnv::parse(env.get("APP_ENV").map(String::as_str).unwrap_or(""))?;
+        let default_file = config_dir.join("default.toml");
+        if !default_file.is_file() {
+            return Err(ConfigError::invalid(
+                "config directory",
+                format!(
+                    "{} not found (run from the repository root or set SUPAGATE_CONFIG_DIR)",
+                    default_file.display()
+                ),
+            ));
+        }
+        let mut figment = Figment::new()
+            .merge(Toml::file(default_file))
+            .merge(Toml::file(
+                config_dir.join(format!("{}.toml", app_env.as_str())),
+            ))
+            .merge(Serialized::default("app_env", app_env));
+
+        // Prefixed names first, so the well-known names (which users set by habit) win.
+        let mut prefixed: Vec<(&String, &String)> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.as_str() != "SUPAGATE_CONFIG_DIR")
+            .collect();
+        prefixed.sort();
+        for (name, value) in prefixed {
+            let key = name[ENV_PREFIX.len()..]
+                .to_ascii_lowercase()
+                .replace("__", ".");
+            figment = figment.merge(Serialized::default(&key, env_value(&key, value)));
+        }
+        for (name, key) in ENV_ALIASES {
+            if let Some(value) = env.get(*name) {
+                figment = figment.merge(Serialized::default(key, env_value(key, value)));
+            }
+        }
+
+        let settings: Settings = figment.extract().map_err(|e| {
+            let key = e.path.join(".");
+            let setting = if key.is_empty() {
+                "config".to_owned()
+            } else {
+                env_names_for(&key)
+            };
+            ConfigError::invalid(setting, e.kind.to_string())
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let url_setting = || env_names_for("supabase.url");
+        if self.supabase.url.trim().is_empty() {
+            return Err(ConfigError::invalid(url_setting(), "missing"));
+        }
+        let url = Url::parse(&self.supabase.url)
+            .map_err(|e| ConfigError::invalid(url_setting(), format!("not a URL ({e})")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(ConfigError::invalid(
+                url_setting(),
+                "must be an http(s) URL with a host",
+            ));
+        }
+        if self.supabase.anon_key.is_blank() {
+            return Err(ConfigError::invalid(
+                env_names_for("supabase.anon_key"),
+                "missing",
+            ));
+        }
+        if self.server.body_limit_bytes == 0 || self.server.webhook_body_limit_bytes == 0 {
+            return Err(ConfigError::invalid(
+                "server.body_limit_bytes",
+                "must be greater than 0",
+            ));
+        }
+        if self.upstream.request_timeout_ms == 0 || self.upstream.connect_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "upstream.request_timeout_ms",
+                "timeouts must be greater than 0",
+            ));
+        }
+        if self.rate_limit.enabled && (self.rate_limit.per_minute == 0 || self.rate_limit.burst == 0)
+        {
+            return Err(ConfigError::invalid(
+                "rate_limit.per_minute",
+                "per_minute and burst must be greater than 0 when enabled",
+            ));
+        }
+        for proxy in &self.server.trusted_proxies {
+            parse_ip_net(proxy).ok_or_else(|| {
+                ConfigError::invalid(
+                    env_names_for("server.trusted_proxies"),
+                    format!("`{proxy}` is not an IP address or CIDR"),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// `{url}` without a trailing slash.
+    pub fn supabase_base(&self) -> &str {
+        self.supabase.url.trim_end_matches('/')
+    }
+
+    /// The `iss` tokens must carry.
+    pub fn expected_issuer(&self) -> String {
+        if self.auth.issuer.trim().is_empty() {
+            format!("{}/auth/v1", self.supabase_base())
+        } else {
+            self.auth.issuer.clone()
+        }
+    }
+
+    /// `sb-<ref>-auth-token`, as `@supabase/ssr` names it: the first DNS label of the URL.
+    pub fn session_cookie_name(&self) -> String {
+        let project_ref = match &self.supabase.project_ref {
+            Some(r) if !r.trim().is_empty() => r.trim().to_owned(),
+            _ => Url::parse(&self.supabase.url)
+                .ok()
+                .and_then(|u| u.host_str().map(|h| h.split('.').next().unwrap_or(h).to_owned()))
+                .unwrap_or_default(),
+        };
+        format!("sb-{project_ref}-auth-token")
+    }
+
+    pub fn cookie_secure(&self) -> bool {
+        self.cookies
+            .secure
+            .unwrap_or(self.app_env != AppEnv::Development)
+    }
+
+    /// The effective configuration as TOML with every secret shown as `[REDACTED]`.
+    pub fn to_redacted_toml(&self) -> String {
+        toml_string(self)
+    }
+}
+
+fn toml_string(settings: &Settings) -> String {
+    toml::to_string_pretty(settings).unwrap_or_else(|e| format!("# unprintable: {e}"))
+}
+
+/// Environment values are strings; numbers and booleans are parsed so `PORT=9000` fills a
+/// `u16`, and list settings accept comma-separated values.
+fn env_value(key: &str, raw: &str) -> serde_json::Value {
+    use serde_json::Value;
+    const LIST_KEYS: &[&str] = &["cors.allowed_origins", "server.trusted_proxies"];
+    if LIST_KEYS.contains(&key) {
+        return Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_owned()))
+                .collect(),
+        );
+    }
+    if key == "stripe.webhook_secrets" || key.ends_with("key") || key.ends_with("secret") {
+        return Value::String(raw.to_owned());
+    }
+    match raw.trim() {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        t => t
+            .parse::<u64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::String(raw.to_owned())),
+    }
+}
+
+/// An IP network from `1.2.3.4`, `1.2.3.0/24` or `::1`.
+pub fn parse_ip_net(raw: &str) -> Option<(std::net::IpAddr, u8)> {
+    let (addr, len) = match raw.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (raw, None),
+    };
+    let ip: std::net::IpAddr = addr.trim().parse().ok()?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        Some(l) => l.trim().parse::<u8>().ok().filter(|l| *l <= max)?,
+        None => max,
+    };
+    Some((ip, len))
+}
+
+/// Where `config/` is: `SUPAGATE_CONFIG_DIR`, else `./config`.
+pub fn config_dir(env: &HashMap<String, String>) -> PathBuf {
+    env.get("SUPAGATE_CONFIG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("config"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_debug_and_serialize_are_redacted() {
+        let s = Secret::new("sb_secret_abc123");
+        assert_eq!(format!("{s:?}"), "[REDACTED]");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"[REDACTED]\"");
+        assert_eq!(s.expose(), "sb_secret_abc123");
+    }
+
+    #[test]
+    fn ip_nets_parse_with_and_without_prefix() {
+        assert!(parse_ip_net("10.0.0.0/8").is_some());
+        assert!(parse_ip_net("::1").is_some());
+        assert!(parse_ip_net("10.0.0.0/33").is_none());
+        assert!(parse_ip_net("nope").is_none());
+    }
+
+    #[test]
+    fn env_lists_split_on_commas() {
+        assert_eq!(
+            env_value("cors.allowed_origins", "http://a, http://b"),
+            serde_json::json!(["http://a", "http://b"])
+        );
+        assert_eq!(env_value("server.port", "9000"), serde_json::json!(9000));
+        assert_eq!(
+            env_value("supabase.anon_key", "123"),
+            serde_json::json!("123")
+        );
+    }
+}

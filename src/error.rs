@@ -1,0 +1,250 @@
+//! The one error type of the HTTP boundary, and the one place it becomes a response:
+//! `{"error": ..., "code": ..., "details"?: ...}` with the status API.md assigns.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use serde_json::Value;
+
+type Message = Cow<'static, str>;
+
+/// Everything a handler, extractor or middleware can fail with. Constructors name the cases
+/// API.md lists; the status and code are fixed by the constructor, so a handler cannot
+/// invent an inconsistent pair.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: Message,
+    details: Option<Value>,
+    extra: Extra,
+    /// Logged (at warn/error) when the response is built; never sent to the client.
+    internal: Option<String>,
+}
+
+#[derive(Debug, Default)]
+enum Extra {
+    #[default]
+    None,
+    Allow(String),
+    RetryAfter(u64),
+    BearerChallenge(&'static str),
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<Message>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+            extra: Extra::None,
+            internal: None,
+        }
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    /// Attach text for the log only (upstream bodies, causes).
+    pub fn with_internal(mut self, internal: impl fmt::Display) -> Self {
+        self.internal = Some(internal.to_string());
+        self
+    }
+
+    // 400
+    pub fn bad_request(code: &'static str, message: impl Into<Message>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+    pub fn invalid_json(message: impl Into<Message>) -> Self {
+        Self::bad_request("invalid_json", message)
+    }
+    pub fn invalid_id() -> Self {
+        Self::bad_request("invalid_id", "The id in the path is not a valid UUID")
+    }
+    pub fn unknown_parameter(name: &str) -> Self {
+        Self::bad_request("unknown_parameter", format!("Unknown query parameter `{name}`"))
+            .with_details(serde_json::json!({ "parameter": name }))
+    }
+    /// The zod `flatten()` shape the Next.js handlers returned.
+    pub fn validation(field_errors: Value, form_errors: Vec<String>) -> Self {
+        Self::bad_request("validation_failed", "Validation failed").with_details(
+            serde_json::json!({ "formErrors": form_errors, "fieldErrors": field_errors }),
+        )
+    }
+
+    // 401
+    /// No credentials at all on a route that needs them.
+    pub fn unauthorized() -> Self {
+        let mut e = Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Authentication required",
+        );
+        e.extra = Extra::BearerChallenge("");
+        e
+    }
+    /// Credentials were presented and failed a check; `code` names the check.
+    pub fn invalid_token(code: &'static str, message: impl Into<Message>) -> Self {
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, code, message);
+        e.extra = Extra::BearerChallenge("invalid_token");
+        e
+    }
+    /// A 401 from an upstream login flow (wrong password, bad refresh token): no challenge
+    /// about the bearer, since the caller did not send one.
+    pub fn unauthenticated(code: &'static str, message: impl Into<Message>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, message)
+    }
+
+    // 403 / 404 / 405 / 409 / 413 / 415 / 422 / 429
+    pub fn forbidden(code: &'static str, message: impl Into<Message>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, message)
+    }
+    pub fn not_found(message: impl Into<Message>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    pub fn method_not_allowed(allow: &[actix_web::http::Method]) -> Self {
+        let mut e = Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "Method not allowed",
+        );
+        let list: Vec<&str> = allow.iter().map(|m| m.as_str()).collect();
+        e.extra = Extra::Allow(list.join(", "));
+        e
+    }
+    pub fn conflict(code: &'static str, message: impl Into<Message>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("Request body is larger than {limit} bytes"),
+        )
+    }
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Content-Type must be application/json",
+        )
+    }
+    pub fn unprocessable(code: &'static str, message: impl Into<Message>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many requests, retry later",
+        );
+        e.extra = Extra::RetryAfter(retry_after_secs.max(1));
+        e
+    }
+
+    // 5xx
+    pub fn internal(cause: impl fmt::Display) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal server error",
+        )
+        .with_internal(cause)
+    }
+    pub fn upstream_error(cause: impl fmt::Display) -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "Supabase answered unexpectedly",
+        )
+        .with_internal(cause)
+    }
+    pub fn upstream_unavailable(cause: impl fmt::Display) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream_unavailable",
+            "Supabase is unreachable",
+        )
+        .with_internal(cause)
+    }
+    pub fn upstream_timeout(cause: impl fmt::Display) -> Self {
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            "Supabase did not answer in time",
+        )
+        .with_internal(cause)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a Value>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Some(internal) = &self.internal {
+            if self.status.is_server_error() {
+                log::error!("{} {}: {internal}", self.status.as_u16(), self.code);
+            } else {
+                log::debug!("{} {}: {internal}", self.status.as_u16(), self.code);
+            }
+        }
+        let mut res = HttpResponse::build(self.status);
+        match &self.extra {
+            Extra::None => {}
+            Extra::Allow(methods) => {
+                res.insert_header((header::ALLOW, methods.as_str()));
+            }
+            Extra::RetryAfter(secs) => {
+                res.insert_header((header::RETRY_AFTER, *secs));
+            }
+            Extra::BearerChallenge(error) => {
+                let value = if error.is_empty() {
+                    HeaderValue::from_static("Bearer")
+                } else {
+                    HeaderValue::from_str(&format!("Bearer error=\"{error}\""))
+                        .unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+                };
+                res.insert_header((header::WWW_AUTHENTICATE, value));
+            }
+        }
+        res.json(Body {
+            error: &self.message,
+            code: self.code,
+            details: self.details.as_ref(),
+        })
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

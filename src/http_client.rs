@@ -1,0 +1,234 @@
+//! The one outbound HTTP client (pooled, keep-alive, timeouts on every call) and a small
+//! JSON API wrapper on top of it. Every upstream — PostgREST, Supabase Auth, anything a team
+//! adds later — goes through here, so transport failures map to 502/503/504 in one place.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::config::{Secret, UpstreamSettings};
+use crate::error::ApiError;
+
+/// Why an outbound call failed, before any upstream-specific interpretation.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("{upstream}: unreachable: {cause}")]
+    Unavailable { upstream: &'static str, cause: String },
+    #[error("{upstream}: timed out: {cause}")]
+    Timeout { upstream: &'static str, cause: String },
+    /// A non-2xx answer; the body is kept for the caller's error mapping and the log.
+    #[error("{upstream}: answered {status}: {}", body_preview(body))]
+    Status {
+        upstream: &'static str,
+        status: StatusCode,
+        body: Bytes,
+    },
+    /// A 2xx answer whose body was not what we asked for (HTML from a proxy, truncated JSON).
+    #[error("{upstream}: unexpected body: {cause}")]
+    InvalidBody { upstream: &'static str, cause: String },
+    #[error("{upstream}: answer larger than {limit} bytes")]
+    TooLarge { upstream: &'static str, limit: usize },
+}
+
+fn body_preview(body: &Bytes) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(512)]);
+    text.replace(['\n', '\r'], " ")
+}
+
+impl From<UpstreamError> for ApiError {
+    fn from(e: UpstreamError) -> Self {
+        match e {
+            UpstreamError::Unavailable { .. } => ApiError::upstream_unavailable(e),
+            UpstreamError::Timeout { .. } => ApiError::upstream_timeout(e),
+            UpstreamError::Status { .. }
+            | UpstreamError::InvalidBody { .. }
+            | UpstreamError::TooLarge { .. } => ApiError::upstream_error(e),
+        }
+    }
+}
+
+impl UpstreamError {
+    fn from_reqwest(upstream: &'static str, e: reqwest::Error) -> Self {
+        // Strip the URL: it may carry query values, and the log line names the upstream anyway.
+        let (timeout, connect, body) = (e.is_timeout(), e.is_connect(), e.is_decode() || e.is_body());
+        let cause = e.without_url().to_string();
+        if timeout {
+            UpstreamError::Timeout { upstream, cause }
+        } else if connect {
+            UpstreamError::Unavailable { upstream, cause }
+        } else if body {
+            UpstreamError::InvalidBody { upstream, cause }
+        } else {
+            // Reset mid-request and similar transport faults: the upstream is not usable.
+            UpstreamError::Unavailable { upstream, cause }
+        }
+    }
+}
+
+/// Builds the single pooled client from configuration.
+pub fn build_client(settings: &UpstreamSettings) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
+        .timeout(Duration::from_millis(settings.request_timeout_ms))
+        .pool_idle_timeout(Duration::from_secs(settings.pool_idle_timeout_secs))
+        .pool_max_idle_per_host(settings.pool_max_idle_per_host)
+        .tcp_nodelay(true)
+        .user_agent(concat!("supagate/", env!("CARGO_PKG_VERSION")))
+        // Redirects from an API are a misconfiguration; following them could leak the key.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?)
+}
+
+/// A JSON API: a base URL, default headers (keys), and the shared client.
+#[derive(Clone, Debug)]
+pub struct JsonApi {
+    name: &'static str,
+    client: reqwest::Client,
+    base: String,
+    headers: HeaderMap,
+    max_body_bytes: usize,
+}
+
+impl JsonApi {
+    /// `name` labels logs and errors (`rest`, `auth`, ...). `key`, when given, is sent as
+    /// `apikey` on every call (the Supabase gateway convention); the bearer is per call.
+    pub fn new(
+        name: &'static str,
+        client: reqwest::Client,
+        base: impl Into<String>,
+        key: Option<&Secret>,
+        max_body_bytes: usize,
+    ) -> anyhow::Result<Self> {
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        if let Some(key) = key {
+            let mut apikey = HeaderValue::from_str(key.expose())?;
+            apikey.set_sensitive(true);
+            headers.insert(HeaderName::from_static("apikey"), apikey);
+        }
+        Ok(Self {
+            name,
+            client,
+            base: base.into().trim_end_matches('/').to_owned(),
+            headers,
+            max_body_bytes,
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A request with the default headers; add the caller's bearer with [`bearer`].
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .headers(self.headers.clone())
+    }
+
+    /// Sends and returns the raw response for any status (for callers that stream or map
+    /// upstream error bodies themselves). Transport failures become [`UpstreamError`].
+    pub async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        request
+            .send()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(self.name, e))
+    }
+
+    /// Reads a whole body, refusing more than the configured cap.
+    pub async fn read_body(&self, mut res: reqwest::Response) -> Result<Bytes, UpstreamError> {
+        if let Some(len) = res.content_length() {
+            if len > self.max_body_bytes as u64 {
+                return Err(UpstreamError::TooLarge {
+                    upstream: self.name,
+                    limit: self.max_body_bytes,
+                });
+            }
+        }
+        let mut buf = bytes::BytesMut::new();
+        while let Some(chunk) = res
+            .chunk()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(self.name, e))?
+        {
+            if buf.len() + chunk.len() > self.max_body_bytes {
+                return Err(UpstreamError::TooLarge {
+                    upstream: self.name,
+                    limit: self.max_body_bytes,
+                });
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    }
+
+    /// Sends and returns `(status, body)` for 2xx; non-2xx becomes [`UpstreamError::Status`].
+    pub async fn execute(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), UpstreamError> {
+        let res = self.send(request).await?;
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = self.read_body(res).await?;
+        if !status.is_success() {
+            return Err(UpstreamError::Status {
+                upstream: self.name,
+                status,
+                body,
+            });
+        }
+        Ok((status, headers, body))
+    }
+
+    /// JSON in, JSON out.
+    pub async fn json<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, UpstreamError> {
+        let (_, _, body) = self.execute(request).await?;
+        self.decode(&body)
+    }
+
+    pub fn decode<T: DeserializeOwned>(&self, body: &[u8]) -> Result<T, UpstreamError> {
+        serde_json::from_slice(body).map_err(|e| UpstreamError::InvalidBody {
+            upstream: self.name,
+            cause: e.to_string(),
+        })
+    }
+
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, UpstreamError> {
+        self.json(self.request(Method::GET, path)).await
+    }
+
+    pub async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, UpstreamError> {
+        self.json(self.request(Method::POST, path).json(body)).await
+    }
+}
+
+/// Adds `Authorization: Bearer <token>`, marked sensitive so it never shows in debug output.
+pub fn bearer(request: reqwest::RequestBuilder, token: &str) -> reqwest::RequestBuilder {
+    match HeaderValue::from_str(&format!("Bearer {token}")) {
+        Ok(mut value) => {
+            value.set_sensitive(true);
+            request.header(AUTHORIZATION, value)
+        }
+        // Tokens reaching here were verified and are ASCII; a bad one simply goes without.
+        Err(_) => request,
+    }
+}

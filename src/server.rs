@@ -1,0 +1,119 @@
+//! Builds the application: middleware order, the route table (one readable list), and the
+//! HTTP server with its limits and graceful shutdown.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_cors::Cors;
+use actix_web::dev::Server;
+use actix_web::http::header;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+
+use crate::api::{self, endpoint, health};
+use crate::config::Settings;
+use crate::middleware::{request_context, REQUEST_ID};
+use crate::state::AppState;
+
+/// A bound, not yet running server. Tests build it on port 0 and read the port back.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: AppState,
+}
+
+impl Application {
+    pub fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {}:{}: {e}",
+                    settings.server.host,
+                    settings.server.port
+                )
+            })?;
+        let port = listener.local_addr()?.port();
+        let state = AppState::new(settings)?;
+        let server = serve(listener, state.clone())?;
+        Ok(Self {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Runs until SIGINT/SIGTERM, then lets in-flight requests finish (up to the drain
+    /// timeout) and returns.
+    pub async fn run(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
+    let settings = state.settings.clone();
+    let data = web::Data::new(state);
+    let server_settings = &settings.server;
+    let mut server = HttpServer::new({
+        let settings = settings.clone();
+        move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(api::json_config(settings.server.body_limit_bytes))
+                .app_data(api::query_config())
+                .app_data(api::path_config())
+                .configure(routes)
+                .default_service(web::to(api::not_found))
+                // Registered last so it runs first: every response, errors included, gets a
+                // request id, the security headers and an access log line.
+                .wrap(cors(&settings))
+                .wrap(from_fn(request_context))
+        }
+    })
+    .backlog(server_settings.backlog)
+    .max_connections(server_settings.max_connections)
+    .client_request_timeout(Duration::from_millis(
+        server_settings.client_request_timeout_ms,
+    ))
+    .keep_alive(Duration::from_secs(server_settings.keep_alive_secs))
+    .shutdown_timeout(server_settings.shutdown_timeout_secs);
+    if server_settings.workers > 0 {
+        server = server.workers(server_settings.workers);
+    }
+    Ok(server.listen(listener)?.run())
+}
+
+/// The route table: every endpoint supagate serves, in one list.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(endpoint("/health").get(health::health))
+        .service(endpoint("/ready").get(health::ready));
+}
+
+fn cors(settings: &Settings) -> Cors {
+    let mut cors = Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            REQUEST_ID,
+        ])
+        .expose_headers([
+            header::CONTENT_RANGE,
+            header::HeaderName::from_static("x-total-count"),
+            REQUEST_ID,
+        ])
+        .supports_credentials()
+        .max_age(settings.cors.max_age_secs);
+    for origin in &settings.cors.allowed_origins {
+        cors = cors.allowed_origin(origin);
+    }
+    cors
+}

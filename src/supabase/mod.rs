@@ -1,0 +1,107 @@
+//! How supagate talks to Supabase: the PostgREST and Auth endpoints, their keys and their
+//! error bodies. No business rules live here.
+
+use crate::config::{Secret, Settings};
+use crate::http_client::{bearer, build_client, JsonApi, UpstreamError};
+
+/// Clients for each Supabase surface, all sharing one pooled `reqwest::Client`.
+#[derive(Clone, Debug)]
+pub struct Supabase {
+    /// `{url}/rest/v1` with the publishable/anon key: every call made for a user.
+    pub rest: JsonApi,
+    /// `{url}/auth/v1` with the publishable/anon key.
+    pub auth: JsonApi,
+    /// `{url}/rest/v1` with the secret/service-role key: server-side paths only (webhooks).
+    pub rest_service: Option<JsonApi>,
+    /// `{url}/auth/v1` with the secret/service-role key: the Auth admin API only.
+    pub auth_admin: Option<JsonApi>,
+    anon_key: Secret,
+    service_key: Option<Secret>,
+}
+
+/// Outcome of one readiness probe.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Check {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Supabase {
+    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        let client = build_client(&settings.upstream)?;
+        let base = settings.supabase_base();
+        let cap = settings.upstream.max_body_bytes;
+        let anon = &settings.supabase.anon_key;
+        let service = settings.supabase.service_role_key.as_ref();
+        let rest = format!("{base}/rest/v1");
+        let auth = format!("{base}/auth/v1");
+        Ok(Self {
+            rest: JsonApi::new("rest", client.clone(), &rest, Some(anon), cap)?,
+            auth: JsonApi::new("auth", client.clone(), &auth, Some(anon), cap)?,
+            rest_service: service
+                .map(|k| JsonApi::new("rest", client.clone(), &rest, Some(k), cap))
+                .transpose()?,
+            auth_admin: service
+                .map(|k| JsonApi::new("auth", client.clone(), &auth, Some(k), cap))
+                .transpose()?,
+            anon_key: anon.clone(),
+            service_key: service.cloned(),
+        })
+    }
+
+    /// The bearer for a call made without a user: the anon key itself, as supabase-js does
+    /// (the gateway accepts `Bearer <same key>` for legacy and `sb_publishable_` keys alike).
+    pub fn anon_bearer(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        bearer(request, self.anon_key.expose())
+    }
+
+    /// The bearer for service-role calls (`Authorization` equal to `apikey`).
+    pub fn service_bearer(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.service_key {
+            Some(key) => bearer(request, key.expose()),
+            None => request,
+        }
+    }
+
+    /// Probes Auth `/health` and the PostgREST root concurrently. Any non-5xx answer from
+    /// PostgREST counts as up: newer platforms restrict the root document to the secret key.
+    pub async fn readiness(&self) -> (Check, Check) {
+        let auth = async {
+            let req = self.anon_bearer(self.auth.request(reqwest::Method::GET, "/health"));
+            probe(&self.auth, req, |s| s.is_success()).await
+        };
+        let rest = async {
+            let req = self.anon_bearer(self.rest.request(reqwest::Method::GET, "/"));
+            probe(&self.rest, req, |s| !s.is_server_error()).await
+        };
+        tokio::join!(auth, rest)
+    }
+}
+
+async fn probe(
+    api: &JsonApi,
+    request: reqwest::RequestBuilder,
+    healthy: impl Fn(reqwest::StatusCode) -> bool,
+) -> Check {
+    match api.send(request).await {
+        Ok(res) => {
+            let status = res.status();
+            Check {
+                ok: healthy(status),
+                status: Some(status.as_u16()),
+                error: (!healthy(status)).then(|| format!("answered {status}")),
+            }
+        }
+        Err(e) => Check {
+            ok: false,
+            status: None,
+            error: Some(match e {
+                UpstreamError::Timeout { .. } => "timed out".to_owned(),
+                _ => "unreachable".to_owned(),
+            }),
+        },
+    }
+}
