@@ -1,0 +1,15 @@
+//! Database tests: `supabase/migrations` applied to a real, throwaway PostgreSQL 15 cluster on top
+//! of a reproduction of Supabase's baseline, checked for row-level security, grants, constraints,
+//! triggers, the RPCs and index use. Needs `initdb`/`postgres` (see `db/cluster.rs`).
+
+mod db {
+    pub mod cluster;
+    pub mod support;
+
+    mod billing;
+    mod constraints;
+    mod indexes;
+    mod project;
+    mod rls;
+    mod stats;
+}
