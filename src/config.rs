@@ -267,10 +267,7 @@ fn env_names_for(key: &str) -> String {
 impl Settings {
     /// Loads settings from `config_dir` and the given environment (pass `std::env::vars()`
     /// in the binary; tests pass their own map so they never race on process state).
-    pub fn load(
-        config_dir: &Path,
-        env: &HashMap<String, String>,
-    ) -> Result<Settings, ConfigError> {
+    pub fn load(config_dir: &Path, env: &HashMap<String, String>) -> Result<Settings, ConfigError> {
         let app_env = AppEnv::parse(env.get("APP_ENV").map(String::as_str).unwrap_or(""))?;
         let default_file = config_dir.join("default.toml");
         if !default_file.is_file() {
@@ -351,7 +348,8 @@ impl Settings {
                 "timeouts must be greater than 0",
             ));
         }
-        if self.rate_limit.enabled && (self.rate_limit.per_minute == 0 || self.rate_limit.burst == 0)
+        if self.rate_limit.enabled
+            && (self.rate_limit.per_minute == 0 || self.rate_limit.burst == 0)
         {
             return Err(ConfigError::invalid(
                 "rate_limit.per_minute",
@@ -389,7 +387,10 @@ impl Settings {
             Some(r) if !r.trim().is_empty() => r.trim().to_owned(),
             _ => Url::parse(&self.supabase.url)
                 .ok()
-                .and_then(|u| u.host_str().map(|h| h.split('.').next().unwrap_or(h).to_owned()))
+                .and_then(|u| {
+                    u.host_str()
+                        .map(|h| h.split('.').next().unwrap_or(h).to_owned())
+                })
                 .unwrap_or_default(),
         };
         format!("sb-{project_ref}-auth-token")

@@ -69,8 +69,11 @@ impl ApiError {
         Self::bad_request("invalid_id", "The id in the path is not a valid UUID")
     }
     pub fn unknown_parameter(name: &str) -> Self {
-        Self::bad_request("unknown_parameter", format!("Unknown query parameter `{name}`"))
-            .with_details(serde_json::json!({ "parameter": name }))
+        Self::bad_request(
+            "unknown_parameter",
+            format!("Unknown query parameter `{name}`"),
+        )
+        .with_details(serde_json::json!({ "parameter": name }))
     }
     /// The zod `flatten()` shape the Next.js handlers returned.
     pub fn validation(field_errors: Value, form_errors: Vec<String>) -> Self {
@@ -193,7 +196,13 @@ impl ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 

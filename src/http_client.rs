@@ -17,9 +17,15 @@ use crate::error::ApiError;
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("{upstream}: unreachable: {cause}")]
-    Unavailable { upstream: &'static str, cause: String },
+    Unavailable {
+        upstream: &'static str,
+        cause: String,
+    },
     #[error("{upstream}: timed out: {cause}")]
-    Timeout { upstream: &'static str, cause: String },
+    Timeout {
+        upstream: &'static str,
+        cause: String,
+    },
     /// A non-2xx answer; the body is kept for the caller's error mapping and the log.
     #[error("{upstream}: answered {status}: {}", body_preview(body))]
     Status {
@@ -29,9 +35,15 @@ pub enum UpstreamError {
     },
     /// A 2xx answer whose body was not what we asked for (HTML from a proxy, truncated JSON).
     #[error("{upstream}: unexpected body: {cause}")]
-    InvalidBody { upstream: &'static str, cause: String },
+    InvalidBody {
+        upstream: &'static str,
+        cause: String,
+    },
     #[error("{upstream}: answer larger than {limit} bytes")]
-    TooLarge { upstream: &'static str, limit: usize },
+    TooLarge {
+        upstream: &'static str,
+        limit: usize,
+    },
 }
 
 fn body_preview(body: &Bytes) -> String {
@@ -54,7 +66,8 @@ impl From<UpstreamError> for ApiError {
 impl UpstreamError {
     fn from_reqwest(upstream: &'static str, e: reqwest::Error) -> Self {
         // Strip the URL: it may carry query values, and the log line names the upstream anyway.
-        let (timeout, connect, body) = (e.is_timeout(), e.is_connect(), e.is_decode() || e.is_body());
+        let (timeout, connect, body) =
+            (e.is_timeout(), e.is_connect(), e.is_decode() || e.is_body());
         let cause = e.without_url().to_string();
         if timeout {
             UpstreamError::Timeout { upstream, cause }

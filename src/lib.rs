@@ -2,6 +2,7 @@
 //! forwards the resulting calls to Supabase's PostgREST and Auth with the caller's own token.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http_client;

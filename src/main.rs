@@ -9,7 +9,9 @@ use supagate::server::Application;
 const USAGE: &str = "usage: supagate [serve | check-config | --help]";
 
 fn main() -> ExitCode {
-    let command = std::env::args().nth(1).unwrap_or_else(|| "serve".to_owned());
+    let command = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "serve".to_owned());
     if matches!(command.as_str(), "-h" | "--help" | "help") {
         println!("{USAGE}");
         return ExitCode::SUCCESS;

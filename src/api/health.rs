@@ -21,10 +21,9 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
             .filter(|(_, ok)| !ok)
             .map(|(name, _)| *name)
             .collect();
-        Err(ApiError::upstream_unavailable(format!(
-            "readiness: {} not ready",
-            down.join(", ")
-        ))
-        .with_details(json!({ "checks": checks })))
+        Err(
+            ApiError::upstream_unavailable(format!("readiness: {} not ready", down.join(", ")))
+                .with_details(json!({ "checks": checks })),
+        )
     }
 }

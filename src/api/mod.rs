@@ -15,7 +15,9 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(limit)
         .content_type_required(true)
-        .content_type(|mime| mime.subtype() == actix_web::mime::JSON || mime.suffix() == Some(actix_web::mime::JSON))
+        .content_type(|mime| {
+            mime.subtype() == actix_web::mime::JSON || mime.suffix() == Some(actix_web::mime::JSON)
+        })
         .error_handler(move |err, _req| json_error(err, limit).into())
 }
 
@@ -70,7 +72,9 @@ fn query_error(err: QueryPayloadError) -> ApiError {
     match backticked_after(&message, "unknown field `") {
         Some(name) => ApiError::unknown_parameter(name),
         None => match backticked_after(&message, "missing field `") {
-            Some(name) => ApiError::validation(serde_json::json!({ name: ["is required"] }), vec![]),
+            Some(name) => {
+                ApiError::validation(serde_json::json!({ name: ["is required"] }), vec![])
+            }
             None => ApiError::validation(serde_json::json!({}), vec![message]),
         },
     }
@@ -125,9 +129,7 @@ impl Endpoint {
         Args: actix_web::FromRequest + 'static,
         F::Output: actix_web::Responder + 'static,
     {
-        self.resource = self
-            .resource
-            .route(web::method(method.clone()).to(handler));
+        self.resource = self.resource.route(web::method(method.clone()).to(handler));
         self.methods.push(method);
         self
     }

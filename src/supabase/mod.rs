@@ -1,6 +1,8 @@
 //! How supagate talks to Supabase: the PostgREST and Auth endpoints, their keys and their
 //! error bodies. No business rules live here.
 
+pub mod billing;
+
 use crate::config::{Secret, Settings};
 use crate::http_client::{bearer, build_client, JsonApi, UpstreamError};
 

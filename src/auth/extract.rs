@@ -1,0 +1,102 @@
+//! Extractors: where the token comes from and what a handler receives.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+
+use super::verify::AuthUser;
+use crate::error::ApiError;
+use crate::middleware::LoggedUser;
+use crate::state::AppState;
+
+/// A signed-in caller; 401 without valid credentials.
+pub struct User(pub AuthUser);
+
+/// Anonymous allowed — but a *bad* token is still 401, never a silent downgrade.
+pub struct MaybeUser(pub Option<AuthUser>);
+
+/// A caller whose `app_metadata.role` is `admin`; 401 without credentials, 403 otherwise.
+pub struct Admin(pub AuthUser);
+
+/// The raw credential of a request: `Authorization: Bearer`, else the session cookie.
+fn presented_token(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    if let Some(value) = req.headers().get(AUTHORIZATION) {
+        let value = value.to_str().map_err(|_| {
+            ApiError::invalid_token("invalid_token", "Malformed Authorization header")
+        })?;
+        let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+        let token = token.trim();
+        if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+            return Err(ApiError::invalid_token(
+                "invalid_token",
+                "Authorization must be `Bearer <token>`",
+            ));
+        }
+        return Ok(Some(token.to_owned()));
+    }
+    Ok(None)
+}
+
+async fn authenticate(req: HttpRequest) -> Result<Option<AuthUser>, ApiError> {
+    let Some(token) = presented_token(&req)? else {
+        return Ok(None);
+    };
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::internal("application state missing"))?;
+    let user = state.verifier.verify(&token).await?;
+    req.extensions_mut().insert(LoggedUser(user.id));
+    Ok(Some(user))
+}
+
+type Fut<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
+
+impl FromRequest for MaybeUser {
+    type Error = ApiError;
+    type Future = Fut<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move { authenticate(req).await.map(MaybeUser) })
+    }
+}
+
+impl FromRequest for User {
+    type Error = ApiError;
+    type Future = Fut<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            authenticate(req)
+                .await?
+                .map(User)
+                .ok_or_else(ApiError::unauthorized)
+        })
+    }
+}
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Fut<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let user = authenticate(req)
+                .await?
+                .ok_or_else(ApiError::unauthorized)?;
+            if user.is_admin {
+                Ok(Admin(user))
+            } else {
+                Err(ApiError::forbidden(
+                    "forbidden",
+                    "Administrator role required",
+                ))
+            }
+        })
+    }
+}

@@ -1,0 +1,4 @@
+//! Black-box tests over real HTTP: the application on port 0, Supabase played by wiremock.
+
+mod foundation;
+mod support;
