@@ -171,3 +171,80 @@ impl actix_web::dev::HttpServiceFactory for Endpoint {
 pub fn no_content() -> HttpResponse {
     HttpResponse::NoContent().finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::{test, web, App, HttpResponse};
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+    }
+
+    async fn echo(_: web::Json<Body>) -> HttpResponse {
+        HttpResponse::Ok().finish()
+    }
+
+    async fn call(req: test::TestRequest) -> (u16, serde_json::Value) {
+        let app = test::init_service(
+            App::new()
+                .app_data(json_config(32))
+                .route("/", web::post().to(echo)),
+        )
+        .await;
+        let res = test::call_service(&app, req.uri("/").method(Method::POST).to_request()).await;
+        let status = res.status().as_u16();
+        let body = test::read_body(res).await;
+        (status, serde_json::from_slice(&body).unwrap_or_default())
+    }
+
+    fn json_req(body: &'static str) -> test::TestRequest {
+        test::TestRequest::default()
+            .insert_header(("content-type", "application/json"))
+            .set_payload(body)
+    }
+
+    #[actix_web::test]
+    async fn a_body_over_the_limit_is_413() {
+        let (status, body) = call(json_req(r#"{"name":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#)).await;
+        assert_eq!(status, 413);
+        assert_eq!(body["code"], "payload_too_large");
+    }
+
+    #[actix_web::test]
+    async fn a_non_json_content_type_is_415() {
+        let req = test::TestRequest::default()
+            .insert_header(("content-type", "text/plain"))
+            .set_payload(r#"{"name":"a"}"#);
+        let (status, body) = call(req).await;
+        assert_eq!(status, 415);
+        assert_eq!(body["code"], "unsupported_media_type");
+    }
+
+    #[actix_web::test]
+    async fn malformed_json_is_400_invalid_json() {
+        let (status, body) = call(json_req(r#"{"name":"#)).await;
+        assert_eq!(status, 400);
+        assert_eq!(body["code"], "invalid_json");
+    }
+
+    #[actix_web::test]
+    async fn an_unknown_field_is_a_validation_error_naming_the_field() {
+        let (status, body) = call(json_req(r#"{"name":"a","x":1}"#)).await;
+        assert_eq!(status, 400);
+        assert_eq!(body["code"], "validation_failed");
+        assert!(body["details"]["fieldErrors"]["x"].is_array(), "{body}");
+    }
+
+    #[actix_web::test]
+    async fn a_missing_field_is_a_validation_error_naming_the_field() {
+        let (status, body) = call(json_req(r#"{}"#)).await;
+        assert_eq!(status, 400);
+        assert_eq!(body["details"]["fieldErrors"]["name"][0], "is required");
+    }
+}
