@@ -15,8 +15,12 @@ type Message = Cow<'static, str>;
 /// Everything a handler, extractor or middleware can fail with. Constructors name the cases
 /// API.md lists; the status and code are fixed by the constructor, so a handler cannot
 /// invent an inconsistent pair.
+/// Boxed so `Result<T, ApiError>` stays one pointer wide on the happy path; errors are cold.
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
     status: StatusCode,
     code: &'static str,
     message: Message,
@@ -37,24 +41,24 @@ enum Extra {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<Message>) -> Self {
-        Self {
+        Self(Box::new(Inner {
             status,
             code,
             message: message.into(),
             details: None,
             extra: Extra::None,
             internal: None,
-        }
+        }))
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
-        self.details = Some(details);
+        self.0.details = Some(details);
         self
     }
 
     /// Attach text for the log only (upstream bodies, causes).
     pub fn with_internal(mut self, internal: impl fmt::Display) -> Self {
-        self.internal = Some(internal.to_string());
+        self.0.internal = Some(internal.to_string());
         self
     }
 
@@ -90,13 +94,13 @@ impl ApiError {
             "unauthorized",
             "Authentication required",
         );
-        e.extra = Extra::BearerChallenge("");
+        e.0.extra = Extra::BearerChallenge("");
         e
     }
     /// Credentials were presented and failed a check; `code` names the check.
     pub fn invalid_token(code: &'static str, message: impl Into<Message>) -> Self {
         let mut e = Self::new(StatusCode::UNAUTHORIZED, code, message);
-        e.extra = Extra::BearerChallenge("invalid_token");
+        e.0.extra = Extra::BearerChallenge("invalid_token");
         e
     }
     /// A 401 from an upstream login flow (wrong password, bad refresh token): no challenge
@@ -119,7 +123,7 @@ impl ApiError {
             "Method not allowed",
         );
         let list: Vec<&str> = allow.iter().map(|m| m.as_str()).collect();
-        e.extra = Extra::Allow(list.join(", "));
+        e.0.extra = Extra::Allow(list.join(", "));
         e
     }
     pub fn conflict(code: &'static str, message: impl Into<Message>) -> Self {
@@ -148,7 +152,7 @@ impl ApiError {
             "rate_limited",
             "Too many requests, retry later",
         );
-        e.extra = Extra::RetryAfter(retry_after_secs.max(1));
+        e.0.extra = Extra::RetryAfter(retry_after_secs.max(1));
         e
     }
 
@@ -187,10 +191,10 @@ impl ApiError {
     }
 
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
     pub fn code(&self) -> &'static str {
-        self.code
+        self.0.code
     }
 }
 
@@ -199,9 +203,9 @@ impl fmt::Display for ApiError {
         write!(
             f,
             "{} {}: {}",
-            self.status.as_u16(),
-            self.code,
-            self.message
+            self.0.status.as_u16(),
+            self.0.code,
+            self.0.message
         )
     }
 }
@@ -218,19 +222,20 @@ struct Body<'a> {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let Some(internal) = &self.internal {
-            if self.status.is_server_error() {
-                log::error!("{} {}: {internal}", self.status.as_u16(), self.code);
+        let this = &self.0;
+        if let Some(internal) = &this.internal {
+            if this.status.is_server_error() {
+                log::error!("{} {}: {internal}", this.status.as_u16(), this.code);
             } else {
-                log::debug!("{} {}: {internal}", self.status.as_u16(), self.code);
+                log::debug!("{} {}: {internal}", this.status.as_u16(), this.code);
             }
         }
-        let mut res = HttpResponse::build(self.status);
-        match &self.extra {
+        let mut res = HttpResponse::build(this.status);
+        match &this.extra {
             Extra::None => {}
             Extra::Allow(methods) => {
                 res.insert_header((header::ALLOW, methods.as_str()));
@@ -249,9 +254,9 @@ impl ResponseError for ApiError {
             }
         }
         res.json(Body {
-            error: &self.message,
-            code: self.code,
-            details: self.details.as_ref(),
+            error: &this.message,
+            code: this.code,
+            details: this.details.as_ref(),
         })
     }
 }

@@ -211,7 +211,10 @@ mod tests {
 
     #[actix_web::test]
     async fn a_body_over_the_limit_is_413() {
-        let (status, body) = call(json_req(r#"{"name":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#)).await;
+        let (status, body) = call(json_req(
+            r#"{"name":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#,
+        ))
+        .await;
         assert_eq!(status, 413);
         assert_eq!(body["code"], "payload_too_large");
     }

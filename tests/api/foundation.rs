@@ -25,9 +25,10 @@ async fn mount_healthy_supabase(app: &TestApp) {
     Mock::given(method("GET"))
         .and(path("/auth/v1/health"))
         .and(header("apikey", ANON_KEY))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            serde_json::json!({"version": "v2.170.0", "name": "GoTrue"}),
-        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"version": "v2.170.0", "name": "GoTrue"})),
+        )
         .mount(&app.upstream)
         .await;
     Mock::given(method("GET"))
@@ -160,10 +161,7 @@ async fn cors_allows_the_configured_origin_and_exposes_pagination_headers() {
         .send()
         .await
         .unwrap();
-    assert!(other
-        .headers()
-        .get("access-control-allow-origin")
-        .is_none());
+    assert!(other.headers().get("access-control-allow-origin").is_none());
 }
 
 #[tokio::test]
@@ -218,9 +216,7 @@ async fn an_upstream_timeout_is_504_upstream_timeout() {
 async fn a_garbage_upstream_answer_is_502_and_its_text_is_not_returned() {
     let server = wiremock::MockServer::start().await;
     Mock::given(path("/html"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_string("<html>secret stack trace</html>"),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_string("<html>secret stack trace</html>"))
         .mount(&server)
         .await;
     Mock::given(path("/big"))
@@ -257,7 +253,10 @@ async fn an_upstream_error_status_is_502_carrying_the_status_for_mapping() {
 #[test]
 fn check_config_prints_the_effective_configuration_with_secrets_redacted() {
     let mut env = test_env("http://127.0.0.1:9");
-    env.insert("SUPABASE_SERVICE_ROLE_KEY".into(), "sb_secret_TOPSECRET".into());
+    env.insert(
+        "SUPABASE_SERVICE_ROLE_KEY".into(),
+        "sb_secret_TOPSECRET".into(),
+    );
     env.insert("STRIPE_WEBHOOK_SECRET".into(), "whsec_AAA,whsec_BBB".into());
     let (code, out, err) = run_binary(&["check-config"], &env);
     assert_eq!(code, 0, "{err}");
@@ -266,7 +265,10 @@ fn check_config_prints_the_effective_configuration_with_secrets_redacted() {
     for secret in ["sb_secret_TOPSECRET", "whsec_AAA", "whsec_BBB", ANON_KEY] {
         assert!(!out.contains(secret), "{secret} leaked: {out}");
     }
-    let hs = fixture("jwt.json")["hs256_secret"].as_str().unwrap().to_owned();
+    let hs = fixture("jwt.json")["hs256_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(!out.contains(&hs));
 }
 
@@ -314,7 +316,10 @@ fn next_public_names_are_read_when_the_canonical_ones_are_absent() {
     );
     env.insert("NEXT_PUBLIC_SUPABASE_ANON_KEY".into(), "k".into());
     let settings = supagate::config::Settings::load(&repo_path("config"), &env).unwrap();
-    assert_eq!(settings.supabase.url, "https://abcdefghijklmnopqrst.supabase.co");
+    assert_eq!(
+        settings.supabase.url,
+        "https://abcdefghijklmnopqrst.supabase.co"
+    );
     assert_eq!(settings.supabase.anon_key.expose(), "k");
     assert_eq!(
         settings.session_cookie_name(),
@@ -351,7 +356,10 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
     let in_flight = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });
     tokio::time::sleep(Duration::from_millis(400)).await;
     process.signal("TERM");
-    let status = in_flight.await.unwrap().expect("in-flight request completes");
+    let status = in_flight
+        .await
+        .unwrap()
+        .expect("in-flight request completes");
     assert_eq!(status.as_u16(), 200);
     let code = tokio::task::spawn_blocking(move || {
         let code = process.wait_exit(Duration::from_secs(10));
