@@ -2,16 +2,20 @@
 //! use, with the Supabase baseline and `supabase/migrations` applied once to a template database
 //! that every test clones (`CREATE DATABASE ... TEMPLATE`), so a test never sees another's rows.
 //!
+//! Speed: `cargo test` runs every test in one process, so one cluster serves them all. `cargo
+//! nextest run` starts one process per test; there, the first process also saves its migrated,
+//! cleanly stopped data directory under `CARGO_TARGET_TMPDIR` (keyed by a hash of the baseline
+//! and migrations), and later processes copy it instead of running initdb and the migrations.
+//!
 //! Lifetime: the cluster lives in a `static`, which Rust never drops, so shutdown does not rely on
 //! `Drop`. `postgres` runs under a small shell watchdog whose stdin is a pipe held by this process;
 //! when the process ends, however it ends (normal exit, panic, SIGKILL), the pipe closes and the
-//! watchdog stops `postgres` and deletes the data directory. On a normal exit an `atexit` hook
-//! also closes the pipe and waits for the watchdog, so nothing is left running once the test
-//! binary has returned. This works the same under `cargo test` (one process, many threads) and
-//! `cargo nextest run` (one process per test: initdb + start take well under a second).
+//! watchdog stops `postgres` and deletes the temp dir. On a normal exit an `atexit` hook also
+//! closes the pipe and waits for the watchdog, so nothing is left running once the binary returns.
 
 use std::fs;
-use std::io::Read;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,24 +28,34 @@ use postgres::{Client, Config, NoTls};
 const TEMPLATE_DB: &str = "supagate_template";
 /// The socket file name is derived from the port; the socket lives in our private temp dir.
 const PORT: u16 = 5432;
+/// Name prefix of the migrated data directory cached in `CARGO_TARGET_TMPDIR`.
+const CACHE_PREFIX: &str = "supagate-pg-template-";
 /// Unprivileged account used when the tests run as root (initdb and postgres refuse root).
 const PG_USER: &str = "postgres";
 
-/// Kills postgres and removes the temp dir when our end of its stdin closes. `postgres` runs in
-/// the background (stdin from /dev/null), `cat` blocks until EOF on the pipe.
+/// Runs postgres in the background (stdin from /dev/null) and waits on its own stdin, a pipe
+/// held by the test process. EOF (the process exited, however it exited): immediate shutdown and
+/// the temp dir is deleted. A `keep` line: clean shutdown, data kept (to publish the template).
 const WATCHDOG: &str = r#"
 "$1" -D "$2" -k "$3" -p "$4" \
   -c listen_addresses= -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-  -c max_connections=200 -c shared_buffers=64MB >"$3/postgres.log" 2>&1 &
+  -c max_connections=200 -c shared_buffers=64MB >>"$3/postgres.log" 2>&1 &
 pg=$!
-cat >/dev/null
-kill -QUIT "$pg" 2>/dev/null
-wait "$pg"
-rm -rf "$3"
+if read -r line && [ "$line" = keep ]; then
+  kill -INT "$pg" 2>/dev/null
+  wait "$pg"
+else
+  kill -QUIT "$pg" 2>/dev/null
+  wait "$pg"
+  rm -rf "$3"
+fi
 "#;
 
 pub struct Cluster {
+    /// Private temp dir: holds `data/`, the socket and `postgres.log`.
     socket_dir: PathBuf,
+    bin: PathBuf,
+    run_as: Option<String>,
     next_db: AtomicUsize,
     watchdog: Mutex<Option<Watchdog>>,
 }
@@ -74,68 +88,104 @@ impl Cluster {
             None
         };
 
-        // /tmp is traversable by the unprivileged user even when $TMPDIR is root's own.
-        let base = if run_as.is_some() {
-            PathBuf::from("/tmp")
-        } else {
-            std::env::temp_dir()
-        };
         let dir = tempfile::Builder::new()
             .prefix("supagate-pg-")
-            .tempdir_in(base)
+            .tempdir_in(cluster_parent_dir(run_as.is_some()))
             .expect("create temp dir for the cluster")
             // Removed by the watchdog, which outlives this process by a few milliseconds.
             .keep();
         if let Some(user) = &run_as {
             run(Command::new("chown").arg(format!("{user}:")).arg(&dir));
         }
-        let data = dir.join("data");
 
-        let mut initdb = command(run_as.as_deref(), &bin.join("initdb"));
-        initdb
-            .arg("-D")
-            .arg(&data)
-            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"])
-            // A UTF-8 collation like hosted Supabase: LIKE prefixes then need text_pattern_ops,
-            // exactly as in production.
-            .arg("--locale=C.UTF-8");
-        if !initdb.output().map(|o| o.status.success()).unwrap_or(false) {
-            let _ = fs::remove_dir_all(&data);
-            let mut fallback = command(run_as.as_deref(), &bin.join("initdb"));
-            fallback.arg("-D").arg(&data).args([
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "-E",
-                "UTF8",
-                "--no-sync",
-                "--locale=C",
-            ]);
-            run(&mut fallback);
+        let cluster = Cluster {
+            socket_dir: dir,
+            bin,
+            run_as,
+            next_db: AtomicUsize::new(0),
+            watchdog: Mutex::new(None),
+        };
+        let cache = template_cache_dir(&cluster.bin);
+        let from_cache = cache.is_dir() && copy_tree(&cache, &cluster.data_dir());
+        if !from_cache {
+            let _ = fs::remove_dir_all(cluster.data_dir());
+            cluster.initdb();
         }
+        register_atexit();
+        cluster.spawn_postgres();
+        cluster.wait_until_ready();
+        if !from_cache {
+            cluster.build_template();
+            cluster.publish(&cache);
+        }
+        cluster
+    }
 
-        let mut sh = command(run_as.as_deref(), Path::new("sh"));
+    fn data_dir(&self) -> PathBuf {
+        self.socket_dir.join("data")
+    }
+
+    fn initdb(&self) {
+        let initdb = |locale: &str| {
+            let mut c = command(self.run_as.as_deref(), &self.bin.join("initdb"));
+            c.arg("-D")
+                .arg(self.data_dir())
+                .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"])
+                // 1 MiB WAL segments instead of 16: less to copy from the cache.
+                .arg("--wal-segsize=1")
+                .arg(format!("--locale={locale}"));
+            c
+        };
+        // A UTF-8 collation like hosted Supabase: LIKE prefixes then need text_pattern_ops,
+        // exactly as in production. Plain C only where C.UTF-8 is missing.
+        let utf8 = initdb("C.UTF-8").output();
+        if !utf8.is_ok_and(|o| o.status.success()) {
+            let _ = fs::remove_dir_all(self.data_dir());
+            run(&mut initdb("C"));
+        }
+    }
+
+    /// Starts postgres under a fresh watchdog (see [`WATCHDOG`]).
+    fn spawn_postgres(&self) {
+        let mut sh = command(self.run_as.as_deref(), Path::new("sh"));
         sh.args(["-c", WATCHDOG, "watchdog"])
-            .arg(bin.join("postgres"))
-            .arg(&data)
-            .arg(&dir)
+            .arg(self.bin.join("postgres"))
+            .arg(self.data_dir())
+            .arg(&self.socket_dir)
             .arg(PORT.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let mut child = sh.spawn().expect("spawn postgres watchdog");
         let stdin = child.stdin.take().expect("watchdog stdin is piped");
+        *self.lock_watchdog() = Some(Watchdog { child, stdin });
+    }
 
-        let cluster = Cluster {
-            socket_dir: dir.clone(),
-            next_db: AtomicUsize::new(0),
-            watchdog: Mutex::new(Some(Watchdog { child, stdin })),
-        };
-        register_atexit();
-        cluster.wait_until_ready();
-        cluster.build_template();
-        cluster
+    /// Saves the freshly migrated data directory for the next test processes (nextest runs one
+    /// per test), so they copy it instead of running initdb and the migrations again. Only a
+    /// cleanly stopped cluster is copied; losing a race to publish, or failing to, is harmless.
+    fn publish(&self, cache: &Path) {
+        if let Some(Watchdog {
+            mut child,
+            mut stdin,
+        }) = self.lock_watchdog().take()
+        {
+            let _ = stdin.write_all(b"keep\n");
+            drop(stdin);
+            let _ = child.wait();
+        }
+        let staging = cache.with_extension(format!("tmp-{}", std::process::id()));
+        if copy_tree(&self.data_dir(), &staging) && fs::rename(&staging, cache).is_ok() {
+            remove_stale_caches(cache);
+        } else {
+            let _ = fs::remove_dir_all(&staging);
+        }
+        self.spawn_postgres();
+        self.wait_until_ready();
+    }
+
+    fn lock_watchdog(&self) -> std::sync::MutexGuard<'_, Option<Watchdog>> {
+        self.watchdog.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Superuser connection to `dbname` over the private unix socket.
@@ -202,10 +252,7 @@ impl Cluster {
             .batch_execute(&format!("create database {TEMPLATE_DB}"))
             .expect("create template database");
         let mut db = self.connect(TEMPLATE_DB);
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let mut files = vec![root.join("tests/db/supabase_baseline.sql")];
-        files.extend(migration_files(&root.join("supabase/migrations")));
-        for file in files {
+        for file in template_files() {
             let sql = fs::read_to_string(&file)
                 .unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
             db.batch_execute(&sql)
@@ -231,6 +278,85 @@ impl Cluster {
             }
         }
     }
+}
+
+/// What the template database is built from, in order: the baseline, then the migrations.
+fn template_files() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("tests/db/supabase_baseline.sql")];
+    files.extend(migration_files(&root.join("supabase/migrations")));
+    files
+}
+
+/// Where the migrated data directory is cached between test processes: under cargo's
+/// per-target scratch dir, named after everything that shapes it, so any edit to the baseline or
+/// a migration (or another PostgreSQL) builds a new one.
+fn template_cache_dir(bin: &Path) -> PathBuf {
+    let mut hasher = DefaultHasher::new();
+    bin.hash(&mut hasher);
+    // Bump when initdb's options change: they shape the cached directory too.
+    "initdb: trust, UTF8, C.UTF-8, wal-segsize=1".hash(&mut hasher);
+    for file in template_files() {
+        file.file_name().hash(&mut hasher);
+        fs::read(&file)
+            .unwrap_or_else(|e| panic!("read {}: {e}", file.display()))
+            .hash(&mut hasher);
+    }
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{CACHE_PREFIX}{:016x}", hasher.finish()))
+}
+
+/// Drops caches built from older migrations, so target/tmp holds one.
+fn remove_stale_caches(current: &Path) {
+    let Some(parent) = current.parent() else {
+        return;
+    };
+    for entry in fs::read_dir(parent).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(CACHE_PREFIX) && !name.contains(".tmp-") && entry.path() != current {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Where the cluster's temp dir goes: tmpfs when it has room, so initdb, CREATE DATABASE and
+/// the 100k-row load never wait on a disk shared with parallel builds (a single `cargo test` run
+/// clones ~60 databases of ~8 MB). Otherwise /tmp, which the unprivileged user can traverse even
+/// when $TMPDIR is root's own.
+fn cluster_parent_dir(dropping_root: bool) -> PathBuf {
+    const SHM: &str = "/dev/shm";
+    const NEEDED_KIB: u64 = 2 * 1024 * 1024;
+    let available_kib = Command::new("df")
+        .args(["-Pk", SHM])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            text.lines()
+                .nth(1)?
+                .split_whitespace()
+                .nth(3)?
+                .parse::<u64>()
+                .ok()
+        });
+    if available_kib.is_some_and(|kib| kib >= NEEDED_KIB) {
+        PathBuf::from(SHM)
+    } else if dropping_root {
+        PathBuf::from("/tmp")
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// `cp -a`: keeps the owner (postgres, when we run as root) and the 0700 mode postgres demands.
+fn copy_tree(from: &Path, to: &Path) -> bool {
+    Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// `supabase/migrations/*.sql` sorted by file name, which starts with the timestamp.
