@@ -94,6 +94,16 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub business: BusinessSettings,
     pub stripe: StripeSettings,
+    pub metrics: MetricsSettings,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    pub enabled: bool,
+    /// Empty: `/metrics` is served on the main listener. `host:port`: only there, so the
+    /// metrics need not be public.
+    pub listen: String,
 }
 
 fn default_env() -> AppEnv {

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::config::{Secret, UpstreamSettings};
 use crate::error::ApiError;
+use crate::metrics::metrics;
 
 /// Why an outbound call failed, before any upstream-specific interpretation.
 #[derive(Debug, thiserror::Error)]
@@ -153,10 +154,21 @@ impl JsonApi {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, UpstreamError> {
-        request
+        let started = std::time::Instant::now();
+        let result = request
             .send()
             .await
-            .map_err(|e| UpstreamError::from_reqwest(self.name, e))
+            .map_err(|e| UpstreamError::from_reqwest(self.name, e));
+        let outcome = match &result {
+            Ok(res) if res.status().is_server_error() => "http_5xx",
+            Ok(res) if res.status().is_client_error() => "http_4xx",
+            Ok(_) => "ok",
+            Err(UpstreamError::Timeout { .. }) => "timeout",
+            Err(UpstreamError::InvalidBody { .. }) => "invalid_body",
+            Err(_) => "unavailable",
+        };
+        metrics().observe_upstream(self.name, outcome, started.elapsed());
+        result
     }
 
     /// Reads a whole body, refusing more than the configured cap.

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http_client;
+pub mod metrics;
 pub mod middleware;
 pub mod server;
 pub mod state;

@@ -73,6 +73,16 @@ pub async fn request_context(
         HeaderValue::from_static("DENY"),
     );
 
+    let elapsed = started.elapsed();
+    crate::metrics::metrics().observe_request(
+        method.as_str(),
+        res.request()
+            .match_pattern()
+            .as_deref()
+            .unwrap_or("unmatched"),
+        res.status().as_u16(),
+        elapsed,
+    );
     if log::log_enabled!(target: "supagate::access", log::Level::Info) {
         let user = res
             .request()
@@ -84,7 +94,7 @@ pub async fn request_context(
             target: "supagate::access",
             "{method} {path} {status} {ms:.3}ms request_id={id} user={user}",
             status = res.status().as_u16(),
-            ms = started.elapsed().as_secs_f64() * 1000.0,
+            ms = elapsed.as_secs_f64() * 1000.0,
         );
     }
     Ok(res)

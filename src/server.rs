@@ -19,6 +19,8 @@ use crate::state::AppState;
 pub struct Application {
     port: u16,
     server: Server,
+    /// The separate `/metrics` listener, when `metrics.listen` names one.
+    metrics: Option<(u16, Server)>,
     state: AppState,
 }
 
@@ -33,17 +35,39 @@ impl Application {
                 )
             })?;
         let port = listener.local_addr()?.port();
+        let metrics = match settings.metrics.listen.trim() {
+            "" => None,
+            addr if settings.metrics.enabled => {
+                let listener = TcpListener::bind(addr)
+                    .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))?;
+                let port = listener.local_addr()?.port();
+                let server = HttpServer::new(|| {
+                    App::new().route("/metrics", web::get().to(crate::metrics::handler))
+                })
+                .workers(1)
+                .listen(listener)?
+                .run();
+                Some((port, server))
+            }
+            _ => None,
+        };
         let state = AppState::new(settings)?;
         let server = serve(listener, state.clone())?;
         Ok(Self {
             port,
             server,
+            metrics,
             state,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the separate metrics listener, if configured.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(port, _)| *port)
     }
 
     pub fn state(&self) -> &AppState {
@@ -53,7 +77,21 @@ impl Application {
     /// Runs until SIGINT/SIGTERM, then lets in-flight requests finish (up to the drain
     /// timeout) and returns.
     pub async fn run(self) -> std::io::Result<()> {
-        self.server.await
+        match self.metrics {
+            Some((_, metrics)) => {
+                // Both servers must be polled to run; when the main one has drained, the
+                // metrics listener has nothing left to report and is stopped too.
+                let handle = metrics.handle();
+                let main = async {
+                    let result = self.server.await;
+                    handle.stop(true).await;
+                    result
+                };
+                let (result, _) = futures_util::future::join(main, metrics).await;
+                result
+            }
+            None => self.server.await,
+        }
     }
 }
 
@@ -70,6 +108,11 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
                 .app_data(api::query_config())
                 .app_data(api::path_config())
                 .configure(routes)
+                .configure(|cfg| {
+                    if settings.metrics.enabled && settings.metrics.listen.trim().is_empty() {
+                        cfg.service(endpoint("/metrics").get(crate::metrics::handler));
+                    }
+                })
                 .default_service(web::to(api::not_found))
                 // Registered last so it runs first: every response, errors included, gets a
                 // request id, the security headers and an access log line.

@@ -1,0 +1,183 @@
+//! Prometheus metrics: requests by route template and status, upstream calls by upstream and
+//! outcome, JWKS refreshes, webhook events. One process-wide registry, rendered at `/metrics`.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    event_type: String,
+    outcome: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Latency buckets from 0.1 ms (a cached verification and a fast upstream) to 10 s (the
+/// default upstream timeout).
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        5.0, 10.0,
+    ])
+}
+
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    http_latency: HistogramFamily<HttpLabels>,
+    upstream_requests: Family<UpstreamLabels, Counter>,
+    upstream_latency: HistogramFamily<UpstreamLabels>,
+    jwks_refreshes: Family<OutcomeLabels, Counter>,
+    webhook_events: Family<WebhookLabels, Counter>,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("supagate");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let http_latency: HistogramFamily<HttpLabels> =
+            Family::new_with_constructor(latency_histogram);
+        let upstream_requests = Family::<UpstreamLabels, Counter>::default();
+        let upstream_latency: HistogramFamily<UpstreamLabels> =
+            Family::new_with_constructor(latency_histogram);
+        let jwks_refreshes = Family::<OutcomeLabels, Counter>::default();
+        let webhook_events = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests served, by route template and status",
+            http_requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to produce the response head, by route template and status",
+            http_latency.clone(),
+        );
+        registry.register(
+            "upstream_requests",
+            "Calls to Supabase, by upstream (rest, auth) and outcome",
+            upstream_requests.clone(),
+        );
+        registry.register(
+            "upstream_request_duration_seconds",
+            "Latency of calls to Supabase, by upstream and outcome",
+            upstream_latency.clone(),
+        );
+        registry.register(
+            "jwks_refreshes",
+            "Fetches of the Supabase signing keys, by outcome",
+            jwks_refreshes.clone(),
+        );
+        registry.register(
+            "webhook_events",
+            "Stripe webhook deliveries, by event type and outcome",
+            webhook_events.clone(),
+        );
+        Self {
+            registry,
+            http_requests,
+            http_latency,
+            upstream_requests,
+            upstream_latency,
+            jwks_refreshes,
+            webhook_events,
+        }
+    }
+
+    /// `route` is the matched template (`/api/items/{id}`), never the raw path, so ids do
+    /// not explode the label space.
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let labels = HttpLabels {
+            method: method.to_owned(),
+            route: route.to_owned(),
+            status,
+        };
+        self.http_latency
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        self.http_requests.get_or_create(&labels).inc();
+    }
+
+    /// `outcome`: `ok`, `http_4xx`, `http_5xx`, `timeout`, `unavailable`, `invalid_body`.
+    pub fn observe_upstream(
+        &self,
+        upstream: &'static str,
+        outcome: &'static str,
+        elapsed: Duration,
+    ) {
+        let labels = UpstreamLabels { upstream, outcome };
+        self.upstream_latency
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        self.upstream_requests.get_or_create(&labels).inc();
+    }
+
+    /// `outcome`: `ok` or `error`.
+    pub fn jwks_refresh(&self, outcome: &'static str) {
+        self.jwks_refreshes
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// Event types are bounded to the ones Stripe defines; unknown text is folded to `other`.
+    pub fn webhook_event(&self, event_type: &str, outcome: &'static str) {
+        let known = event_type.len() <= 64
+            && event_type
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_');
+        let event_type = if known { event_type } else { "other" };
+        self.webhook_events
+            .get_or_create(&WebhookLabels {
+                event_type: event_type.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// The OpenMetrics text exposition (Prometheus scrapes it natively).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = encode(&mut out, &self.registry) {
+            log::error!("metrics encoding failed: {e}");
+        }
+        out
+    }
+}
+
+/// `GET /metrics`.
+pub async fn handler() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(metrics().render())
+}
