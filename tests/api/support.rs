@@ -232,6 +232,7 @@ impl Process {
                 }
                 Err(_) => {
                     let _ = child.kill();
+                    let _ = child.wait();
                     panic!("supagate did not start; stderr: {seen:#?}");
                 }
             }
