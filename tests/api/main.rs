@@ -1,4 +1,6 @@
 //! Black-box tests over real HTTP: the application on port 0, Supabase played by wiremock.
 
+mod billing;
 mod foundation;
 mod support;
+mod webhooks;
