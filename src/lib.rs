@@ -8,6 +8,8 @@ pub mod error;
 pub mod http_client;
 pub mod metrics;
 pub mod middleware;
+pub mod rules;
 pub mod server;
 pub mod state;
 pub mod supabase;
+pub mod webhooks;

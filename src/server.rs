@@ -10,7 +10,7 @@ use actix_web::http::header;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
-use crate::api::{self, endpoint, health};
+use crate::api::{self, billing, endpoint, health, webhooks};
 use crate::config::Settings;
 use crate::middleware::{request_context, REQUEST_ID};
 use crate::state::AppState;
@@ -107,12 +107,7 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
                 .app_data(api::json_config(settings.server.body_limit_bytes))
                 .app_data(api::query_config())
                 .app_data(api::path_config())
-                .configure(routes)
-                .configure(|cfg| {
-                    if settings.metrics.enabled && settings.metrics.listen.trim().is_empty() {
-                        cfg.service(endpoint("/metrics").get(crate::metrics::handler));
-                    }
-                })
+                .configure(|cfg| routes(cfg, &settings))
                 .default_service(web::to(api::not_found))
                 // Registered last so it runs first: every response, errors included, gets a
                 // request id, the security headers and an access log line.
@@ -133,10 +128,24 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
     Ok(server.listen(listener)?.run())
 }
 
-/// The route table: every endpoint supagate serves, in one list.
-pub fn routes(cfg: &mut web::ServiceConfig) {
+/// The route table: every endpoint supagate serves, in one list. `settings` gives
+/// resource-specific limits (the webhook body).
+pub fn routes(cfg: &mut web::ServiceConfig, settings: &Settings) {
     cfg.service(endpoint("/health").get(health::health))
-        .service(endpoint("/ready").get(health::ready));
+        .service(endpoint("/ready").get(health::ready))
+        .service(endpoint("/api/billing/subscription").get(billing::subscription))
+        .service(stripe_webhook(settings));
+    if settings.metrics.enabled && settings.metrics.listen.trim().is_empty() {
+        cfg.service(endpoint("/metrics").get(crate::metrics::handler));
+    }
+}
+
+/// Stripe signs the raw bytes, so this resource reads them itself under its own body limit.
+fn stripe_webhook(settings: &Settings) -> api::Endpoint {
+    let limit = settings.server.webhook_body_limit_bytes;
+    endpoint("/api/webhooks/stripe")
+        .post(webhooks::stripe)
+        .configure(|resource| resource.app_data(webhooks::payload_config(limit)))
 }
 
 fn cors(settings: &Settings) -> Cors {

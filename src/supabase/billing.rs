@@ -50,3 +50,124 @@ impl Supabase {
         Ok(active.or_else(|| rows.into_iter().next()))
     }
 }
+
+/// A subscription state to store, in the argument names of `apply_subscription_event`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SubscriptionEvent {
+    pub p_subscription_id: String,
+    pub p_stripe_customer_id: String,
+    pub p_status: String,
+    pub p_price_id: Option<String>,
+    /// RFC 3339, for the `timestamptz` argument.
+    pub p_current_period_end: Option<String>,
+    pub p_cancel_at_period_end: bool,
+    pub p_event_created: i64,
+}
+
+/// A succeeded payment intent, in the column names of `payments`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Payment {
+    pub id: String,
+    /// Null for guest payments; `link_stripe_customer` back-fills `user_id` from it.
+    pub stripe_customer_id: Option<String>,
+    pub amount: i64,
+    pub currency: String,
+    pub status: String,
+}
+
+/// The webhook writes, made with the secret key (`apikey` and bearer) because the billing
+/// tables and RPCs are granted to `service_role` only. Every one is idempotent, so a retried
+/// delivery may repeat them safely.
+impl Supabase {
+    fn service_api(&self) -> Result<&crate::http_client::JsonApi, UpstreamError> {
+        // Config requires the key for webhooks; without it the event cannot be stored, and a
+        // 5xx makes Stripe retry once the deployment is fixed.
+        self.rest_service
+            .as_ref()
+            .ok_or(UpstreamError::Unavailable {
+                upstream: "rest",
+                cause: "SUPABASE_SERVICE_ROLE_KEY is not configured".to_owned(),
+            })
+    }
+
+    async fn service_rpc<B: Serialize + ?Sized>(
+        &self,
+        function: &str,
+        args: &B,
+    ) -> Result<bytes::Bytes, UpstreamError> {
+        let api = self.service_api()?;
+        let request = self.service_bearer(
+            api.request(Method::POST, &format!("/rpc/{function}"))
+                .json(args),
+        );
+        let (_, _, body) = api.execute(request).await?;
+        Ok(body)
+    }
+
+    /// Whether `event_id` was already recorded (a read: a redelivery must cause no write).
+    pub async fn webhook_event_recorded(&self, event_id: &str) -> Result<bool, UpstreamError> {
+        let api = self.service_api()?;
+        let query = [
+            ("select", "id".to_owned()),
+            ("id", format!("eq.{event_id}")),
+        ];
+        let request =
+            self.service_bearer(api.request(Method::GET, "/webhook_events").query(&query));
+        let rows: Vec<serde_json::Value> = api.json(request).await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Records `event_id` (`record_webhook_event`); false when it was already there.
+    pub async fn record_webhook_event(
+        &self,
+        event_id: &str,
+        event_type: &str,
+    ) -> Result<bool, UpstreamError> {
+        let body = self
+            .service_rpc(
+                "record_webhook_event",
+                &serde_json::json!({ "p_event_id": event_id, "p_event_type": event_type }),
+            )
+            .await?;
+        self.service_api()?.decode(&body)
+    }
+
+    /// Links a user to their Stripe customer (`link_stripe_customer`, an upsert).
+    pub async fn link_stripe_customer(
+        &self,
+        user_id: uuid::Uuid,
+        stripe_customer_id: &str,
+    ) -> Result<(), UpstreamError> {
+        self.service_rpc(
+            "link_stripe_customer",
+            &serde_json::json!({
+                "p_user_id": user_id,
+                "p_stripe_customer_id": stripe_customer_id,
+            }),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Stores a subscription state unless a newer one is held (`apply_subscription_event`);
+    /// true when stored, false when the event was older.
+    pub async fn apply_subscription_event(
+        &self,
+        event: &SubscriptionEvent,
+    ) -> Result<bool, UpstreamError> {
+        let body = self.service_rpc("apply_subscription_event", event).await?;
+        self.service_api()?.decode(&body)
+    }
+
+    /// Inserts a payment; a payment already stored (a redelivery) is left as it is.
+    pub async fn record_payment(&self, payment: &Payment) -> Result<(), UpstreamError> {
+        let api = self.service_api()?;
+        let request = self.service_bearer(
+            api.request(Method::POST, "/payments")
+                .query(&[("on_conflict", "id")])
+                .header("Prefer", "resolution=ignore-duplicates,return=minimal")
+                .json(payment),
+        );
+        api.execute(request).await.map(drop)
+    }
+}

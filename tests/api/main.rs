@@ -1,5 +1,7 @@
 //! Black-box tests over real HTTP: the application on port 0, Supabase played by wiremock.
 
+mod billing;
 mod foundation;
 mod metrics;
 mod support;
+mod webhooks;

@@ -292,3 +292,198 @@ pub fn run_binary(args: &[&str], env: &HashMap<String, String>) -> (i32, String,
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+// ---- Stripe webhooks ----
+
+/// `tests/fixtures/stripe.json` (made with the official `stripe` SDK).
+pub fn stripe_fixture() -> Value {
+    fixture("stripe.json")
+}
+
+/// One fixture event by name (`checkout_session_completed`, `subscription_created`, ...).
+pub fn stripe_event(name: &str) -> Value {
+    stripe_fixture()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("no stripe fixture event {name}"))
+        .clone()
+}
+
+pub fn unix_now() -> i64 {
+    jsonwebtoken::get_current_timestamp() as i64
+}
+
+/// A `Stripe-Signature` header as `stripe.webhooks.generateTestHeaderString` makes it, written
+/// independently of the crate's verifier (hmac over `"{t}.{payload}"`, lower-case hex), so the
+/// HTTP tests can sign with the live clock. `signer_reproduces_every_sdk_header` proves it.
+pub fn stripe_header(payload: &[u8], secret: &str, t: i64) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(payload);
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A fixture event's payload with `id` replaced, re-signed later by the caller.
+pub fn with_event_id(payload: &str, id: &str) -> String {
+    let mut v: Value = serde_json::from_str(payload).unwrap();
+    v["id"] = json!(id);
+    serde_json::to_string_pretty(&v).unwrap()
+}
+
+impl TestApp {
+    /// Delivers `payload` to the Stripe webhook with `header` as `Stripe-Signature`.
+    pub async fn deliver(&self, payload: &str, header: Option<&str>) -> reqwest::Response {
+        let mut req = self
+            .post("/api/webhooks/stripe")
+            .header("Content-Type", "application/json; charset=utf-8")
+            .body(payload.to_owned());
+        if let Some(header) = header {
+            req = req.header("Stripe-Signature", header);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Delivers a payload signed now with the configured secret, as Stripe would.
+    pub async fn deliver_signed(&self, payload: &str) -> reqwest::Response {
+        let header = stripe_header(payload.as_bytes(), STRIPE_SECRET, unix_now());
+        self.deliver(payload, Some(&header)).await
+    }
+
+    /// The requests the fake Supabase received on `path` (e.g. `/rest/v1/rpc/x`).
+    pub async fn requests_to(&self, method: &str, path: &str) -> Vec<wiremock::Request> {
+        self.upstream_requests()
+            .await
+            .into_iter()
+            .filter(|r| r.method.as_str() == method && r.url.path() == path)
+            .collect()
+    }
+}
+
+/// A stateful stand-in for the billing tables and RPCs behind PostgREST, mirroring the SQL in
+/// `supabase/migrations/20250601000200_billing.sql` (record once, newer-or-equal wins, insert
+/// ignoring duplicates) so tests can check what ends up stored, not only what was sent.
+#[derive(Clone, Default)]
+pub struct FakeBilling {
+    pub state: std::sync::Arc<std::sync::Mutex<BillingState>>,
+}
+
+#[derive(Default, Debug)]
+pub struct BillingState {
+    pub events: Vec<String>,
+    pub customers: HashMap<String, String>,
+    /// subscription id → the last applied RPC arguments.
+    pub subscriptions: HashMap<String, Value>,
+    pub payments: HashMap<String, Value>,
+    /// Path → how many upcoming calls answer 503 (a PostgREST `PGRST001`-style outage).
+    pub fail_next: HashMap<String, u32>,
+}
+
+impl FakeBilling {
+    /// Mounts the fake on `app.upstream`.
+    pub async fn mount(app: &TestApp) -> Self {
+        use wiremock::matchers::{method, path};
+        let fake = Self::default();
+        for (verb, route) in [
+            ("GET", "/rest/v1/webhook_events"),
+            ("POST", "/rest/v1/rpc/record_webhook_event"),
+            ("POST", "/rest/v1/rpc/link_stripe_customer"),
+            ("POST", "/rest/v1/rpc/apply_subscription_event"),
+            ("POST", "/rest/v1/payments"),
+        ] {
+            let fake = fake.clone();
+            wiremock::Mock::given(method(verb))
+                .and(path(route))
+                .respond_with(move |req: &wiremock::Request| fake.answer(req))
+                .mount(&app.upstream)
+                .await;
+        }
+        fake
+    }
+
+    pub fn fail_next(&self, path: &str, times: u32) {
+        self.state
+            .lock()
+            .unwrap()
+            .fail_next
+            .insert(path.to_owned(), times);
+    }
+
+    pub fn subscription(&self, id: &str) -> Option<Value> {
+        self.state.lock().unwrap().subscriptions.get(id).cloned()
+    }
+
+    pub fn events(&self) -> Vec<String> {
+        self.state.lock().unwrap().events.clone()
+    }
+
+    fn answer(&self, req: &wiremock::Request) -> wiremock::ResponseTemplate {
+        use wiremock::ResponseTemplate;
+        let mut s = self.state.lock().unwrap();
+        let route = req.url.path().to_owned();
+        if let Some(n) = s.fail_next.get_mut(&route) {
+            if *n > 0 {
+                *n -= 1;
+                return ResponseTemplate::new(503).set_body_json(json!({
+                    "code": "PGRST001", "message": "Database client error", "details": null, "hint": null
+                }));
+            }
+        }
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+        match route.as_str() {
+            "/rest/v1/webhook_events" => {
+                let wanted = req
+                    .url
+                    .query_pairs()
+                    .find(|(k, _)| k == "id")
+                    .map(|(_, v)| v.trim_start_matches("eq.").to_owned())
+                    .unwrap_or_default();
+                let rows: Vec<Value> = s
+                    .events
+                    .iter()
+                    .filter(|e| **e == wanted)
+                    .map(|e| json!({ "id": e }))
+                    .collect();
+                ResponseTemplate::new(200).set_body_json(rows)
+            }
+            "/rest/v1/rpc/record_webhook_event" => {
+                let id = body["p_event_id"].as_str().unwrap_or_default().to_owned();
+                let new = !s.events.contains(&id);
+                if new {
+                    s.events.push(id);
+                }
+                ResponseTemplate::new(200).set_body_json(new)
+            }
+            "/rest/v1/rpc/link_stripe_customer" => {
+                let customer = body["p_stripe_customer_id"].as_str().unwrap_or_default();
+                let user = body["p_user_id"].as_str().unwrap_or_default();
+                s.customers.insert(user.to_owned(), customer.to_owned());
+                ResponseTemplate::new(204)
+            }
+            "/rest/v1/rpc/apply_subscription_event" => {
+                let id = body["p_subscription_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                let incoming = body["p_event_created"].as_i64().unwrap_or(i64::MIN);
+                let stored = s
+                    .subscriptions
+                    .get(&id)
+                    .and_then(|v| v["p_event_created"].as_i64());
+                let apply = !matches!(stored, Some(stored) if stored > incoming);
+                if apply {
+                    s.subscriptions.insert(id, body);
+                }
+                ResponseTemplate::new(200).set_body_json(apply)
+            }
+            "/rest/v1/payments" => {
+                let id = body["id"].as_str().unwrap_or_default().to_owned();
+                s.payments.entry(id).or_insert(body);
+                ResponseTemplate::new(201)
+            }
+            _ => ResponseTemplate::new(404),
+        }
+    }
+}

@@ -245,3 +245,25 @@ fn webhook_rpcs_are_callable_only_by_the_service_role() {
         }
     }
 }
+
+#[test]
+fn apply_subscription_event_agrees_with_the_ordering_rule() {
+    use supagate::rules::billing::{subscription_event_ordering, Ordering};
+    let mut db = fresh_db();
+    let times = [99_i64, 100, 101];
+    for (i, stored) in times.iter().enumerate() {
+        for (j, incoming) in times.iter().enumerate() {
+            let sub = format!("sub_{i}_{j}");
+            assert!(apply(&mut db, &sub, "cus_1", "active", *stored));
+            let applied = apply(&mut db, &sub, "cus_1", "canceled", *incoming);
+            let rule = subscription_event_ordering(Some(*stored), *incoming);
+            assert_eq!(
+                applied,
+                rule == Ordering::Apply,
+                "stored {stored}, incoming {incoming}"
+            );
+            let expected = if applied { "canceled" } else { "active" };
+            assert_eq!(stored_status(&mut db, &sub), expected);
+        }
+    }
+}
