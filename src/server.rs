@@ -10,7 +10,7 @@ use actix_web::http::header;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
-use crate::api::{self, endpoint, health};
+use crate::api::{self, auth, endpoint, health};
 use crate::config::Settings;
 use crate::middleware::{request_context, REQUEST_ID};
 use crate::state::AppState;
@@ -93,7 +93,13 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
 /// The route table: every endpoint supagate serves, in one list.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/health").get(health::health))
-        .service(endpoint("/ready").get(health::ready));
+        .service(endpoint("/ready").get(health::ready))
+        .service(endpoint("/api/auth/register").post(auth::register))
+        .service(endpoint("/api/auth/login").post(auth::login))
+        .service(endpoint("/api/auth/refresh").post(auth::refresh))
+        .service(endpoint("/api/auth/logout").post(auth::logout))
+        .service(endpoint("/api/auth/user").get(auth::user))
+        .service(endpoint("/api/auth/recover").post(auth::recover));
 }
 
 fn cors(settings: &Settings) -> Cors {

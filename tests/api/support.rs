@@ -18,6 +18,7 @@ use wiremock::MockServer;
 
 pub const ANON_KEY: &str = "test-anon-key";
 pub const SERVICE_KEY: &str = "test-service-role-key";
+pub const JWKS_PATH: &str = "/auth/v1/.well-known/jwks.json";
 pub const STRIPE_SECRET: &str = "whsec_test_harness_secret";
 
 pub fn repo_path(rel: &str) -> PathBuf {
@@ -232,6 +233,7 @@ impl Process {
                 }
                 Err(_) => {
                     let _ = child.kill();
+                    let _ = child.wait();
                     panic!("supagate did not start; stderr: {seen:#?}");
                 }
             }
