@@ -64,7 +64,7 @@ fn set_cookies(res: &reqwest::Response) -> Vec<String> {
         .collect()
 }
 
-fn cookie_value<'a>(set_cookie: &'a str) -> (&'a str, &'a str) {
+fn cookie_value(set_cookie: &str) -> (&str, &str) {
     let first = set_cookie.split(';').next().unwrap();
     first.split_once('=').unwrap()
 }
@@ -80,10 +80,6 @@ async fn sent_to(app: &TestApp, p: &str) -> Vec<wiremock::Request> {
         .into_iter()
         .filter(|r| r.url.path() == p)
         .collect()
-}
-
-fn body_of(r: &wiremock::Request) -> Value {
-    serde_json::from_slice(&r.body).unwrap()
 }
 
 /// A tiny server with routes using `MaybeUser` and `Admin` (no production route does yet),
