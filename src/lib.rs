@@ -8,6 +8,7 @@ pub mod error;
 pub mod http_client;
 pub mod metrics;
 pub mod middleware;
+pub mod rate_limit;
 pub mod rules;
 pub mod server;
 pub mod state;

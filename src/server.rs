@@ -10,7 +10,7 @@ use actix_web::http::header;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
-use crate::api::{self, billing, endpoint, health, webhooks};
+use crate::api::{self, auth, billing, endpoint, health, webhooks};
 use crate::config::Settings;
 use crate::middleware::{request_context, REQUEST_ID};
 use crate::state::AppState;
@@ -133,6 +133,12 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
 pub fn routes(cfg: &mut web::ServiceConfig, settings: &Settings) {
     cfg.service(endpoint("/health").get(health::health))
         .service(endpoint("/ready").get(health::ready))
+        .service(endpoint("/api/auth/register").post(auth::register))
+        .service(endpoint("/api/auth/login").post(auth::login))
+        .service(endpoint("/api/auth/refresh").post(auth::refresh))
+        .service(endpoint("/api/auth/logout").post(auth::logout))
+        .service(endpoint("/api/auth/user").get(auth::user))
+        .service(endpoint("/api/auth/recover").post(auth::recover))
         .service(endpoint("/api/billing/subscription").get(billing::subscription))
         .service(stripe_webhook(settings));
     if settings.metrics.enabled && settings.metrics.listen.trim().is_empty() {

@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
+use crate::auth::cookie::SessionCookie;
 use crate::auth::Verifier;
 use crate::config::Settings;
+use crate::rate_limit::ClientLimiter;
 use crate::supabase::Supabase;
 
 #[derive(Clone)]
@@ -11,16 +13,28 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub supabase: Supabase,
     pub verifier: Arc<Verifier>,
+    /// Per-client-IP limits on the unauthenticated Auth routes.
+    pub limiter: Arc<ClientLimiter>,
+    pub session_cookie: Arc<SessionCookie>,
 }
 
 impl AppState {
     pub fn new(settings: Settings) -> anyhow::Result<Self> {
         let supabase = Supabase::new(&settings)?;
-        let verifier = Arc::new(Verifier::new(&settings));
+        let verifier = Arc::new(Verifier::new(&settings, Some(supabase.auth.clone())));
+        // Loads the signing keys in the background: start-up never waits for Supabase.
+        verifier.spawn_refresh();
+        let limiter = Arc::new(ClientLimiter::new(
+            &settings.rate_limit,
+            &settings.server.trusted_proxies,
+        ));
+        let session_cookie = Arc::new(SessionCookie::from_settings(&settings));
         Ok(Self {
             settings: Arc::new(settings),
             supabase,
             verifier,
+            limiter,
+            session_cookie,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! HTTP resources: one file per resource with its request/response types and short handlers,
 //! plus the input-handling rules every resource shares (JSON, query and path errors).
 
+pub mod auth;
 pub mod billing;
 pub mod health;
 pub mod webhooks;
@@ -23,7 +24,7 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
         .error_handler(move |err, _req| json_error(err, limit).into())
 }
 
-fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
+pub(crate) fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
     match err {
         JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
             ApiError::payload_too_large(limit)

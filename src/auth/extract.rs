@@ -4,9 +4,10 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::http::header::AUTHORIZATION;
+use actix_web::http::header::{AUTHORIZATION, COOKIE};
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 
+use super::cookie::{cookie_pairs, is_session_cookie, read_session, CookieSession};
 use super::verify::AuthUser;
 use crate::error::ApiError;
 use crate::middleware::LoggedUser;
@@ -22,7 +23,7 @@ pub struct MaybeUser(pub Option<AuthUser>);
 pub struct Admin(pub AuthUser);
 
 /// The raw credential of a request: `Authorization: Bearer`, else the session cookie.
-fn presented_token(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+fn presented_token(req: &HttpRequest, cookie_name: &str) -> Result<Option<String>, ApiError> {
     if let Some(value) = req.headers().get(AUTHORIZATION) {
         let value = value.to_str().map_err(|_| {
             ApiError::invalid_token("invalid_token", "Malformed Authorization header")
@@ -37,16 +38,48 @@ fn presented_token(req: &HttpRequest) -> Result<Option<String>, ApiError> {
         }
         return Ok(Some(token.to_owned()));
     }
-    Ok(None)
+    Ok(cookie_session(req, cookie_name)?.map(|s| s.access_token))
+}
+
+/// The `@supabase/ssr` session in the request's cookies, if any. A cookie that is present but
+/// unreadable is a bad credential (401), not an anonymous request.
+pub fn cookie_session(
+    req: &HttpRequest,
+    cookie_name: &str,
+) -> Result<Option<CookieSession>, ApiError> {
+    let headers: Vec<&str> = req
+        .headers()
+        .get_all(COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if headers.is_empty() {
+        return Ok(None);
+    }
+    read_session(cookie_name, headers.iter().flat_map(|h| cookie_pairs(h))).map_err(|e| {
+        ApiError::invalid_token("invalid_session_cookie", "The session cookie is unreadable")
+            .with_internal(e)
+    })
+}
+
+/// Names of the session cookies (`<name>`, `<name>.N`) the request carries, so a write can
+/// expire the ones it does not replace.
+pub fn present_session_cookies(req: &HttpRequest, cookie_name: &str) -> Vec<String> {
+    req.headers()
+        .get_all(COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie_pairs)
+        .filter(|(name, _)| is_session_cookie(cookie_name, name))
+        .map(|(name, _)| name.to_owned())
+        .collect()
 }
 
 async fn authenticate(req: HttpRequest) -> Result<Option<AuthUser>, ApiError> {
-    let Some(token) = presented_token(&req)? else {
-        return Ok(None);
-    };
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::internal("application state missing"))?;
+    let Some(token) = presented_token(&req, &state.session_cookie.name)? else {
+        return Ok(None);
+    };
     let user = state.verifier.verify(&token).await?;
     req.extensions_mut().insert(LoggedUser(user.id));
     Ok(Some(user))

@@ -1,7 +1,9 @@
 //! Who is calling: token extraction (bearer, then the `@supabase/ssr` cookie), local JWT
-//! verification, and the extractors handlers use (`User`, `MaybeUser`, `Admin`).
+//! verification (JWKS and HS256), and the extractors handlers use (`User`, `MaybeUser`, `Admin`).
 
+pub mod cookie;
 pub mod extract;
+pub mod jwks;
 pub mod verify;
 
 pub use extract::{Admin, MaybeUser, User};

@@ -1,5 +1,6 @@
 //! Black-box tests over real HTTP: the application on port 0, Supabase played by wiremock.
 
+mod auth;
 mod billing;
 mod foundation;
 mod metrics;

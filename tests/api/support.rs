@@ -14,10 +14,12 @@ use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::{json, Value};
 use supagate::config::Settings;
 use supagate::server::Application;
-use wiremock::MockServer;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 pub const ANON_KEY: &str = "test-anon-key";
 pub const SERVICE_KEY: &str = "test-service-role-key";
+pub const JWKS_PATH: &str = "/auth/v1/.well-known/jwks.json";
 pub const STRIPE_SECRET: &str = "whsec_test_harness_secret";
 
 pub fn repo_path(rel: &str) -> PathBuf {
@@ -73,7 +75,16 @@ impl TestApp {
 
     /// Starts an instance whose settings `tweak` may change first.
     pub async fn spawn_with(tweak: impl FnOnce(&mut Settings)) -> Self {
+        Self::spawn_with_mocks(Vec::new(), tweak).await
+    }
+
+    /// Like [`spawn_with`], with `mocks` mounted on the fake Supabase *before* the server
+    /// starts (the JWKS is fetched at start-up).
+    pub async fn spawn_with_mocks(mocks: Vec<Mock>, tweak: impl FnOnce(&mut Settings)) -> Self {
         let upstream = MockServer::start().await;
+        for mock in mocks {
+            upstream.register(mock).await;
+        }
         let mut settings = test_settings(&upstream.uri());
         tweak(&mut settings);
         let app = Application::build(settings).expect("application builds");
@@ -114,8 +125,16 @@ impl TestApp {
         self.client.delete(self.url(path))
     }
 
-    /// Every request the fake Supabase received, in order.
+    /// Every request the fake Supabase received on behalf of clients, in order. Signing-key
+    /// (JWKS) loads are left out: the verifier makes them in the background, on its own clock.
     pub async fn upstream_requests(&self) -> Vec<wiremock::Request> {
+        let mut all = self.all_upstream_requests().await;
+        all.retain(|r| r.url.path() != JWKS_PATH);
+        all
+    }
+
+    /// Every request the fake Supabase received, JWKS loads included.
+    pub async fn all_upstream_requests(&self) -> Vec<wiremock::Request> {
         self.upstream.received_requests().await.unwrap_or_default()
     }
 }
@@ -178,6 +197,31 @@ pub fn admin_token(sub: &str) -> String {
     let mut claims = user_claims(sub);
     claims["app_metadata"]["role"] = json!("admin");
     mint_hs256(&claims)
+}
+
+/// A fixture token from `jwt.json` (`tokens.<name>.token`).
+pub fn fixture_token(name: &str) -> String {
+    fixture("jwt.json")["tokens"][name]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no fixture token {name}"))
+        .to_owned()
+}
+
+/// `GET /auth/v1/.well-known/jwks.json` answering `doc` (`jwks_initial`, `jwks_rotated`, ...).
+pub fn jwks_mock(doc: &str) -> Mock {
+    let body = fixture("jwt.json")[doc].clone();
+    Mock::given(method("GET"))
+        .and(path(JWKS_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+}
+
+/// How many times the fake Supabase served the JWKS.
+pub async fn jwks_fetches(app: &TestApp) -> usize {
+    app.all_upstream_requests()
+        .await
+        .iter()
+        .filter(|r| r.url.path() == JWKS_PATH)
+        .count()
 }
 
 // ---- the real binary ----

@@ -1,0 +1,215 @@
+//! Supabase's asymmetric signing keys (`/auth/v1/.well-known/jwks.json`): parsed into
+//! per-key verifiers with a fixed algorithm, cached, refreshed in the background, and
+//! re-fetched on an unknown `kid` at most once per configured interval.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use parking_lot::RwLock;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::http_client::JsonApi;
+
+/// One published key and the only algorithm it may verify (the per-key allowlist: an EC
+/// P-256 key verifies ES256 and nothing else, an RSA key RS256 and nothing else).
+pub struct VerifyKey {
+    pub alg: Algorithm,
+    pub key: DecodingKey,
+}
+
+type KeyMap = HashMap<String, Arc<VerifyKey>>;
+
+/// Parses a JWKS document. Keys we cannot or must not use (symmetric, other curves or
+/// algorithms, encryption keys, no `kid`) are skipped, so one odd key cannot hide the rest;
+/// unknown members (`ext`, `key_ops`, ...) are ignored.
+pub fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<VerifyKey>>, String> {
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        keys: Vec<Value>,
+    }
+    let doc: Doc = serde_json::from_slice(body).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+    let mut keys = HashMap::new();
+    for raw in doc.keys {
+        let Ok(jwk) = serde_json::from_value::<Jwk>(raw) else {
+            continue;
+        };
+        let Some(kid) = jwk.common.key_id.clone() else {
+            continue;
+        };
+        if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+            continue;
+        }
+        let alg = match (&jwk.algorithm, jwk.common.key_algorithm) {
+            (AlgorithmParameters::EllipticCurve(p), None | Some(KeyAlgorithm::ES256))
+                if p.curve == EllipticCurve::P256 =>
+            {
+                Algorithm::ES256
+            }
+            (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => Algorithm::RS256,
+            _ => continue,
+        };
+        if let Ok(key) = DecodingKey::from_jwk(&jwk) {
+            keys.insert(kid, Arc::new(VerifyKey { alg, key }));
+        }
+    }
+    Ok(keys)
+}
+
+#[derive(Default)]
+struct FetchState {
+    last_attempt: Option<Instant>,
+    last_success: Option<Instant>,
+}
+
+/// The key cache. Lookups of known keys take a read lock only; fetches are serialised by
+/// an async mutex, so concurrent requests naming the same new `kid` share one fetch.
+pub struct Jwks {
+    api: Option<JsonApi>,
+    keys: RwLock<Arc<KeyMap>>,
+    loaded: AtomicBool,
+    fetch: tokio::sync::Mutex<FetchState>,
+    min_refetch: Duration,
+    refresh_interval: Duration,
+}
+
+const PATH: &str = "/.well-known/jwks.json";
+
+impl Jwks {
+    /// `api` is Supabase Auth; `None` builds a static set (tests, benches).
+    pub fn new(api: Option<JsonApi>, min_refetch: Duration, refresh_interval: Duration) -> Self {
+        Self {
+            api,
+            keys: RwLock::new(Arc::new(HashMap::new())),
+            loaded: AtomicBool::new(false),
+            fetch: tokio::sync::Mutex::new(FetchState::default()),
+            min_refetch,
+            refresh_interval,
+        }
+    }
+
+    /// Installs a key set directly (used by `new(None, ..)` callers and after each fetch).
+    pub fn install(&self, keys: KeyMap) {
+        *self.keys.write() = Arc::new(keys);
+        self.loaded.store(true, Ordering::Release);
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// A key we already know, without any I/O.
+    pub fn cached(&self, kid: &str) -> Option<Arc<VerifyKey>> {
+        self.keys.read().get(kid).cloned()
+    }
+
+    /// The key for `kid`, fetching the JWKS when it is unknown and the refetch interval
+    /// allows. 503 while no key set was ever loaded; 401 `unknown_key` otherwise.
+    pub async fn key(&self, kid: &str) -> Result<Arc<VerifyKey>, ApiError> {
+        if let Some(key) = self.cached(kid) {
+            return Ok(key);
+        }
+        {
+            let mut state = self.fetch.lock().await;
+            // Someone else's fetch may have brought the key while we waited for the lock.
+            if let Some(key) = self.cached(kid) {
+                return Ok(key);
+            }
+            let allowed = state
+                .last_attempt
+                .map_or(true, |t| t.elapsed() >= self.min_refetch);
+            if allowed {
+                self.fetch_locked(&mut state).await;
+            }
+        }
+        if let Some(key) = self.cached(kid) {
+            return Ok(key);
+        }
+        if !self.is_loaded() {
+            return Err(ApiError::upstream_unavailable(
+                "no JWKS signing keys loaded yet",
+            ));
+        }
+        Err(ApiError::invalid_token(
+            "unknown_key",
+            "Token is signed by an unknown key",
+        ))
+    }
+
+    /// Fetches when the cached set is older than the refresh interval (or absent).
+    pub async fn refresh_if_stale(&self) {
+        let mut state = self.fetch.lock().await;
+        if state
+            .last_success
+            .map_or(true, |t| t.elapsed() >= self.refresh_interval)
+        {
+            self.fetch_locked(&mut state).await;
+        }
+    }
+
+    async fn fetch_locked(&self, state: &mut FetchState) {
+        let Some(api) = &self.api else { return };
+        state.last_attempt = Some(Instant::now());
+        let result = async {
+            let request = api.request(reqwest::Method::GET, PATH);
+            let (_, _, body) = api.execute(request).await.map_err(|e| e.to_string())?;
+            parse_jwks(&body)
+        }
+        .await;
+        match result {
+            Ok(keys) => {
+                log::debug!("JWKS loaded: {} usable key(s)", keys.len());
+                self.install(keys);
+                state.last_success = Some(Instant::now());
+            }
+            Err(e) => log::warn!("JWKS fetch failed: {e}"),
+        }
+    }
+
+    /// Loads the keys now and keeps them fresh: every `refresh_interval` once loaded, every
+    /// `min_refetch` (at least 1 s) while Supabase has not answered yet. Never blocks start-up;
+    /// the task ends when the verifier is dropped.
+    pub fn spawn_refresh(self: &Arc<Self>) {
+        if self.api.is_none() || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let weak: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(jwks) = weak.upgrade() else { break };
+                jwks.refresh_if_stale().await;
+                let pause = if jwks.is_loaded() {
+                    jwks.refresh_interval
+                } else {
+                    jwks.min_refetch
+                };
+                drop(jwks);
+                tokio::time::sleep(pause.max(Duration::from_secs(1))).await;
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_get_the_algorithm_of_their_type_and_odd_keys_are_skipped() {
+        let doc = serde_json::json!({"keys": [
+            {"kid": "ec", "kty": "EC", "crv": "P-256", "alg": "ES256", "ext": true,
+             "x": "v8YseG4jBXIdWfjPam6tYdqV5sZWZ4kC803g_ifmUDA",
+             "y": "7CHuiMlEwqB2DfUj1FhtoYO5oYdM7mre1Pq5VyYIq2w", "key_ops": ["verify"]},
+            {"kid": "oct", "kty": "oct", "k": "c2VjcmV0", "alg": "HS256"},
+            {"kid": "weird", "kty": "OKP", "crv": "X448", "x": "AA"},
+            {"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}
+        ]});
+        let keys = parse_jwks(doc.to_string().as_bytes()).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys["ec"].alg, Algorithm::ES256);
+    }
+}
