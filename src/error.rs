@@ -20,7 +20,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: Message,
-    details: Option<Value>,
+    /// Boxed so `Result<_, ApiError>` stays small (clippy::result_large_err).
+    details: Option<Box<Value>>,
     extra: Extra,
     /// Logged (at warn/error) when the response is built; never sent to the client.
     internal: Option<String>,
@@ -48,7 +49,7 @@ impl ApiError {
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
 
@@ -251,7 +252,7 @@ impl ResponseError for ApiError {
         res.json(Body {
             error: &self.message,
             code: self.code,
-            details: self.details.as_ref(),
+            details: self.details.as_deref(),
         })
     }
 }

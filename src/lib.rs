@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod http_client;
 pub mod middleware;
+pub mod rules;
 pub mod server;
 pub mod state;
 pub mod supabase;
