@@ -10,7 +10,7 @@ use actix_web::http::header;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
-use crate::api::{self, endpoint, health};
+use crate::api::{self, categories, endpoint, health, items, users};
 use crate::config::Settings;
 use crate::middleware::{request_context, REQUEST_ID};
 use crate::state::AppState;
@@ -93,7 +93,29 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
 /// The route table: every endpoint supagate serves, in one list.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/health").get(health::health))
-        .service(endpoint("/ready").get(health::ready));
+        .service(endpoint("/ready").get(health::ready))
+        .service(endpoint("/api/items").get(items::list).post(items::create))
+        .service(
+            endpoint("/api/items/{id}")
+                .get(items::get)
+                .put(items::replace)
+                .patch(items::patch)
+                .delete(items::delete),
+        )
+        .service(
+            endpoint("/api/categories")
+                .get(categories::list)
+                .post(categories::create),
+        )
+        .service(endpoint("/api/categories/{id}").get(categories::get))
+        .service(endpoint("/api/users").get(users::list).post(users::create))
+        .service(
+            endpoint("/api/users/{id}")
+                .get(users::get)
+                .put(users::replace)
+                .delete(users::delete),
+        )
+        .service(endpoint("/api/users/{id}/stats").get(users::stats));
 }
 
 fn cors(settings: &Settings) -> Cors {

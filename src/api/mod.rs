@@ -1,7 +1,11 @@
 //! HTTP resources: one file per resource with its request/response types and short handlers,
 //! plus the input-handling rules every resource shares (JSON, query and path errors).
 
+pub mod categories;
+pub mod common;
 pub mod health;
+pub mod items;
+pub mod users;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::Method;
