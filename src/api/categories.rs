@@ -37,6 +37,7 @@ pub async fn get(
     state: web::Data<AppState>,
     MaybeUser(user): MaybeUser,
     id: web::Path<Uuid>,
+    _no_params: web::Query<NoParams>,
 ) -> ApiResult<HttpResponse> {
     let query = Query::table("categories")
         .select(CATEGORY_COLUMNS)
@@ -89,6 +90,7 @@ pub async fn create(
     state: web::Data<AppState>,
     Admin(admin): Admin,
     body: web::Json<CategoryInput>,
+    _no_params: web::Query<NoParams>,
 ) -> ApiResult<HttpResponse> {
     let input = validated(body.into_inner())?;
     let row = json!({"name": input.name.trim(), "slug": input.slug});

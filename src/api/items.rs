@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::common::{
     created, field_error, form_error, json_response, list_response, no_control_chars, nullable,
-    page, parse_uuid, uuid_text, validated,
+    page, parse_uuid, uuid_text, validated, NoParams,
 };
 use super::common::{limit_range, offset_range};
 use crate::auth::{AuthUser, MaybeUser, User};
@@ -182,6 +182,7 @@ pub async fn get(
     state: web::Data<AppState>,
     MaybeUser(user): MaybeUser,
     id: web::Path<Uuid>,
+    _no_params: web::Query<NoParams>,
 ) -> ApiResult<HttpResponse> {
     let query = Query::table("items").select(ITEM_COLUMNS).eq("id", *id);
     let body = state
@@ -342,6 +343,7 @@ pub async fn create(
     state: web::Data<AppState>,
     User(user): User,
     body: web::Json<ItemInput>,
+    _no_params: web::Query<NoParams>,
 ) -> ApiResult<HttpResponse> {
     let mut row = validated(body.into_inner())?.row()?;
     enforce_plan_limit(&state, &user).await?;
@@ -421,6 +423,7 @@ pub async fn replace(
     User(user): User,
     id: web::Path<Uuid>,
     body: web::Json<ItemInput>,
+    _no_params: web::Query<NoParams>,
 ) -> ApiResult<HttpResponse> {
     let row = validated(body.into_inner())?.row()?;
     update_with(&state, &user, *id, row).await
@@ -431,6 +434,7 @@ pub async fn patch(
     User(user): User,
     id: web::Path<Uuid>,
     body: web::Json<ItemPatch>,
+    _no_params: web::Query<NoParams>,
 ) -> ApiResult<HttpResponse> {
     let row = validated(body.into_inner())?.row()?;
     update_with(&state, &user, *id, row).await
@@ -440,6 +444,7 @@ pub async fn delete(
     state: web::Data<AppState>,
     User(user): User,
     id: web::Path<Uuid>,
+    _no_params: web::Query<NoParams>,
 ) -> ApiResult<HttpResponse> {
     ensure_may_modify(&state, &user, *id).await?;
     let query = Query::table("items").select("id").eq("id", *id);

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::common::{
     created, field_error, json_response, limit_range, list_response, offset_range, page, validated,
+    NoParams,
 };
 use crate::auth::{Admin, AuthUser, User};
 use crate::error::{ApiError, ApiResult};
@@ -76,6 +77,7 @@ pub async fn get(
     state: web::Data<AppState>,
     User(user): User,
     id: web::Path<Uuid>,
+    _no_params: web::Query<NoParams>,
 ) -> ApiResult<HttpResponse> {
     let query = Query::table("profiles")
         .select(PROFILE_COLUMNS)
@@ -141,6 +143,7 @@ pub async fn create(
     state: web::Data<AppState>,
     Admin(admin): Admin,
     body: web::Json<CreateUser>,
+    _no_params: web::Query<NoParams>,
 ) -> ApiResult<HttpResponse> {
     let input = validated(body.into_inner())?;
     let username = normalized(input.username.as_deref())?;
@@ -221,6 +224,7 @@ pub async fn replace(
     User(user): User,
     id: web::Path<Uuid>,
     body: web::Json<ProfileInput>,
+    _no_params: web::Query<NoParams>,
 ) -> ApiResult<HttpResponse> {
     let input = validated(body.into_inner())?;
     ensure_self_or_admin(&user, *id)?;
@@ -252,6 +256,7 @@ pub async fn delete(
     state: web::Data<AppState>,
     User(user): User,
     id: web::Path<Uuid>,
+    _no_params: web::Query<NoParams>,
 ) -> ApiResult<HttpResponse> {
     ensure_self_or_admin(&user, *id)?;
     state.supabase.admin_delete_user(*id).await?;
@@ -262,6 +267,7 @@ pub async fn stats(
     state: web::Data<AppState>,
     User(user): User,
     id: web::Path<Uuid>,
+    _no_params: web::Query<NoParams>,
 ) -> ApiResult<HttpResponse> {
     ensure_self_or_admin(&user, *id)?;
     let body = json!({ "user_id": *id }).to_string().into_bytes();

@@ -1141,3 +1141,47 @@ async fn delete_of_a_missing_item_is_404() {
         .unwrap();
     assert_eq!(res.status(), 404);
 }
+
+#[tokio::test]
+async fn single_item_routes_reject_query_parameters_too() {
+    let app = TestApp::spawn().await;
+    let token = user_token(USER_A);
+    let get = app
+        .get(&format!("/api/items/{ITEM_ID}?select=*"))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(get).await;
+    assert_eq!((status, error_code(&body)), (400, "unknown_parameter"));
+    let post = app
+        .post("/api/items?user_id=x")
+        .bearer_auth(&token)
+        .json(&new_item())
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(post).await;
+    assert_eq!((status, error_code(&body)), (400, "unknown_parameter"));
+    let del = app
+        .delete(&format!("/api/items/{ITEM_ID}?or=(id.gt.0)"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 400);
+    assert!(app.upstream_requests().await.is_empty());
+}
+
+#[tokio::test]
+async fn q_with_control_characters_is_rejected() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .get("/api/items")
+        .query(&[("q", "a\u{0}b")])
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(res).await;
+    assert_eq!(status, 400);
+    assert_field_error(&body, "q");
+}

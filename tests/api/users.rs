@@ -678,3 +678,17 @@ async fn the_service_key_is_never_sent_on_calls_made_for_a_user() {
     assert_eq!(requests.len(), 6);
     assert_service_key_never_sent(&requests);
 }
+
+#[tokio::test]
+async fn stats_reject_query_parameters() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .get(&format!("/api/users/{USER_A}/stats?user_id={USER_B}"))
+        .bearer_auth(user_token(USER_A))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(res).await;
+    assert_eq!((status, error_code(&body)), (400, "unknown_parameter"));
+    assert!(app.upstream_requests().await.is_empty());
+}
