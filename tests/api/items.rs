@@ -1185,3 +1185,35 @@ async fn q_with_control_characters_is_rejected() {
     assert_eq!(status, 400);
     assert_field_error(&body, "q");
 }
+
+#[tokio::test]
+async fn a_partial_upstream_page_is_a_plain_200_with_the_total() {
+    let app = TestApp::spawn().await;
+    let rows = json!([item_row(ITEM_ID, USER_A)]);
+    mock_rest(
+        &app,
+        "GET",
+        "items",
+        ResponseTemplate::new(206)
+            .insert_header("content-range", "40-40/137")
+            .set_body_json(rows.clone()),
+    )
+    .await;
+    let res = app
+        .get("/api/items?limit=1&offset=40")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-total-count"], "137");
+    assert_eq!(res.headers()["content-range"], "40-40/137");
+    let (status, body) = json_of(res).await;
+    assert_eq!((status, body), (200, rows));
+}
+
+#[tokio::test]
+async fn a_list_answer_without_a_count_is_502() {
+    let app = TestApp::spawn().await;
+    mock_rest(&app, "GET", "items", pg_list(json!([]), "0-19/*")).await;
+    let (status, body) = json_of(app.get("/api/items").send().await.unwrap()).await;
+    assert_eq!((status, error_code(&body)), (502, "upstream_error"));
+}
