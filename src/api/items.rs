@@ -21,7 +21,7 @@ use crate::rules::ownership::{may_modify, Actor};
 use crate::rules::plan::may_create_item;
 use crate::rules::price::Price;
 use crate::state::AppState;
-use crate::supabase::postgrest::{Caller, Query, Value};
+use crate::supabase::postgrest::{self, Caller, Query, Value};
 
 /// The Item shape of API.md, category embedded through the `category_id` foreign key.
 pub const ITEM_COLUMNS: &str =
@@ -367,7 +367,9 @@ async fn enforce_plan_limit(state: &AppState, user: &AuthUser) -> ApiResult<()> 
         state.supabase.subscription_of(user),
         state.supabase.pg_count(&owned, Caller::User(user)),
     );
-    let active = subscription?.is_some_and(|s| s.is_active());
+    let active = subscription
+        .map_err(|e| postgrest::from_upstream(e, false))?
+        .is_some_and(|s| s.is_active());
     let owned = if active { 0 } else { count? };
     if may_create_item(owned, state.settings.business.free_item_limit, active) {
         Ok(())
@@ -453,4 +455,39 @@ pub async fn delete(
         .pg_single(Method::DELETE, &query, None, Caller::User(&user))
         .await?;
     Ok(super::no_content())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_order_has_an_id_tiebreak_in_the_same_direction() {
+        for (input, clause) in [
+            ("created_at.desc", "created_at.desc,id.desc"),
+            ("created_at", "created_at.asc,id.asc"),
+            ("price.asc", "price.asc,id.asc"),
+            ("name.desc", "name.desc,id.desc"),
+        ] {
+            assert_eq!(order_clause(input), Some(clause));
+        }
+        for bad in [
+            "id",
+            "price.up",
+            "name.desc,id.asc",
+            "created_at.desc.nullsfirst",
+            "",
+        ] {
+            assert_eq!(order_clause(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn price_bounds_are_plain_non_negative_decimals() {
+        assert_eq!(parse_bound("0"), Ok(0.0));
+        assert_eq!(parse_bound("12.5"), Ok(12.5));
+        for bad in ["-1", "NaN", "inf", "1e3", "1.2.3", "", " 1", "0x10"] {
+            assert!(parse_bound(bad).is_err(), "{bad}");
+        }
+    }
 }

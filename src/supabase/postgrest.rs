@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::Supabase;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::http_client::bearer;
+use crate::http_client::{bearer, UpstreamError};
 
 /// Everything but RFC 3986 unreserved characters is percent-encoded. PostgREST decodes the
 /// query string before parsing its grammar, so encoding `,().*` is harmless, and encoding
@@ -287,6 +287,17 @@ pub fn map_error(
         _ => ApiError::upstream_error(&internal),
     };
     err.with_internal(internal)
+}
+
+/// Routes a buffered upstream failure from another PostgREST reader (e.g. the billing
+/// module's `subscription_of`) through the same table.
+pub fn from_upstream(e: UpstreamError, anonymous: bool) -> ApiError {
+    match e {
+        UpstreamError::Status { status, body, .. } => {
+            map_error(status, &body, "conflict", anonymous)
+        }
+        other => other.into(),
+    }
 }
 
 fn conflict_message(code: &str) -> &'static str {

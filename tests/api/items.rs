@@ -1217,3 +1217,25 @@ async fn a_list_answer_without_a_count_is_502() {
     let (status, body) = json_of(app.get("/api/items").send().await.unwrap()).await;
     assert_eq!((status, error_code(&body)), (502, "upstream_error"));
 }
+
+#[tokio::test]
+async fn a_rejected_token_while_checking_the_plan_is_401() {
+    let app = TestApp::spawn().await;
+    mock_rest(&app, "GET", "subscriptions", pg_error(401, "PGRST303")).await;
+    mock_rest(
+        &app,
+        "HEAD",
+        "items",
+        ResponseTemplate::new(200).insert_header("content-range", "*/0"),
+    )
+    .await;
+    let res = app
+        .post("/api/items")
+        .bearer_auth(user_token(USER_A))
+        .json(&new_item())
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(res).await;
+    assert_eq!((status, error_code(&body)), (401, "invalid_token"));
+}
