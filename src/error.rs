@@ -24,6 +24,7 @@ struct Inner {
     status: StatusCode,
     code: &'static str,
     message: Message,
+    /// Boxed so `Result<_, ApiError>` stays small (clippy::result_large_err).
     details: Option<Value>,
     extra: Extra,
     /// Logged (at warn/error) when the response is built; never sent to the client.

@@ -10,7 +10,7 @@ use actix_web::http::header;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
-use crate::api::{self, auth, billing, endpoint, health, webhooks};
+use crate::api::{self, auth, billing, categories, endpoint, health, items, users, webhooks};
 use crate::config::Settings;
 use crate::middleware::{request_context, REQUEST_ID};
 use crate::state::AppState;
@@ -133,6 +133,28 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
 pub fn routes(cfg: &mut web::ServiceConfig, settings: &Settings) {
     cfg.service(endpoint("/health").get(health::health))
         .service(endpoint("/ready").get(health::ready))
+        .service(endpoint("/api/items").get(items::list).post(items::create))
+        .service(
+            endpoint("/api/items/{id}")
+                .get(items::get)
+                .put(items::replace)
+                .patch(items::patch)
+                .delete(items::delete),
+        )
+        .service(
+            endpoint("/api/categories")
+                .get(categories::list)
+                .post(categories::create),
+        )
+        .service(endpoint("/api/categories/{id}").get(categories::get))
+        .service(endpoint("/api/users").get(users::list).post(users::create))
+        .service(
+            endpoint("/api/users/{id}")
+                .get(users::get)
+                .put(users::replace)
+                .delete(users::delete),
+        )
+        .service(endpoint("/api/users/{id}/stats").get(users::stats))
         .service(endpoint("/api/auth/register").post(auth::register))
         .service(endpoint("/api/auth/login").post(auth::login))
         .service(endpoint("/api/auth/refresh").post(auth::refresh))

@@ -11,5 +11,6 @@ mod db {
     mod indexes;
     mod project;
     mod rls;
+    mod search;
     mod stats;
 }

@@ -3,7 +3,11 @@
 
 pub mod auth;
 pub mod billing;
+pub mod categories;
+pub mod common;
 pub mod health;
+pub mod items;
+pub mod users;
 pub mod webhooks;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};

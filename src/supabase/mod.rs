@@ -1,8 +1,10 @@
 //! How supagate talks to Supabase: the PostgREST and Auth endpoints, their keys and their
 //! error bodies. No business rules live here.
 
+pub mod admin;
 pub mod auth;
 pub mod billing;
+pub mod postgrest;
 
 use crate::config::{Secret, Settings};
 use crate::http_client::{bearer, build_client, JsonApi, UpstreamError};

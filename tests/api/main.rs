@@ -2,7 +2,10 @@
 
 mod auth;
 mod billing;
+mod categories;
 mod foundation;
+mod items;
 mod metrics;
 mod support;
+mod users;
 mod webhooks;

@@ -531,3 +531,146 @@ impl FakeBilling {
         }
     }
 }
+
+// ---- PostgREST / Auth stand-ins and what-was-sent assertions (data API tests) ----
+
+pub const ITEM_SELECT: &str =
+    "id,name,description,price,category_id,user_id,created_at,updated_at,category:categories(id,name)";
+pub const USER_A: &str = "11111111-1111-4111-8111-111111111111";
+pub const USER_B: &str = "22222222-2222-4222-8222-222222222222";
+pub const ITEM_ID: &str = "33333333-3333-4333-8333-333333333333";
+pub const CATEGORY_ID: &str = "44444444-4444-4444-8444-444444444444";
+
+/// An item row as PostgREST returns it.
+pub fn item_row(id: &str, owner: &str) -> Value {
+    json!({
+        "id": id, "name": "Mug", "description": null, "price": 12.5,
+        "category_id": CATEGORY_ID, "user_id": owner,
+        "created_at": "2026-01-05T10:00:00+00:00", "updated_at": "2026-01-05T10:00:00+00:00",
+        "category": {"id": CATEGORY_ID, "name": "Kitchen"}
+    })
+}
+
+pub fn profile_row(id: &str) -> Value {
+    json!({
+        "id": id, "username": "ann", "full_name": "Ann", "avatar_url": null,
+        "created_at": "2026-01-05T10:00:00+00:00", "updated_at": "2026-01-05T10:00:00+00:00"
+    })
+}
+
+/// A PostgREST list answer with its `Content-Range`.
+pub fn pg_list(rows: Value, content_range: &str) -> wiremock::ResponseTemplate {
+    wiremock::ResponseTemplate::new(200)
+        .insert_header("content-range", content_range)
+        .set_body_json(rows)
+}
+
+/// A PostgREST error answer.
+pub fn pg_error(status: u16, code: &str) -> wiremock::ResponseTemplate {
+    wiremock::ResponseTemplate::new(status).set_body_json(json!({
+        "code": code, "message": format!("upstream says {code}"),
+        "details": "secret detail", "hint": null
+    }))
+}
+
+/// Mounts `response` for `method` on `/rest/v1/<table>` (any query).
+pub async fn mock_rest(
+    app: &TestApp,
+    http_method: &str,
+    table: &str,
+    response: wiremock::ResponseTemplate,
+) {
+    wiremock::Mock::given(wiremock::matchers::method(http_method))
+        .and(wiremock::matchers::path(format!("/rest/v1/{table}")))
+        .respond_with(response)
+        .mount(&app.upstream)
+        .await;
+}
+
+/// The decoded query pairs of a recorded request, in order (decoded the way PostgREST does).
+pub fn query_pairs(req: &wiremock::Request) -> Vec<(String, String)> {
+    req.url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+pub fn header_of<'a>(req: &'a wiremock::Request, name: &str) -> Option<&'a str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Every value sent for `name` (to catch duplicated headers).
+pub fn headers_of(req: &wiremock::Request, name: &str) -> Vec<String> {
+    req.headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect()
+}
+
+/// A call made for a user: anon key as `apikey`, the user's own token as bearer.
+pub fn assert_sent_as_user(req: &wiremock::Request, token: &str) {
+    assert_eq!(
+        headers_of(req, "apikey"),
+        vec![ANON_KEY.to_owned()],
+        "{}",
+        req.url
+    );
+    assert_eq!(
+        headers_of(req, "authorization"),
+        vec![format!("Bearer {token}")],
+        "{}",
+        req.url
+    );
+}
+
+/// An anonymous call: the anon key both as `apikey` and bearer.
+pub fn assert_sent_anonymously(req: &wiremock::Request) {
+    assert_sent_as_user(req, ANON_KEY);
+}
+
+/// The service key appears on no recorded request, in any header.
+pub fn assert_service_key_never_sent(requests: &[wiremock::Request]) {
+    for req in requests {
+        for (name, value) in &req.headers {
+            let value = value.to_str().unwrap_or("");
+            assert!(
+                !value.contains(SERVICE_KEY),
+                "service key sent in {name} to {} {}",
+                req.method,
+                req.url
+            );
+        }
+    }
+}
+
+pub fn body_json(req: &wiremock::Request) -> Value {
+    serde_json::from_slice(&req.body).expect("request body is JSON")
+}
+
+/// Requests to `/rest/v1/<table>` only.
+pub fn requests_to<'a>(
+    requests: &'a [wiremock::Request],
+    path: &str,
+) -> Vec<&'a wiremock::Request> {
+    requests.iter().filter(|r| r.url.path() == path).collect()
+}
+
+/// A token whose `user_metadata` claims admin (which must grant nothing).
+pub fn user_metadata_admin_token(sub: &str) -> String {
+    let mut claims = user_claims(sub);
+    claims["user_metadata"]["role"] = json!("admin");
+    mint_hs256(&claims)
+}
+
+/// Asserts the `validation_failed` body names `field`.
+pub fn assert_field_error(body: &Value, field: &str) {
+    assert_eq!(error_code(body), "validation_failed", "{body}");
+    let messages = &body["details"]["fieldErrors"][field];
+    assert!(
+        messages
+            .as_array()
+            .is_some_and(|m| !m.is_empty() && m.iter().all(Value::is_string)),
+        "no fieldErrors.{field} in {body}"
+    );
+}

@@ -1,0 +1,108 @@
+//! `/api/categories`: the public category list, created by admins.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use garde::Validate;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::common::{created, json_response, list_response, validated, NoParams};
+use crate::auth::{Admin, MaybeUser};
+use crate::error::ApiResult;
+use crate::state::AppState;
+use crate::supabase::postgrest::{Caller, Query};
+
+const CATEGORY_COLUMNS: &str = "id,name,slug";
+
+/// All categories (tens of rows), ordered by name; `id` breaks ties between equal names.
+pub async fn list(
+    state: web::Data<AppState>,
+    MaybeUser(user): MaybeUser,
+    _no_params: web::Query<NoParams>,
+) -> ApiResult<HttpResponse> {
+    let query = Query::table("categories")
+        .select(CATEGORY_COLUMNS)
+        .order("name.asc,id.asc");
+    let listing = state
+        .supabase
+        .pg_list(&query, Caller::from_option(user.as_ref()))
+        .await?;
+    Ok(list_response(listing))
+}
+
+/// Not in API.md's table, but `POST` answers a `Location`, and it should resolve.
+pub async fn get(
+    state: web::Data<AppState>,
+    MaybeUser(user): MaybeUser,
+    id: web::Path<Uuid>,
+    _no_params: web::Query<NoParams>,
+) -> ApiResult<HttpResponse> {
+    let query = Query::table("categories")
+        .select(CATEGORY_COLUMNS)
+        .eq("id", *id);
+    let body = state
+        .supabase
+        .pg_single(
+            Method::GET,
+            &query,
+            None,
+            Caller::from_option(user.as_ref()),
+        )
+        .await?;
+    Ok(json_response(StatusCode::OK, body))
+}
+
+#[derive(Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryInput {
+    #[garde(custom(category_name))]
+    name: String,
+    #[garde(custom(slug_text))]
+    slug: String,
+}
+
+fn category_name(value: &str, _: &()) -> garde::Result {
+    match value.trim().chars().count() {
+        0 => Err(garde::Error::new("must not be empty")),
+        n if n > 100 => Err(garde::Error::new("must be at most 100 characters")),
+        _ => Ok(()),
+    }
+}
+
+/// The database's `categories_slug_format`: lowercase words joined by single hyphens.
+fn slug_text(value: &str, _: &()) -> garde::Result {
+    let words_ok = value.split('-').all(|w| {
+        !w.is_empty()
+            && w.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    });
+    if value.is_empty() || value.len() > 100 || !words_ok {
+        return Err(garde::Error::new(
+            "must be lowercase letters and digits separated by single hyphens, at most 100 characters",
+        ));
+    }
+    Ok(())
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    Admin(admin): Admin,
+    body: web::Json<CategoryInput>,
+    _no_params: web::Query<NoParams>,
+) -> ApiResult<HttpResponse> {
+    let input = validated(body.into_inner())?;
+    let row = json!({"name": input.name.trim(), "slug": input.slug});
+    let query = Query::table("categories").select(CATEGORY_COLUMNS);
+    let body = state
+        .supabase
+        .pg_single(
+            Method::POST,
+            &query,
+            Some(row.to_string().into_bytes()),
+            Caller::User(&admin),
+        )
+        .await?;
+    created("/api/categories", body)
+}

@@ -1,0 +1,283 @@
+//! `/api/users`: profiles (read by signed-in users, written by self or admin), account
+//! creation and deletion through the Auth admin API, and per-user item statistics.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use garde::Validate;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{json, Map, Value as Json};
+use uuid::Uuid;
+
+use super::common::{
+    created, field_error, json_response, limit_range, list_response, offset_range, page, validated,
+    NoParams,
+};
+use crate::auth::{Admin, AuthUser, User};
+use crate::error::{ApiError, ApiResult};
+use crate::rules::ownership::{may_modify, Actor};
+use crate::rules::username::{self, Username};
+use crate::state::AppState;
+use crate::supabase::admin::NewAuthUser;
+use crate::supabase::postgrest::{Caller, Query};
+
+const PROFILE_COLUMNS: &str = "id,username,full_name,avatar_url,created_at,updated_at";
+
+// ---- list / get ----
+
+#[derive(Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[garde(inner(custom(username_prefix)))]
+    q: Option<String>,
+    #[garde(inner(custom(limit_range)))]
+    limit: Option<i64>,
+    #[garde(inner(custom(offset_range)))]
+    offset: Option<i64>,
+}
+
+/// A prefix of a username: same normalisation and alphabet, any length up to 30.
+fn username_prefix(value: &str, _: &()) -> garde::Result {
+    let q = value.trim().to_ascii_lowercase();
+    if q.len() > 30 {
+        return Err(garde::Error::new("must be at most 30 characters"));
+    }
+    if !q
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(garde::Error::new(
+            "may contain only letters, digits and underscores",
+        ));
+    }
+    Ok(())
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    User(user): User,
+    query: web::Query<ListQuery>,
+) -> ApiResult<HttpResponse> {
+    let params = validated(query.into_inner())?;
+    let mut query = Query::table("profiles").select(PROFILE_COLUMNS);
+    if let Some(q) = params.q.as_deref().map(|q| q.trim().to_ascii_lowercase()) {
+        if !q.is_empty() {
+            query = query.starts_with("username", &q);
+        }
+    }
+    let (limit, offset) = page(params.limit, params.offset);
+    let query = query
+        .order("username.asc.nullslast,id.asc")
+        .range(limit, offset);
+    let listing = state.supabase.pg_list(&query, Caller::User(&user)).await?;
+    Ok(list_response(listing))
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    User(user): User,
+    id: web::Path<Uuid>,
+    _no_params: web::Query<NoParams>,
+) -> ApiResult<HttpResponse> {
+    let query = Query::table("profiles")
+        .select(PROFILE_COLUMNS)
+        .eq("id", *id);
+    let body = state
+        .supabase
+        .pg_single(Method::GET, &query, None, Caller::User(&user))
+        .await?;
+    Ok(json_response(StatusCode::OK, body))
+}
+
+// ---- admin create ----
+
+#[derive(Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    #[garde(email, length(max = 254))]
+    email: String,
+    /// Supabase's default minimum is 6; bcrypt reads at most 72 bytes.
+    #[garde(length(bytes, min = 6, max = 72))]
+    password: String,
+    #[garde(inner(custom(username_text)))]
+    username: Option<String>,
+    #[garde(inner(custom(full_name_text)))]
+    full_name: Option<String>,
+}
+
+fn username_text(value: &str, _: &()) -> garde::Result {
+    username::normalize(value)
+        .map(drop)
+        .map_err(|e| garde::Error::new(e.message()))
+}
+
+fn full_name_text(value: &str, _: &()) -> garde::Result {
+    if value.chars().count() > 100 {
+        Err(garde::Error::new("must be at most 100 characters"))
+    } else {
+        Ok(())
+    }
+}
+
+fn avatar_url_text(value: &str, _: &()) -> garde::Result {
+    let ok = value.len() <= 2048
+        && url::Url::parse(value)
+            .map(|u| u.scheme() == "https" && u.host_str().is_some())
+            .unwrap_or(false);
+    if ok {
+        Ok(())
+    } else {
+        Err(garde::Error::new("must be an https URL"))
+    }
+}
+
+fn normalized(raw: Option<&str>) -> ApiResult<Option<Username>> {
+    raw.map(|u| username::normalize(u).map_err(|e| field_error("username", e.message())))
+        .transpose()
+}
+
+/// Creates the auth user (secret key), then fills the profile the trigger created, as the
+/// calling admin. If the profile write fails (a taken username), the new account is deleted
+/// again so a failed request leaves nothing behind.
+pub async fn create(
+    state: web::Data<AppState>,
+    Admin(admin): Admin,
+    body: web::Json<CreateUser>,
+    _no_params: web::Query<NoParams>,
+) -> ApiResult<HttpResponse> {
+    let input = validated(body.into_inner())?;
+    let username = normalized(input.username.as_deref())?;
+    let mut metadata = Map::new();
+    if let Some(full_name) = &input.full_name {
+        metadata.insert("full_name".into(), Json::from(full_name.as_str()));
+    }
+    let id = state
+        .supabase
+        .admin_create_user(&NewAuthUser {
+            email: &input.email,
+            password: &input.password,
+            email_confirm: true,
+            user_metadata: Json::Object(metadata),
+        })
+        .await?;
+    let query = Query::table("profiles")
+        .select(PROFILE_COLUMNS)
+        .eq("id", id)
+        .conflict_code("username_taken");
+    let mut fields = Map::new();
+    if let Some(u) = &username {
+        fields.insert("username".into(), Json::from(u.as_str()));
+    }
+    if let Some(full_name) = &input.full_name {
+        fields.insert("full_name".into(), Json::from(full_name.as_str()));
+    }
+    let profile = if fields.is_empty() {
+        state
+            .supabase
+            .pg_single(Method::GET, &query, None, Caller::User(&admin))
+            .await
+    } else {
+        let body = Json::Object(fields).to_string().into_bytes();
+        state
+            .supabase
+            .pg_single(Method::PATCH, &query, Some(body), Caller::User(&admin))
+            .await
+    };
+    match profile {
+        Ok(body) => created("/api/users", body),
+        Err(e) => {
+            if let Err(cleanup) = state.supabase.admin_delete_user(id).await {
+                log::error!("user {id} created but profile failed and cleanup failed: {cleanup}");
+            }
+            Err(e)
+        }
+    }
+}
+
+// ---- self-or-admin ----
+
+fn ensure_self_or_admin(user: &AuthUser, id: Uuid) -> ApiResult<()> {
+    if may_modify(Actor::from(user), id) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "forbidden",
+            "Only the user themselves or an admin may do this",
+        ))
+    }
+}
+
+/// Full replacement: an omitted field becomes `null`.
+#[derive(Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileInput {
+    #[garde(inner(custom(username_text)))]
+    username: Option<String>,
+    #[garde(inner(custom(full_name_text)))]
+    full_name: Option<String>,
+    #[garde(inner(custom(avatar_url_text)))]
+    avatar_url: Option<String>,
+}
+
+pub async fn replace(
+    state: web::Data<AppState>,
+    User(user): User,
+    id: web::Path<Uuid>,
+    body: web::Json<ProfileInput>,
+    _no_params: web::Query<NoParams>,
+) -> ApiResult<HttpResponse> {
+    let input = validated(body.into_inner())?;
+    ensure_self_or_admin(&user, *id)?;
+    let row = json!({
+        "username": normalized(input.username.as_deref())?,
+        "full_name": input.full_name,
+        "avatar_url": input.avatar_url,
+    });
+    let query = Query::table("profiles")
+        .select(PROFILE_COLUMNS)
+        .eq("id", *id)
+        .conflict_code("username_taken");
+    let body = state
+        .supabase
+        .pg_single(
+            Method::PATCH,
+            &query,
+            Some(row.to_string().into_bytes()),
+            Caller::User(&user),
+        )
+        .await?;
+    Ok(json_response(StatusCode::OK, body))
+}
+
+/// API.md routes self-deletion through the Auth admin API too: users cannot delete their
+/// own auth row otherwise. The Rust check above is the only gate here (no RLS behind the
+/// secret key), so it runs before anything is sent.
+pub async fn delete(
+    state: web::Data<AppState>,
+    User(user): User,
+    id: web::Path<Uuid>,
+    _no_params: web::Query<NoParams>,
+) -> ApiResult<HttpResponse> {
+    ensure_self_or_admin(&user, *id)?;
+    state.supabase.admin_delete_user(*id).await?;
+    Ok(super::no_content())
+}
+
+pub async fn stats(
+    state: web::Data<AppState>,
+    User(user): User,
+    id: web::Path<Uuid>,
+    _no_params: web::Query<NoParams>,
+) -> ApiResult<HttpResponse> {
+    ensure_self_or_admin(&user, *id)?;
+    let body = json!({ "user_id": *id }).to_string().into_bytes();
+    let stats = state
+        .supabase
+        .pg_rpc(
+            &Query::table("rpc/get_user_stats"),
+            body,
+            Caller::User(&user),
+        )
+        .await?;
+    Ok(json_response(StatusCode::OK, stats))
+}

@@ -1,0 +1,632 @@
+//! A small typed PostgREST client: queries whose columns are compile-time names and whose
+//! filter values come from typed, validated values, escaped and percent-encoded per
+//! SUPABASE_CONTRACT 1.5; plus the one table mapping PostgREST errors to [`ApiError`].
+//!
+//! Nothing a client sends reaches the query string except through a typed value rendered
+//! here, so `or=`, `select=` or `order=` cannot be smuggled in and `q` matches literally.
+
+use bytes::Bytes;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::Supabase;
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::http_client::{bearer, UpstreamError};
+
+/// Everything but RFC 3986 unreserved characters is percent-encoded. PostgREST decodes the
+/// query string before parsing its grammar, so encoding `,().*` is harmless, and encoding
+/// `+` as `%2B` is required (a raw `+` decodes to a space).
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+const SINGLE_OBJECT: &str = "application/vnd.pgrst.object+json";
+
+fn encode(value: &str) -> String {
+    utf8_percent_encode(value, COMPONENT).to_string()
+}
+
+/// On whose behalf a call runs: PostgREST picks the Postgres role (and RLS) from the bearer.
+#[derive(Clone, Copy)]
+pub enum Caller<'a> {
+    /// The anon key as bearer: RLS `TO anon`.
+    Anon,
+    /// The caller's verified token: RLS as that user.
+    User(&'a AuthUser),
+}
+
+impl<'a> Caller<'a> {
+    pub fn from_option(user: Option<&'a AuthUser>) -> Self {
+        user.map_or(Caller::Anon, Caller::User)
+    }
+}
+
+/// A filter operand. Only typed values can become one, never raw client text.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Uuid(Uuid),
+    /// A finite decimal, rendered without exponent (`f64`'s `Display` never uses one).
+    Number(f64),
+    /// Exact decimal text produced by a validated type (e.g. a `Price`).
+    Decimal(String),
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Uuid(u) => write!(f, "{u}"),
+            Value::Number(n) => write!(f, "{n}"),
+            Value::Decimal(d) => f.write_str(d),
+        }
+    }
+}
+
+impl From<Uuid> for Value {
+    fn from(u: Uuid) -> Self {
+        Value::Uuid(u)
+    }
+}
+
+/// Escapes `text` for a POSIX regular expression (PostgreSQL ARE) so that it matches itself:
+/// every ASCII character that is not a letter or digit gets a backslash, which in an ARE
+/// always means "this character, literally". Letters and digits must stay bare (`\d`, `\m`
+/// are escapes) and non-ASCII characters are never metacharacters.
+pub fn regex_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for c in text.chars() {
+        if c.is_ascii() && !c.is_ascii_alphanumeric() {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Quotes one element of an `in.(...)` list or `or=(...)` tree (SUPABASE_CONTRACT 1.5.3):
+/// wrap in `"`, backslash-escape `\` and `"`.
+pub fn quote_list_item(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// One PostgREST read or write target with its filters.
+#[derive(Clone, Debug)]
+pub struct Query {
+    path: &'static str,
+    select: Option<&'static str>,
+    filters: Vec<(&'static str, String)>,
+    order: Option<&'static str>,
+    limit: Option<u64>,
+    offset: Option<u64>,
+    conflict_code: &'static str,
+}
+
+impl Query {
+    /// `table` is a table name or `rpc/<function>`: a constant, never client input.
+    pub fn table(path: &'static str) -> Self {
+        Self {
+            path,
+            select: None,
+            filters: Vec::new(),
+            order: None,
+            limit: None,
+            offset: None,
+            conflict_code: "conflict",
+        }
+    }
+
+    pub fn select(mut self, columns: &'static str) -> Self {
+        self.select = Some(columns);
+        self
+    }
+
+    fn filter(mut self, column: &'static str, op: &str, operand: String) -> Self {
+        self.filters.push((column, format!("{op}.{operand}")));
+        self
+    }
+
+    pub fn eq(self, column: &'static str, value: impl Into<Value>) -> Self {
+        let v = value.into().to_string();
+        self.filter(column, "eq", v)
+    }
+
+    pub fn gte(self, column: &'static str, value: Value) -> Self {
+        self.filter(column, "gte", value.to_string())
+    }
+
+    pub fn lte(self, column: &'static str, value: Value) -> Self {
+        self.filter(column, "lte", value.to_string())
+    }
+
+    /// Case-insensitive literal substring: `imatch` (`~*`) with an escaped pattern. `ilike`
+    /// cannot do this, since PostgREST turns every `*` into `%`.
+    pub fn contains_ci(self, column: &'static str, text: &str) -> Self {
+        self.filter(column, "imatch", regex_literal(text))
+    }
+
+    /// Case-sensitive literal prefix: `match` (`~`) with `^` and an escaped pattern; a
+    /// left-anchored literal regex can use a `text_pattern_ops` index like `LIKE 'x%'`.
+    pub fn starts_with(self, column: &'static str, text: &str) -> Self {
+        let pattern = format!("^{}", regex_literal(text));
+        self.filter(column, "match", pattern)
+    }
+
+    /// An order clause from a fixed list (the handler maps its enum to one of these).
+    pub fn order(mut self, clause: &'static str) -> Self {
+        self.order = Some(clause);
+        self
+    }
+
+    pub fn range(mut self, limit: u64, offset: u64) -> Self {
+        self.limit = Some(limit);
+        self.offset = Some(offset);
+        self
+    }
+
+    /// The `code` a unique violation (23505) maps to for this call (`username_taken`, ...).
+    pub fn conflict_code(mut self, code: &'static str) -> Self {
+        self.conflict_code = code;
+        self
+    }
+
+    /// The same filters without ordering or range: what a count needs.
+    pub fn count_only(&self) -> Self {
+        Self {
+            order: None,
+            limit: None,
+            offset: None,
+            ..self.clone()
+        }
+    }
+
+    /// The decoded `(name, value)` pairs, in order.
+    pub fn params(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::with_capacity(self.filters.len() + 4);
+        if let Some(s) = self.select {
+            out.push(("select", s.to_owned()));
+        }
+        out.extend(self.filters.iter().cloned());
+        if let Some(o) = self.order {
+            out.push(("order", o.to_owned()));
+        }
+        if let Some(l) = self.limit {
+            out.push(("limit", l.to_string()));
+        }
+        if let Some(o) = self.offset {
+            out.push(("offset", o.to_string()));
+        }
+        out
+    }
+
+    /// `/<path>?<percent-encoded params>`.
+    pub fn to_path(&self) -> String {
+        let qs: Vec<String> = self
+            .params()
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        if qs.is_empty() {
+            format!("/{}", self.path)
+        } else {
+            format!("/{}?{}", self.path, qs.join("&"))
+        }
+    }
+}
+
+/// A list answer: the total and the upstream body still to be streamed.
+pub struct Listing {
+    pub total: u64,
+    /// PostgREST's `Content-Range` (`0-19/137`, `*/0`), or `*/<total>` past the end.
+    pub content_range: String,
+    /// `None` when the offset was past the end: the body is `[]`.
+    pub body: Option<reqwest::Response>,
+}
+
+/// `<range>/<total>` → total; `None` when absent or not counted (`*`).
+pub fn total_of(content_range: &str) -> Option<u64> {
+    content_range.rsplit_once('/')?.1.trim().parse().ok()
+}
+
+#[derive(Deserialize)]
+struct PgError {
+    code: Option<String>,
+    message: Option<String>,
+}
+
+/// The one mapping from a PostgREST error answer to the API's errors (API.md codes). The
+/// upstream text goes to the log only.
+pub fn map_error(
+    status: StatusCode,
+    body: &[u8],
+    conflict_code: &'static str,
+    anonymous: bool,
+) -> ApiError {
+    let parsed: Option<PgError> = serde_json::from_slice(body).ok();
+    let code = parsed
+        .as_ref()
+        .and_then(|e| e.code.as_deref())
+        .unwrap_or("");
+    let internal = format!(
+        "postgrest {status} {code}: {}",
+        parsed
+            .as_ref()
+            .and_then(|e| e.message.as_deref())
+            .unwrap_or("(no JSON error body)")
+    );
+    let err = match code {
+        "PGRST116" => ApiError::not_found("Not found"),
+        "23505" => ApiError::conflict(conflict_code, conflict_message(conflict_code)),
+        "23503" => {
+            ApiError::unprocessable("invalid_reference", "A referenced record does not exist")
+        }
+        "23514" | "22P02" | "23502" => ApiError::validation(
+            serde_json::json!({}),
+            vec!["A value was rejected by the database".to_owned()],
+        ),
+        "42501" if anonymous => ApiError::unauthorized(),
+        "42501" => ApiError::forbidden("forbidden", "Not allowed"),
+        "PGRST301" | "PGRST302" | "PGRST303" => {
+            ApiError::invalid_token("invalid_token", "Supabase rejected the token")
+        }
+        "PGRST000" | "PGRST001" | "PGRST002" => ApiError::upstream_unavailable(&internal),
+        "PGRST003" => ApiError::upstream_timeout(&internal),
+        _ => ApiError::upstream_error(&internal),
+    };
+    err.with_internal(internal)
+}
+
+/// Routes a buffered upstream failure from another PostgREST reader (e.g. the billing
+/// module's `subscription_of`) through the same table.
+pub fn from_upstream(e: UpstreamError, anonymous: bool) -> ApiError {
+    match e {
+        UpstreamError::Status { status, body, .. } => {
+            map_error(status, &body, "conflict", anonymous)
+        }
+        other => other.into(),
+    }
+}
+
+fn conflict_message(code: &str) -> &'static str {
+    match code {
+        "username_taken" => "This username is already taken",
+        _ => "A record with these values already exists",
+    }
+}
+
+fn is_json(res: &reqwest::Response) -> bool {
+    res.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|ct| {
+            let ct = ct.to_ascii_lowercase();
+            ct.starts_with("application/json") || ct.starts_with(SINGLE_OBJECT)
+        })
+        .unwrap_or(false)
+}
+
+fn headers(pairs: &[(HeaderName, &'static str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        map.insert(name.clone(), HeaderValue::from_static(value));
+    }
+    map
+}
+
+fn prefer() -> HeaderName {
+    HeaderName::from_static("prefer")
+}
+
+impl Supabase {
+    fn pg_request(
+        &self,
+        method: Method,
+        query: &Query,
+        caller: Caller<'_>,
+    ) -> reqwest::RequestBuilder {
+        let request = self.rest.request(method, &query.to_path());
+        match caller {
+            Caller::Anon => self.anon_bearer(request),
+            Caller::User(user) => bearer(request, user.token()),
+        }
+    }
+
+    /// Reads an error answer and maps it.
+    async fn pg_failure(
+        &self,
+        res: reqwest::Response,
+        query: &Query,
+        caller: Caller<'_>,
+    ) -> ApiError {
+        let status = res.status();
+        let body = self.rest.read_body(res).await.unwrap_or_default();
+        map_error(
+            status,
+            &body,
+            query.conflict_code,
+            matches!(caller, Caller::Anon),
+        )
+    }
+
+    /// A counted list whose body is left unread, for streaming. An offset past the end
+    /// (PostgREST: 416 PGRST103) becomes an empty list with the true total from a count.
+    pub async fn pg_list(&self, query: &Query, caller: Caller<'_>) -> Result<Listing, ApiError> {
+        let request = self
+            .pg_request(Method::GET, query, caller)
+            .headers(headers(&[(prefer(), "count=exact")]));
+        let res = self.rest.send(request).await?;
+        if res.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+            let total = self.pg_count(&query.count_only(), caller).await?;
+            return Ok(Listing {
+                total,
+                content_range: format!("*/{total}"),
+                body: None,
+            });
+        }
+        if !res.status().is_success() {
+            return Err(self.pg_failure(res, query, caller).await);
+        }
+        if !is_json(&res) {
+            return Err(ApiError::upstream_error("postgrest list: not JSON"));
+        }
+        let content_range = res
+            .headers()
+            .get("content-range")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| ApiError::upstream_error("postgrest list: no Content-Range"))?;
+        let total = total_of(&content_range)
+            .ok_or_else(|| ApiError::upstream_error("postgrest list: uncounted Content-Range"))?;
+        Ok(Listing {
+            total,
+            content_range,
+            body: Some(res),
+        })
+    }
+
+    /// How many rows match: `HEAD` with `Prefer: count=exact` (no rows are transferred).
+    pub async fn pg_count(&self, query: &Query, caller: Caller<'_>) -> Result<u64, ApiError> {
+        let request = self
+            .pg_request(Method::HEAD, query, caller)
+            .headers(headers(&[(prefer(), "count=exact")]));
+        let res = self.rest.send(request).await?;
+        if !res.status().is_success() {
+            return Err(self.pg_failure(res, query, caller).await);
+        }
+        res.headers()
+            .get("content-range")
+            .and_then(|v| v.to_str().ok())
+            .and_then(total_of)
+            .ok_or_else(|| ApiError::upstream_error("postgrest count: no counted Content-Range"))
+    }
+
+    /// One row in single-object mode: `GET` reads it; `POST`/`PATCH`/`DELETE` write and return
+    /// it (`Prefer: return=representation`). Zero rows is PGRST116, i.e. 404, and PostgREST
+    /// rolls a write back when it would touch more than one.
+    pub async fn pg_single(
+        &self,
+        method: Method,
+        query: &Query,
+        body: Option<Vec<u8>>,
+        caller: Caller<'_>,
+    ) -> Result<Bytes, ApiError> {
+        let mut pairs = vec![(ACCEPT, SINGLE_OBJECT)];
+        if method != Method::GET {
+            pairs.push((prefer(), "return=representation"));
+        }
+        let mut request = self
+            .pg_request(method, query, caller)
+            .headers(headers(&pairs));
+        if let Some(body) = body {
+            request = request.header(CONTENT_TYPE, "application/json").body(body);
+        }
+        self.pg_body(request, query, caller).await
+    }
+
+    /// `POST /rpc/<fn>` with a JSON body, answering the function's JSON.
+    pub async fn pg_rpc(
+        &self,
+        query: &Query,
+        body: Vec<u8>,
+        caller: Caller<'_>,
+    ) -> Result<Bytes, ApiError> {
+        let request = self
+            .pg_request(Method::POST, query, caller)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        self.pg_body(request, query, caller).await
+    }
+
+    async fn pg_body(
+        &self,
+        request: reqwest::RequestBuilder,
+        query: &Query,
+        caller: Caller<'_>,
+    ) -> Result<Bytes, ApiError> {
+        let res = self.rest.send(request).await?;
+        if !res.status().is_success() {
+            return Err(self.pg_failure(res, query, caller).await);
+        }
+        if !is_json(&res) {
+            return Err(ApiError::upstream_error("postgrest: answer is not JSON"));
+        }
+        let body = self.rest.read_body(res).await?;
+        // A 2xx body that is not JSON (a proxy's page, a truncated answer) is not forwarded.
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+            .map_err(|e| ApiError::upstream_error(format!("postgrest: invalid JSON: {e}")))?;
+        Ok(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn decoded(query: &Query) -> Vec<(String, String)> {
+        let path = query.to_path();
+        let qs = path.split_once('?').map(|(_, q)| q).unwrap_or("");
+        // PostgREST decodes like a form (`+` → space) before parsing; decode the same way.
+        url::form_urlencoded::parse(qs.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+
+    /// Reads an ARE pattern made only of literal characters and `\`-escaped non-alphanumeric
+    /// ASCII; `None` if any character would be a metacharacter or an escape sequence.
+    fn are_literal(pattern: &str) -> Option<String> {
+        let mut out = String::new();
+        let mut chars = pattern.chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                let next = chars.next()?;
+                if next.is_ascii_alphanumeric() || !next.is_ascii() {
+                    return None;
+                }
+                out.push(next);
+            } else if c.is_ascii() && !c.is_ascii_alphanumeric() {
+                return None;
+            } else {
+                out.push(c);
+            }
+        }
+        Some(out)
+    }
+
+    #[test]
+    fn plus_and_reserved_characters_are_percent_encoded() {
+        let q = Query::table("items").contains_ci("name", "a+b c&d=e#f%g,h(i)j\"k*l");
+        let path = q.to_path();
+        assert!(path.contains("%2B"), "{path}");
+        assert!(!path[path.find('?').unwrap()..].contains(['+', ' ', '#', ',', '(', '"', '*']));
+        assert_eq!(path.matches('&').count(), 0, "{path}");
+    }
+
+    #[test]
+    fn substring_filter_escapes_regex_metacharacters() {
+        let q = Query::table("items").contains_ci("name", "50%_off*(x),\"y\"\\.");
+        assert_eq!(
+            decoded(&q),
+            vec![(
+                "name".to_owned(),
+                r#"imatch.50\%\_off\*\(x\)\,\"y\"\\\."#.to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn prefix_filter_is_anchored_and_escaped() {
+        let q = Query::table("profiles").starts_with("username", "ann_");
+        assert_eq!(
+            decoded(&q),
+            vec![("username".into(), r"match.^ann\_".into())]
+        );
+    }
+
+    #[test]
+    fn list_items_are_quoted_as_the_contract_shows() {
+        assert_eq!(quote_list_item("a,b"), r#""a,b""#);
+        assert_eq!(quote_list_item(r#"say "hi""#), r#""say \"hi\"""#);
+        assert_eq!(quote_list_item(r"a\b"), r#""a\\b""#);
+    }
+
+    #[test]
+    fn count_only_drops_order_and_range() {
+        let q = Query::table("items")
+            .select("id")
+            .eq("user_id", Uuid::nil())
+            .order("created_at.desc,id.desc")
+            .range(20, 40);
+        let names: Vec<String> = decoded(&q.count_only()).into_iter().map(|p| p.0).collect();
+        assert_eq!(names, vec!["select", "user_id"]);
+    }
+
+    #[test]
+    fn totals_are_read_from_content_range() {
+        assert_eq!(total_of("0-19/137"), Some(137));
+        assert_eq!(total_of("*/0"), Some(0));
+        assert_eq!(total_of("0-19/*"), None);
+        assert_eq!(total_of("garbage"), None);
+    }
+
+    #[test]
+    fn error_table_maps_postgrest_codes() {
+        let cases = [
+            ("PGRST116", 406, 404, "not_found"),
+            ("23505", 409, 409, "conflict"),
+            ("23503", 409, 422, "invalid_reference"),
+            ("23514", 400, 400, "validation_failed"),
+            ("22P02", 400, 400, "validation_failed"),
+            ("42501", 403, 403, "forbidden"),
+            ("PGRST301", 401, 401, "invalid_token"),
+            ("PGRST302", 401, 401, "invalid_token"),
+            ("PGRST303", 401, 401, "invalid_token"),
+            ("PGRST100", 400, 502, "upstream_error"),
+            ("XX000", 500, 502, "upstream_error"),
+        ];
+        for (code, upstream, status, api_code) in cases {
+            let body =
+                serde_json::json!({"code": code, "message": "m", "details": null, "hint": null});
+            let e = map_error(
+                StatusCode::from_u16(upstream).unwrap(),
+                body.to_string().as_bytes(),
+                "conflict",
+                false,
+            );
+            assert_eq!(
+                (e.status().as_u16(), e.code()),
+                (status, api_code),
+                "{code}"
+            );
+        }
+        let html = map_error(StatusCode::BAD_GATEWAY, b"<html>", "conflict", false);
+        assert_eq!(html.code(), "upstream_error");
+        let anon = map_error(
+            StatusCode::UNAUTHORIZED,
+            br#"{"code":"42501"}"#,
+            "conflict",
+            true,
+        );
+        assert_eq!(anon.status().as_u16(), 401);
+        let named = map_error(
+            StatusCode::CONFLICT,
+            br#"{"code":"23505"}"#,
+            "username_taken",
+            false,
+        );
+        assert_eq!(named.code(), "username_taken");
+    }
+
+    proptest! {
+        /// For any `q`, the query holds exactly one filter on `name`, an `imatch` whose pattern
+        /// is nothing but escaped literal characters spelling `q`; nothing else is added.
+        #[test]
+        fn any_q_becomes_exactly_one_literal_name_filter(q in "(?s).{0,100}|[\\\\%_*,()\".&=+#:;! a-zA-Z0-9-]{0,40}") {
+            let query = Query::table("items")
+                .select("id,name")
+                .contains_ci("name", &q)
+                .order("created_at.desc,id.desc")
+                .range(20, 0);
+            let pairs = decoded(&query);
+            let names: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+            prop_assert_eq!(names, vec!["select", "name", "order", "limit", "offset"]);
+            let value = &pairs[1].1;
+            let pattern = value.strip_prefix("imatch.").expect("imatch operator");
+            prop_assert_eq!(are_literal(pattern), Some(q.clone()));
+            prop_assert_eq!(&pairs[0].1, "id,name");
+        }
+    }
+}
