@@ -530,7 +530,7 @@ def loadavg():
 def estimate_seconds(n_scen=5, n_targets=3):
     per_cell = WARMUP * n_targets + ROUNDS * n_targets * (SECONDS + 1)
     main = n_scen * len(CONNS) * per_cell
-    half = n_scen * (HALF_ROUNDS * 2 * (SECONDS + 1) + 3 * (max(2, SECONDS // 3) + 1))
+    half = n_scen * (HALF_ROUNDS * 2 * (SECONDS + 1) + 6 * (max(2, SECONDS // 3) + 1))
     c1000 = 2 * (C1000_SECONDS + 2)
     return int(main + half + c1000 + 60)
 
@@ -606,12 +606,13 @@ def write_report(ctx):
             hf = sc["half"]
             L += [f"Half of saturation: target rate {hf['rate']:.0f} req/s (½ × supagate's "
                   f"{hf['sat']:.0f} at {hf['sat_conns']} connections), paced with "
-                  f"{hf['conns']} connections × {HALF_DELAY_MS} ms think time "
-                  f"(bench/wrk/paced.lua), {hf['rounds']} interleaved rounds:", "",
-                  "| target | achieved req/s | p50 ms | p99 ms | errors |",
-                  "|---|---:|---:|---:|---:|"]
+                  f"{HALF_DELAY_MS} ms think time per connection (bench/wrk/paced.lua; "
+                  f"connection count calibrated per target), {hf['rounds']} interleaved rounds:",
+                  "", "| target | connections | achieved req/s | p50 ms | p99 ms | errors |",
+                  "|---|---:|---:|---:|---:|---:|"]
             for target, s in hf["cells"].items():
-                L.append(f"| {target} | {fmt(s['rps'])} | {fmt(s['p50_ms'], '.2f')} | "
+                L.append(f"| {target} | {hf['conns'][target]} | {fmt(s['rps'])} | "
+                         f"{fmt(s['p50_ms'], '.2f')} | "
                          f"{fmt(s['p99_ms'], '.2f')} | {s['non2xx']}/{s['socket_errors']} |")
             if "direct" in hf["cells"] and "supagate" in hf["cells"]:
                 added = hf["cells"]["supagate"]["p99_ms"] - hf["cells"]["direct"]["p99_ms"]
@@ -764,34 +765,40 @@ def main():
                 sat_conns, cell = sc["cells"][-1]
                 sat = cell["supagate"]["rps"]
                 rate = sat / 2
-                # Calibrate: wrk's timers are coarse and a busy machine stretches the think
-                # time, so adjust the connection count until supagate gets ~rate (≤ 3 tries).
-                conns = first = max(2, round(rate * HALF_DELAY_MS / 1000))
+                # Calibrate each target: wrk's timers are coarse and latency adds to the think
+                # time, so adjust the connection count until the target gets ~rate (≤ 3 tries).
+                first = max(2, round(rate * HALF_DELAY_MS / 1000))
                 cal_seconds = max(2, SECONDS // 3)
-                for _ in range(3):
-                    r = run_wrk(tmap["supagate"], conns, cal_seconds, servers, script="paced.lua",
-                                extra_env={"BENCH_DELAY_MS": str(HALF_DELAY_MS)})
-                    log(f"{sc['name']} half-saturation calibration: {conns} connections -> "
-                        f"{r['rps']:.0f} req/s (target {rate:.0f})")
-                    if r["rps"] <= 0 or abs(r["rps"] - rate) <= 0.1 * rate:
-                        break
-                    conns = max(2, min(4 * first, 2000, round(conns * rate / r["rps"])))
                 half_targets = [tmap[k] for k in ("direct", "supagate") if k in tmap]
+                half_conns = {}
+                for t in half_targets:
+                    conns = first
+                    for _ in range(3):
+                        r = run_wrk(t, conns, cal_seconds, servers, script="paced.lua",
+                                    extra_env={"BENCH_DELAY_MS": str(HALF_DELAY_MS)})
+                        log(f"{sc['name']} half-saturation calibration {t['target']}: {conns} "
+                            f"connections -> {r['rps']:.0f} req/s (target {rate:.0f})")
+                        if r["rps"] <= 0 or abs(r["rps"] - rate) <= 0.1 * rate:
+                            break
+                        conns = max(2, min(4 * first, 2000, round(conns * rate / r["rps"])))
+                    half_conns[t["target"]] = conns
                 runs = {t["target"]: [] for t in half_targets}
                 for rnd in range(HALF_ROUNDS):
                     order = half_targets if rnd % 2 == 0 else half_targets[::-1]
                     for t in order:
-                        r = run_wrk(t, conns, SECONDS, servers, script="paced.lua",
+                        r = run_wrk(t, half_conns[t["target"]], SECONDS, servers,
+                                    script="paced.lua",
                                     extra_env={"BENCH_DELAY_MS": str(HALF_DELAY_MS)})
                         runs[t["target"]].append(r)
                         log(f"{sc['name']} half-saturation {t['target']}: {r['rps']:.0f} req/s "
                             f"(target {rate:.0f}) p99 {r['p99_us'] / 1000:.2f} ms")
-                sc["half"] = dict(rate=rate, sat=sat, sat_conns=sat_conns, conns=conns,
+                sc["half"] = dict(rate=rate, sat=sat, sat_conns=sat_conns, conns=half_conns,
                                   rounds=HALF_ROUNDS,
                                   cells={k: summarize(v, k) for k, v in runs.items()})
                 commands.append(f"# {sc['name']} half of saturation (paced):")
-                commands.append(f"BENCH_DELAY_MS={HALF_DELAY_MS} "
-                                + shlex.join(wrk_cmd(tmap["supagate"], conns, SECONDS, "paced.lua")))
+                for t in half_targets:
+                    commands.append(f"BENCH_DELAY_MS={HALF_DELAY_MS} " + shlex.join(
+                        wrk_cmd(t, half_conns[t["target"]], SECONDS, "paced.lua")))
 
         # the stand-in's ceiling
         ceiling = []
