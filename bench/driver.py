@@ -176,6 +176,7 @@ def children(pid):
 
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+RSS_RESET_OK = True
 
 
 def cpu_seconds(pids):
@@ -441,8 +442,9 @@ def shell_env(t):
 def run_wrk(t, conns, seconds, servers, script="request.lua", extra_env=None):
     """One wrk run against target t, with CPU and peak RSS of every server around it."""
     groups = {name: p.pids() for name, p in servers.items() if p is not None}
+    global RSS_RESET_OK
     for pids in groups.values():
-        reset_peak_rss(pids)
+        RSS_RESET_OK = reset_peak_rss(pids) and RSS_RESET_OK
     cpu0 = {name: cpu_seconds(pids) for name, pids in groups.items()}
     wall0 = time.monotonic()
     cmd = wrk_cmd(t, conns, seconds, script)
@@ -565,7 +567,9 @@ def write_report(ctx):
         "serving process's utime+stime per completed request (direct: the stand-in; hop: the "
         "hop nginx only; supagate: supagate only), `cores` the same as a share of one CPU; "
         "upstream µs/req is the stand-in's CPU per request behind hop/supagate; peak RSS is "
-        "VmHWM (reset before each run) summed over the process and its workers.",
+        "VmHWM (reset before each run) summed over the process and its workers."
+        + ("" if RSS_RESET_OK else " **Resetting VmHWM failed on this kernel: peak RSS is "
+           "the peak since the process started.**"),
         "",
     ]
     for sc in ctx["results"]:
