@@ -390,7 +390,7 @@ def scenarios(fixture, ports):
                       headers=[("Authorization", f"Bearer {hs}"),
                                ("Content-Type", "application/json")]),
              ]),
-        dict(name="health", title="GET /health (no upstream call)",
+        dict(name="health", title="GET /health (no upstream call)", upstream=False,
              note="baseline without an upstream: `direct` is the stand-in answering its own "
                   "static /auth/v1/health (nginx `return`), for scale; there is no hop.",
              targets=[
@@ -590,7 +590,8 @@ def write_report(ctx):
                     f"| {conns} | {target} | {fmt(s['rps'])} | {fmt(s['p50_ms'], '.2f')} | "
                     f"{fmt(s['p99_ms'], '.2f')} | {s['non2xx']}/{s['socket_errors']} | "
                     f"{fmt(s['cpu_us'], '.1f')} | {fmt(s['cpu_cores'], '.2f')} | "
-                    f"{fmt(s['standin_cpu_us'], '.1f')} | {fmt(s['rss_mb'], '.1f')} |")
+                    f"{fmt(s['standin_cpu_us'] if sc.get('upstream', True) else None, '.1f')} | "
+                    f"{fmt(s['rss_mb'], '.1f')} |")
         L.append("")
         ratio_rows = []
         for conns, cell in sc["cells"]:
@@ -630,7 +631,7 @@ def write_report(ctx):
     L += ctx["c1000"] or ["(not measured)"]
     L += ["", "## Commands", "", "Each wrk run (target, scenario and headers vary; headers and "
           "body come from the environment, see bench/wrk/request.lua):", "", "```"]
-    L += ctx["commands"]
+    L += [c.replace(ROOT + "/", "") for c in ctx["commands"]]
     L += ["```", ""]
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
