@@ -95,8 +95,16 @@ class Stop(Exception):
     """Raised by the signal handler so `finally` blocks stop every process."""
 
 
+STOPPING = False
+
+
 def on_signal(signum, _frame):
-    raise Stop(f"signal {signum}")
+    # Raise once; a second signal (Ctrl-C reaches both run.sh and the driver) must not
+    # interrupt the cleanup the first one started.
+    global STOPPING
+    if not STOPPING:
+        STOPPING = True
+        raise Stop(f"signal {signum}")
 
 
 def log(msg):

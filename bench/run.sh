@@ -61,9 +61,13 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
 
 estimate=$(python3 bench/driver.py --estimate)
 limit=${BENCH_TIMEOUT:-$((estimate * 2 + 300))}
 echo "bench: planned ~${estimate}s, hard limit ${limit}s, run directory $RUN" >&2
-timeout --foreground --kill-after=30 "$limit" python3 bench/driver.py
+# In the background so that a signal to this script is handled at once (bash runs traps only
+# between foreground commands); the driver stops its servers on SIGTERM.
+timeout --foreground --kill-after=30 "$limit" python3 bench/driver.py &
+driver=$!
+trap 'kill -TERM "$driver" 2>/dev/null; wait "$driver"; exit 130' INT TERM HUP
+wait "$driver"
