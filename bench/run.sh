@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one command for supagate's load benchmark (issue 8):
 #
-#   bench/run.sh                      # full run, ~19 min on 2 cores; writes bench/RESULTS.md
-#   BENCH_SECONDS=3 BENCH_ROUNDS=1 bench/run.sh   # smoke run, ~3 min
+#   bench/run.sh                  # full run, ~22-25 min on 2 cores; writes bench/RESULTS.md
+#   BENCH_SECONDS=3 bench/run.sh  # smoke run, ~4-7 min
 #
 # Installs nginx-light and wrk from Debian if missing (needs root), builds supagate
 # --release, then hands over to bench/driver.py in a private run directory. Everything it
