@@ -148,7 +148,7 @@ function operationView(path, method, op) {
   details.append(el("summary", {},
     el("span", { class: "m " + method, text: method.toUpperCase() }),
     el("span", { class: "path", text: path }),
-    el("span", { class: "sum", text: op.summary || "" })));
+    el("span", { class: "sum" }, inline(op.summary || ""))));
   const body = el("div", { class: "body" });
   if (op.description) body.append(markdown(op.description));
   body.append(el("div", {}, el("strong", { text: "Auth: " }), security(op)));
@@ -247,6 +247,8 @@ function render() {
 
 function filter(text) {
   const q = text.trim().toLowerCase();
+  const intro = document.querySelector(".intro");
+  if (intro) intro.classList.toggle("hidden", q !== "");
   document.querySelectorAll("[data-search]").forEach((node) => {
     node.classList.toggle("hidden", q !== "" && !node.dataset.search.includes(q));
   });
@@ -264,7 +266,14 @@ async function main() {
     status.className = "error";
     return;
   }
-  document.getElementById("filter").addEventListener("input", (e) => filter(e.target.value));
+  const input = document.getElementById("filter");
+  input.addEventListener("input", (e) => filter(e.target.value));
+  // `/docs?q=post /api/items` opens the page filtered (links, and the screenshot script).
+  const initial = new URLSearchParams(location.search).get("q");
+  if (initial) {
+    input.value = initial;
+    filter(initial);
+  }
 }
 
 main();
