@@ -53,9 +53,10 @@ pub struct LoginBody {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"refresh_token": "v3ryr4nd0m"}))]
 pub struct RefreshBody {
-    /// Omitted: taken from the `@supabase/ssr` session cookie.
+    /// The refresh token. To use the `@supabase/ssr` session cookie's instead, send no body.
+    /// (`{}` with a session cookie also works, but is not part of the contract.)
     #[garde(inner(length(min = 1, max = 4096)))]
-    #[schema(min_length = 1, max_length = 4096)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 4096)]
     refresh_token: Option<String>,
 }
 
@@ -178,7 +179,7 @@ pub async fn login(
     post,
     path = "/api/auth/refresh",
     tag = "auth",
-    request_body(content = Option<RefreshBody>, description = "Optional: without a body (or without `refresh_token`) the token is read from the session cookie"),
+    request_body(content = RefreshBody, description = "With cookie sessions, send no body instead: the refresh token is then read from the `@supabase/ssr` session cookie (400 `validation_failed` when there is none)."),
     security(()),
     responses(
         (status = 200, description = "A new session", body = crate::openapi::schemas::Session, headers(("Cache-Control" = String, description = "`private, no-cache, no-store, must-revalidate, max-age=0`"), ("Set-Cookie" = String, description = "The `@supabase/ssr` session cookies, when cookie sessions are enabled"))),
@@ -371,7 +372,7 @@ fn write_session_cookies(
     }
 }
 
-/// A JSON body that may also be absent (empty). Present bodies follow the same rules as
+/// A JSON body that may also be absent (empty or `null`). Present bodies follow the same rules as
 /// `web::Json` (415 without a JSON content type, 413, 400 `invalid_json`/`validation_failed`).
 fn optional_json<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
@@ -391,8 +392,8 @@ fn optional_json<T: serde::de::DeserializeOwned>(
     if !is_json {
         return Err(ApiError::unsupported_media_type());
     }
-    serde_json::from_slice(body)
-        .map(Some)
+    // A JSON `null` body means "no body", like an empty one.
+    serde_json::from_slice::<Option<T>>(body)
         .map_err(|e| super::json_error(JsonPayloadError::Deserialize(e), limit))
 }
 

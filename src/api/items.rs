@@ -72,7 +72,7 @@ pub struct ListQuery {
     q: Option<String>,
     /// Sort column and direction (`id` breaks ties).
     #[garde(inner(custom(order_text)))]
-    #[param(value_type = Option<ItemOrder>, nullable = false)]
+    #[param(value_type = Option<ItemOrder>, inline, nullable = false)]
     order: Option<String>,
     /// Page size.
     #[garde(inner(custom(limit_range)))]
