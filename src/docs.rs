@@ -24,6 +24,7 @@ fn asset(content_type: &str, body: &'static str) -> HttpResponse {
 #[utoipa::path(
     get,
     path = "/docs",
+    operation_id = "docs",
     tag = "service",
     security(()),
     responses(

@@ -73,6 +73,7 @@ pub struct RecoverBody {
 #[utoipa::path(
     post,
     path = "/api/auth/register",
+    operation_id = "register",
     tag = "auth",
     request_body = RegisterBody,
     security(()),
@@ -138,6 +139,7 @@ pub async fn register(
 #[utoipa::path(
     post,
     path = "/api/auth/login",
+    operation_id = "login",
     tag = "auth",
     request_body = LoginBody,
     security(()),
@@ -178,6 +180,7 @@ pub async fn login(
 #[utoipa::path(
     post,
     path = "/api/auth/refresh",
+    operation_id = "refreshSession",
     tag = "auth",
     request_body(content = RefreshBody, description = "With cookie sessions, send no body instead: the refresh token is then read from the `@supabase/ssr` session cookie (400 `validation_failed` when there is none)."),
     security(()),
@@ -223,6 +226,7 @@ pub async fn refresh(
 #[utoipa::path(
     post,
     path = "/api/auth/logout",
+    operation_id = "logout",
     tag = "auth",
     security(("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
@@ -261,6 +265,7 @@ pub async fn logout(
 #[utoipa::path(
     get,
     path = "/api/auth/user",
+    operation_id = "getAuthUser",
     tag = "auth",
     security(("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
@@ -288,6 +293,7 @@ pub async fn user(state: web::Data<AppState>, user: User) -> ApiResult<HttpRespo
 #[utoipa::path(
     post,
     path = "/api/auth/recover",
+    operation_id = "recoverPassword",
     tag = "auth",
     request_body = RecoverBody,
     security(()),

@@ -11,6 +11,7 @@ use crate::state::AppState;
 #[utoipa::path(
     get,
     path = "/api/billing/subscription",
+    operation_id = "getSubscription",
     tag = "billing",
     security(("bearer_jwt" = []), ("session_cookie" = [])),
     responses(

@@ -20,6 +20,7 @@ const CATEGORY_COLUMNS: &str = "id,name,slug";
 #[utoipa::path(
     get,
     path = "/api/categories",
+    operation_id = "listCategories",
     tag = "categories",
     security((), ("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
@@ -54,6 +55,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/api/categories/{id}",
+    operation_id = "getCategory",
     tag = "categories",
     params(("id" = uuid::Uuid, Path, description = "Category id")),
     security((), ("bearer_jwt" = []), ("session_cookie" = [])),
@@ -128,6 +130,7 @@ fn slug_text(value: &str, _: &()) -> garde::Result {
 #[utoipa::path(
     post,
     path = "/api/categories",
+    operation_id = "createCategory",
     tag = "categories",
     request_body = CategoryInput,
     security(("bearer_jwt" = []), ("session_cookie" = [])),

@@ -9,6 +9,7 @@ use crate::state::AppState;
 #[utoipa::path(
     get,
     path = "/health",
+    operation_id = "health",
     tag = "service",
     security(()),
     responses(
@@ -22,6 +23,7 @@ pub async fn health() -> HttpResponse {
 #[utoipa::path(
     get,
     path = "/ready",
+    operation_id = "ready",
     tag = "service",
     security(()),
     responses(

@@ -222,6 +222,7 @@ impl ListQuery {
 #[utoipa::path(
     get,
     path = "/api/items",
+    operation_id = "listItems",
     tag = "items",
     params(ListQuery),
     security((), ("bearer_jwt" = []), ("session_cookie" = [])),
@@ -257,6 +258,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/api/items/{id}",
+    operation_id = "getItem",
     tag = "items",
     params(("id" = uuid::Uuid, Path, description = "Item id")),
     security((), ("bearer_jwt" = []), ("session_cookie" = [])),
@@ -453,6 +455,7 @@ impl ItemPatch {
 #[utoipa::path(
     post,
     path = "/api/items",
+    operation_id = "createItem",
     tag = "items",
     request_body = ItemInput,
     security(("bearer_jwt" = []), ("session_cookie" = [])),
@@ -553,6 +556,7 @@ async fn update_with(
 #[utoipa::path(
     put,
     path = "/api/items/{id}",
+    operation_id = "replaceItem",
     tag = "items",
     params(("id" = uuid::Uuid, Path, description = "Item id")),
     request_body = ItemInput,
@@ -585,6 +589,7 @@ pub async fn replace(
 #[utoipa::path(
     patch,
     path = "/api/items/{id}",
+    operation_id = "updateItem",
     tag = "items",
     params(("id" = uuid::Uuid, Path, description = "Item id")),
     request_body = ItemPatch,
@@ -617,6 +622,7 @@ pub async fn patch(
 #[utoipa::path(
     delete,
     path = "/api/items/{id}",
+    operation_id = "deleteItem",
     tag = "items",
     params(("id" = uuid::Uuid, Path, description = "Item id")),
     security(("bearer_jwt" = []), ("session_cookie" = [])),

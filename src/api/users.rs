@@ -67,6 +67,7 @@ fn username_prefix(value: &str, _: &()) -> garde::Result {
 #[utoipa::path(
     get,
     path = "/api/users",
+    operation_id = "listUsers",
     tag = "users",
     params(ListQuery),
     security(("bearer_jwt" = []), ("session_cookie" = [])),
@@ -107,6 +108,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/api/users/{id}",
+    operation_id = "getUser",
     tag = "users",
     params(("id" = uuid::Uuid, Path, description = "User id")),
     security(("bearer_jwt" = []), ("session_cookie" = [])),
@@ -196,6 +198,7 @@ fn normalized(raw: Option<&str>) -> ApiResult<Option<Username>> {
 #[utoipa::path(
     post,
     path = "/api/users",
+    operation_id = "createUser",
     tag = "users",
     request_body = CreateUser,
     security(("bearer_jwt" = []), ("session_cookie" = [])),
@@ -303,6 +306,7 @@ pub struct ProfileInput {
 #[utoipa::path(
     put,
     path = "/api/users/{id}",
+    operation_id = "replaceUser",
     tag = "users",
     params(("id" = uuid::Uuid, Path, description = "User id")),
     request_body = ProfileInput,
@@ -357,6 +361,7 @@ pub async fn replace(
 #[utoipa::path(
     delete,
     path = "/api/users/{id}",
+    operation_id = "deleteUser",
     tag = "users",
     params(("id" = uuid::Uuid, Path, description = "User id")),
     security(("bearer_jwt" = []), ("session_cookie" = [])),
@@ -386,6 +391,7 @@ pub async fn delete(
 #[utoipa::path(
     get,
     path = "/api/users/{id}/stats",
+    operation_id = "getUserStats",
     tag = "users",
     params(("id" = uuid::Uuid, Path, description = "User id")),
     security(("bearer_jwt" = []), ("session_cookie" = [])),

@@ -46,6 +46,7 @@ fn body_error(err: actix_web::Error, limit: usize) -> ApiError {
 #[utoipa::path(
     post,
     path = "/api/webhooks/stripe",
+    operation_id = "stripeWebhook",
     tag = "billing",
     request_body(content = Object, description = "A Stripe event, verified over the raw bytes", content_type = "application/json"),
     security(("stripe_signature" = [])),

@@ -225,6 +225,7 @@ pub fn documented_operations() -> Vec<(String, String)> {
 #[utoipa::path(
     get,
     path = "/openapi.json",
+    operation_id = "openapi",
     tag = "service",
     security(()),
     responses(

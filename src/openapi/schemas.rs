@@ -15,7 +15,8 @@ pub struct CategoryRef {
     name: String,
 }
 
-/// An item as `ITEM_COLUMNS` (`src/api/items.rs`) selects it.
+/// An item as `ITEM_COLUMNS` (`src/api/items.rs`) selects it. PostgREST sends every selected
+/// column, `null` included, so nullable fields are still `required`.
 #[derive(ToSchema)]
 #[schema(example = json!({
     "id": "0b6f1c2e-4a5d-4e8f-9b1a-2c3d4e5f6a7b", "name": "Desk lamp",
@@ -28,9 +29,11 @@ pub struct CategoryRef {
 pub struct Item {
     id: Uuid,
     name: String,
+    #[schema(required = true)]
     description: Option<String>,
     /// Decimal with at most two places, 0 < price ≤ 1 000 000.
     price: f64,
+    #[schema(required = true)]
     category_id: Option<Uuid>,
     user_id: Uuid,
     #[schema(format = DateTime)]
@@ -38,6 +41,7 @@ pub struct Item {
     #[schema(format = DateTime)]
     updated_at: String,
     /// `null` when the item has no category (or the category is not visible).
+    #[schema(required = true)]
     category: Option<CategoryRef>,
 }
 
@@ -59,8 +63,11 @@ pub struct Category {
 }))]
 pub struct Profile {
     id: Uuid,
+    #[schema(required = true)]
     username: Option<String>,
+    #[schema(required = true)]
     full_name: Option<String>,
+    #[schema(required = true)]
     avatar_url: Option<String>,
     #[schema(format = DateTime)]
     created_at: String,
@@ -76,9 +83,10 @@ pub struct UserStats {
     item_count: i64,
     total_value: f64,
     /// `null` when the user owns no items.
+    #[schema(required = true)]
     avg_price: Option<f64>,
     /// `null` when the user owns no items.
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     last_item_at: Option<String>,
 }
 

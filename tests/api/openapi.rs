@@ -143,3 +143,18 @@ async fn the_docs_page_and_its_assets_are_same_origin_only() {
         );
     }
 }
+
+/// Code generators key operations by id: a duplicate silently merges two operations' types.
+#[test]
+fn operation_ids_are_unique() {
+    let doc = document();
+    let mut seen = BTreeSet::new();
+    for item in doc["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            let id = op["operationId"]
+                .as_str()
+                .expect("every operation has an id");
+            assert!(seen.insert(id.to_owned()), "duplicate operationId {id}");
+        }
+    }
+}
