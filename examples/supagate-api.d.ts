@@ -376,7 +376,7 @@ export interface components {
          *     }
          */
         CategoryInput: {
-            /** @description Trimmed, 1..=100 characters. */
+            /** @description Trimmed, 1..=100 characters (the pattern: not only whitespace, U+0085 included). */
             name: string;
             /** @description Lowercase letters and digits in words joined by single hyphens; unique. */
             slug: string;
@@ -491,7 +491,7 @@ export interface components {
          *     }
          */
         ItemInput: {
-            /** @description Trimmed, 1..=100 characters. */
+            /** @description Trimmed, 1..=100 characters (the pattern: not only whitespace, U+0085 included). */
             name: string;
             /**
              * Format: double
@@ -573,7 +573,11 @@ export interface components {
             /** @description 3..=30 of `[a-z0-9_]` (lowercased); unique. */
             username?: string | null;
             full_name?: string | null;
-            /** @description An `https` URL with a host, at most 2048 characters. */
+            /**
+             * @description An `https` URL with a host, at most 2048 characters. The pattern is the portable form
+             *     to send (ASCII host name, printable ASCII after it); any other `https` URL whose host
+             *     parses is accepted too.
+             */
             avatar_url?: string | null;
         };
         /**

@@ -94,9 +94,9 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Lighting", "slug": "lighting"}))]
 pub struct CategoryInput {
-    /// Trimmed, 1..=100 characters.
+    /// Trimmed, 1..=100 characters (the pattern: not only whitespace, U+0085 included).
     #[garde(custom(category_name))]
-    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
+    #[schema(min_length = 1, max_length = 100, pattern = r"[^\s\u0085]")]
     name: String,
     /// Lowercase letters and digits in words joined by single hyphens; unique.
     #[garde(custom(slug_text))]

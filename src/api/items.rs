@@ -299,9 +299,9 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Desk lamp", "price": 49.9, "category_id": "5d3c2b1a-0f9e-4d8c-b7a6-958473625140", "description": "Brass, 40 cm"}))]
 pub struct ItemInput {
-    /// Trimmed, 1..=100 characters.
+    /// Trimmed, 1..=100 characters (the pattern: not only whitespace, U+0085 included).
     #[garde(custom(item_name))]
-    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
+    #[schema(min_length = 1, max_length = 100, pattern = r"[^\s\u0085]")]
     name: String,
     /// > 0, ≤ 1 000 000, at most two decimals.
     #[garde(custom(price_number))]
@@ -325,7 +325,7 @@ pub struct ItemPatch {
     /// Trimmed, 1..=100 characters (not `null`).
     #[serde(default, deserialize_with = "nullable")]
     #[garde(inner(custom(required_name)))]
-    #[schema(value_type = String, required = false, min_length = 1, max_length = 100, pattern = r"\S")]
+    #[schema(value_type = String, required = false, min_length = 1, max_length = 100, pattern = r"[^\s\u0085]")]
     name: Option<Option<String>>,
     /// > 0, ≤ 1 000 000, at most two decimals (not `null`).
     #[serde(default, deserialize_with = "nullable")]

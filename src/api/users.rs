@@ -297,9 +297,14 @@ pub struct ProfileInput {
     #[garde(inner(custom(full_name_text)))]
     #[schema(max_length = 100)]
     full_name: Option<String>,
-    /// An `https` URL with a host, at most 2048 characters.
+    /// An `https` URL with a host, at most 2048 characters. The pattern is the portable form
+    /// to send (ASCII host name, printable ASCII after it); any other `https` URL whose host
+    /// parses is accepted too.
     #[garde(inner(custom(avatar_url_text)))]
-    #[schema(max_length = 2048, pattern = "^https://[^/?#\\s]+")]
+    #[schema(
+        max_length = 2048,
+        pattern = r"^https://(?:[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*\.)*[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*(?:[/?#][\x21-\x7E]*)?$"
+    )]
     avatar_url: Option<String>,
 }
 
