@@ -213,11 +213,23 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// The one error body. Also the OpenAPI `ErrorBody` schema, so the document cannot drift
+/// from what is sent.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "error": "Validation failed", "code": "validation_failed",
+    "details": {"formErrors": [], "fieldErrors": {"price": ["must be greater than 0"]}}
+}))]
+pub struct ErrorBody<'a> {
+    /// Human-readable message (safe to show; never upstream text, SQL or keys).
     error: &'a str,
+    /// Stable snake_case code to branch on.
     code: &'a str,
+    /// Extra structure for some codes: zod `flatten()` shape `{formErrors, fieldErrors}` for
+    /// `validation_failed`, `{parameter}` for `unknown_parameter`, `{checks}` for a failed
+    /// `/ready`, `{reasons}` for `weak_password`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object, required = false)]
     details: Option<&'a Value>,
 }
 
@@ -254,7 +266,7 @@ impl ResponseError for ApiError {
                 res.insert_header((header::WWW_AUTHENTICATE, value));
             }
         }
-        res.json(Body {
+        res.json(ErrorBody {
             error: &this.message,
             code: this.code,
             details: this.details.as_ref(),

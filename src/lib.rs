@@ -4,10 +4,12 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod docs;
 pub mod error;
 pub mod http_client;
 pub mod metrics;
 pub mod middleware;
+pub mod openapi;
 pub mod rate_limit;
 pub mod rules;
 pub mod server;

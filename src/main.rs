@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use supagate::config::{config_dir, Settings};
 use supagate::server::Application;
 
-const USAGE: &str = "usage: supagate [serve | check-config | --help]";
+const USAGE: &str = "usage: supagate [serve | check-config | openapi | --help]";
 
 fn main() -> ExitCode {
     let command = std::env::args()
@@ -14,6 +14,11 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| "serve".to_owned());
     if matches!(command.as_str(), "-h" | "--help" | "help") {
         println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    // The document depends on no configuration, so it prints even without a valid setup.
+    if command == "openapi" {
+        println!("{}", supagate::openapi::document_json());
         return ExitCode::SUCCESS;
     }
     // A missing .env is normal; a malformed one is reported and ignored like a missing one.

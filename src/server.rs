@@ -10,10 +10,13 @@ use actix_web::http::header;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
-use crate::api::{self, auth, billing, categories, endpoint, health, items, users, webhooks};
+use crate::api::{
+    self, auth, billing, categories, endpoint, health, items, users, webhooks, Endpoint,
+};
 use crate::config::Settings;
 use crate::middleware::{request_context, REQUEST_ID};
 use crate::state::AppState;
+use crate::{docs, openapi};
 
 /// A bound, not yet running server. Tests build it on port 0 and read the port back.
 pub struct Application {
@@ -129,43 +132,65 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
 }
 
 /// The route table: every endpoint supagate serves, in one list. `settings` gives
-/// resource-specific limits (the webhook body).
-pub fn routes(cfg: &mut web::ServiceConfig, settings: &Settings) {
-    cfg.service(endpoint("/health").get(health::health))
-        .service(endpoint("/ready").get(health::ready))
-        .service(endpoint("/api/items").get(items::list).post(items::create))
-        .service(
-            endpoint("/api/items/{id}")
-                .get(items::get)
-                .put(items::replace)
-                .patch(items::patch)
-                .delete(items::delete),
-        )
-        .service(
-            endpoint("/api/categories")
-                .get(categories::list)
-                .post(categories::create),
-        )
-        .service(endpoint("/api/categories/{id}").get(categories::get))
-        .service(endpoint("/api/users").get(users::list).post(users::create))
-        .service(
-            endpoint("/api/users/{id}")
-                .get(users::get)
-                .put(users::replace)
-                .delete(users::delete),
-        )
-        .service(endpoint("/api/users/{id}/stats").get(users::stats))
-        .service(endpoint("/api/auth/register").post(auth::register))
-        .service(endpoint("/api/auth/login").post(auth::login))
-        .service(endpoint("/api/auth/refresh").post(auth::refresh))
-        .service(endpoint("/api/auth/logout").post(auth::logout))
-        .service(endpoint("/api/auth/user").get(auth::user))
-        .service(endpoint("/api/auth/recover").post(auth::recover))
-        .service(endpoint("/api/billing/subscription").get(billing::subscription))
-        .service(stripe_webhook(settings));
+/// resource-specific limits (the webhook body) and whether `/metrics` is served here.
+pub fn endpoints(settings: &Settings) -> Vec<Endpoint> {
+    let mut list = vec![
+        endpoint("/health").get(health::health),
+        endpoint("/ready").get(health::ready),
+        endpoint("/openapi.json").get(openapi::handler),
+        endpoint("/docs").get(docs::page),
+        endpoint("/docs/docs.js").get(docs::script).undocumented(),
+        endpoint("/docs/docs.css").get(docs::style).undocumented(),
+        endpoint("/api/items").get(items::list).post(items::create),
+        endpoint("/api/items/{id}")
+            .get(items::get)
+            .put(items::replace)
+            .patch(items::patch)
+            .delete(items::delete),
+        endpoint("/api/categories")
+            .get(categories::list)
+            .post(categories::create),
+        endpoint("/api/categories/{id}").get(categories::get),
+        endpoint("/api/users").get(users::list).post(users::create),
+        endpoint("/api/users/{id}")
+            .get(users::get)
+            .put(users::replace)
+            .delete(users::delete),
+        endpoint("/api/users/{id}/stats").get(users::stats),
+        endpoint("/api/auth/register").post(auth::register),
+        endpoint("/api/auth/login").post(auth::login),
+        endpoint("/api/auth/refresh").post(auth::refresh),
+        endpoint("/api/auth/logout").post(auth::logout),
+        endpoint("/api/auth/user").get(auth::user),
+        endpoint("/api/auth/recover").post(auth::recover),
+        endpoint("/api/billing/subscription").get(billing::subscription),
+        stripe_webhook(settings),
+    ];
     if settings.metrics.enabled && settings.metrics.listen.trim().is_empty() {
-        cfg.service(endpoint("/metrics").get(crate::metrics::handler));
+        list.push(
+            endpoint("/metrics")
+                .get(crate::metrics::handler)
+                .undocumented(),
+        );
     }
+    list
+}
+
+/// Registers [`endpoints`] on the app.
+pub fn routes(cfg: &mut web::ServiceConfig, settings: &Settings) {
+    for endpoint in endpoints(settings) {
+        cfg.service(endpoint);
+    }
+}
+
+/// `(METHOD, path)` of every documented endpoint, read from the same registrations
+/// [`routes`] serves, so the OpenAPI document can be checked against what is really routed.
+pub fn route_table(settings: &Settings) -> Vec<(String, &'static str)> {
+    endpoints(settings)
+        .iter()
+        .filter(|e| e.is_documented())
+        .flat_map(|e| e.methods().iter().map(|m| (m.to_string(), e.path())))
+        .collect()
 }
 
 /// Stripe signs the raw bytes, so this resource reads them itself under its own body limit.

@@ -20,41 +20,77 @@ const MAX_DATA_BYTES: usize = 4096;
 /// What `@supabase/ssr` sends with auth cookies; also keeps tokens out of every cache.
 const NO_STORE: &str = "private, no-cache, no-store, must-revalidate, max-age=0";
 
-#[derive(Deserialize, Validate)]
+#[derive(Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery", "data": {"full_name": "Ada Lovelace"}}))]
 pub struct RegisterBody {
     #[garde(email, length(max = 320))]
+    #[schema(format = Email, max_length = 320)]
     email: String,
+    /// Supabase Auth's password policy applies on top (422 `weak_password`).
     #[garde(length(min = 1, max = 1024))]
+    #[schema(min_length = 1, max_length = 1024)]
     password: String,
+    /// Becomes `user_metadata` (at most 4 KiB of JSON). Never used for authorization.
     #[garde(skip)]
+    #[schema(value_type = Option<Object>)]
     data: Option<Map<String, Value>>,
 }
 
-#[derive(Deserialize, Validate)]
+#[derive(Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery"}))]
 pub struct LoginBody {
     #[garde(email, length(max = 320))]
+    #[schema(format = Email, max_length = 320)]
     email: String,
     #[garde(length(min = 1, max = 1024))]
+    #[schema(min_length = 1, max_length = 1024)]
     password: String,
 }
 
-#[derive(Deserialize, Validate)]
+#[derive(Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"refresh_token": "v3ryr4nd0m"}))]
 pub struct RefreshBody {
+    /// The refresh token. To use the `@supabase/ssr` session cookie's instead, send no body.
+    /// (`{}` with a session cookie also works, but is not part of the contract.)
     #[garde(inner(length(min = 1, max = 4096)))]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 4096)]
     refresh_token: Option<String>,
 }
 
-#[derive(Deserialize, Validate)]
+#[derive(Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@example.com"}))]
 pub struct RecoverBody {
     #[garde(email, length(max = 320))]
+    #[schema(format = Email, max_length = 320)]
     email: String,
 }
 
 /// `POST /api/auth/register` → 201 `{user, session}` (`session` null until confirmed).
+#[utoipa::path(
+    post,
+    path = "/api/auth/register",
+    operation_id = "register",
+    tag = "auth",
+    request_body = RegisterBody,
+    security(()),
+    responses(
+        (status = 201, description = "Account created; `session` is `null` while email confirmation is on", body = crate::openapi::schemas::Registered, headers(("Location" = String, description = "Always `/api/auth/user`"))),
+        (status = 400, response = crate::openapi::responses::BadRequest),
+        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
+        (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
+        (status = 403, description = "`signup_disabled`", body = crate::error::ErrorBody, example = json!({"error": "Sign-ups are disabled", "code": "signup_disabled"})),
+        (status = 409, description = "`user_already_exists`", body = crate::error::ErrorBody, example = json!({"error": "An account with this email already exists", "code": "user_already_exists"})),
+        (status = 422, description = "`weak_password` (`details.reasons` lists Auth's reasons when given)", body = crate::error::ErrorBody, example = json!({"error": "The password is too weak", "code": "weak_password"})),
+        (status = 429, response = crate::openapi::responses::RateLimited),
+        (status = 502, response = crate::openapi::responses::BadGateway),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+        (status = 504, response = crate::openapi::responses::Timeout),
+    )
+)]
 pub async fn register(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -100,6 +136,26 @@ pub async fn register(
 }
 
 /// `POST /api/auth/login` → 200 session.
+#[utoipa::path(
+    post,
+    path = "/api/auth/login",
+    operation_id = "login",
+    tag = "auth",
+    request_body = LoginBody,
+    security(()),
+    responses(
+        (status = 200, description = "A session", body = crate::openapi::schemas::Session, headers(("Cache-Control" = String, description = "`private, no-cache, no-store, must-revalidate, max-age=0`"), ("Set-Cookie" = String, description = "The `@supabase/ssr` session cookies, when cookie sessions are enabled"))),
+        (status = 400, response = crate::openapi::responses::BadRequest),
+        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
+        (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
+        (status = 401, description = "`invalid_credentials`", body = crate::error::ErrorBody, example = json!({"error": "Invalid login credentials", "code": "invalid_credentials"})),
+        (status = 403, description = "`email_not_confirmed` or `user_banned`", body = crate::error::ErrorBody, example = json!({"error": "Email address is not confirmed", "code": "email_not_confirmed"})),
+        (status = 429, response = crate::openapi::responses::RateLimited),
+        (status = 502, response = crate::openapi::responses::BadGateway),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+        (status = 504, response = crate::openapi::responses::Timeout),
+    )
+)]
 pub async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -121,6 +177,25 @@ pub async fn login(
 
 /// `POST /api/auth/refresh` → 200 session. The refresh token comes from the body, else from
 /// the session cookie; the body may be empty.
+#[utoipa::path(
+    post,
+    path = "/api/auth/refresh",
+    operation_id = "refreshSession",
+    tag = "auth",
+    request_body(content = RefreshBody, description = "With cookie sessions, send no body instead: the refresh token is then read from the `@supabase/ssr` session cookie (400 `validation_failed` when there is none)."),
+    security(()),
+    responses(
+        (status = 200, description = "A new session", body = crate::openapi::schemas::Session, headers(("Cache-Control" = String, description = "`private, no-cache, no-store, must-revalidate, max-age=0`"), ("Set-Cookie" = String, description = "The `@supabase/ssr` session cookies, when cookie sessions are enabled"))),
+        (status = 400, response = crate::openapi::responses::BadRequest),
+        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
+        (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
+        (status = 401, description = "`invalid_refresh_token` (unknown, reused, expired or revoked), or `invalid_session_cookie`", body = crate::error::ErrorBody, example = json!({"error": "The refresh token is invalid", "code": "invalid_refresh_token"})),
+        (status = 429, response = crate::openapi::responses::RateLimited),
+        (status = 502, response = crate::openapi::responses::BadGateway),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+        (status = 504, response = crate::openapi::responses::Timeout),
+    )
+)]
 pub async fn refresh(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -148,6 +223,21 @@ pub async fn refresh(
 }
 
 /// `POST /api/auth/logout` → 204; the Supabase session is revoked and cookies cleared.
+#[utoipa::path(
+    post,
+    path = "/api/auth/logout",
+    operation_id = "logout",
+    tag = "auth",
+    security(("bearer_jwt" = []), ("session_cookie" = [])),
+    responses(
+        (status = 204, description = "The Supabase session is revoked and the session cookies cleared"),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 429, response = crate::openapi::responses::RateLimited),
+        (status = 502, response = crate::openapi::responses::BadGateway),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+        (status = 504, response = crate::openapi::responses::Timeout),
+    )
+)]
 pub async fn logout(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -172,6 +262,21 @@ pub async fn logout(
 }
 
 /// `GET /api/auth/user` → 200 the Supabase user object.
+#[utoipa::path(
+    get,
+    path = "/api/auth/user",
+    operation_id = "getAuthUser",
+    tag = "auth",
+    security(("bearer_jwt" = []), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "The Supabase user object", body = crate::openapi::schemas::SupabaseUser),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 429, response = crate::openapi::responses::RateLimited),
+        (status = 502, response = crate::openapi::responses::BadGateway),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+        (status = 504, response = crate::openapi::responses::Timeout),
+    )
+)]
 pub async fn user(state: web::Data<AppState>, user: User) -> ApiResult<HttpResponse> {
     let answer = state
         .supabase
@@ -185,6 +290,24 @@ pub async fn user(state: web::Data<AppState>, user: User) -> ApiResult<HttpRespo
 
 /// `POST /api/auth/recover` → 202 whatever Auth says about the address, so the answer
 /// cannot tell whether an account exists. Only an unreachable or failing Auth is reported.
+#[utoipa::path(
+    post,
+    path = "/api/auth/recover",
+    operation_id = "recoverPassword",
+    tag = "auth",
+    request_body = RecoverBody,
+    security(()),
+    responses(
+        (status = 202, description = "Always, whether or not the account exists", body = crate::openapi::schemas::RecoverAccepted),
+        (status = 400, response = crate::openapi::responses::BadRequest),
+        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
+        (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
+        (status = 429, response = crate::openapi::responses::RateLimited),
+        (status = 502, response = crate::openapi::responses::BadGateway),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+        (status = 504, response = crate::openapi::responses::Timeout),
+    )
+)]
 pub async fn recover(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -255,7 +378,7 @@ fn write_session_cookies(
     }
 }
 
-/// A JSON body that may also be absent (empty). Present bodies follow the same rules as
+/// A JSON body that may also be absent (empty or `null`). Present bodies follow the same rules as
 /// `web::Json` (415 without a JSON content type, 413, 400 `invalid_json`/`validation_failed`).
 fn optional_json<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
@@ -275,8 +398,8 @@ fn optional_json<T: serde::de::DeserializeOwned>(
     if !is_json {
         return Err(ApiError::unsupported_media_type());
     }
-    serde_json::from_slice(body)
-        .map(Some)
+    // A JSON `null` body means "no body", like an empty one.
+    serde_json::from_slice::<Option<T>>(body)
         .map_err(|e| super::json_error(JsonPayloadError::Deserialize(e), limit))
 }
 

@@ -8,6 +8,21 @@ use crate::auth::User;
 use crate::error::ApiResult;
 use crate::state::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/api/billing/subscription",
+    operation_id = "getSubscription",
+    tag = "billing",
+    security(("bearer_jwt" = []), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "The caller's subscription, or `{\"status\": \"none\"}`", body = crate::openapi::schemas::BillingSubscription),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 403, response = crate::openapi::responses::Forbidden),
+        (status = 502, response = crate::openapi::responses::BadGateway),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+        (status = 504, response = crate::openapi::responses::Timeout),
+    )
+)]
 pub async fn subscription(state: web::Data<AppState>, User(user): User) -> ApiResult<HttpResponse> {
     let body = match state.supabase.subscription_of(&user).await? {
         Some(sub) => json!({

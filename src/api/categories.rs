@@ -17,6 +17,25 @@ use crate::supabase::postgrest::{Caller, Query};
 const CATEGORY_COLUMNS: &str = "id,name,slug";
 
 /// All categories (tens of rows), ordered by name; `id` breaks ties between equal names.
+#[utoipa::path(
+    get,
+    path = "/api/categories",
+    operation_id = "listCategories",
+    tag = "categories",
+    security((), ("bearer_jwt" = []), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "Every category, ordered by name", body = Vec<crate::openapi::schemas::Category>,
+         headers(
+            ("X-Total-Count" = u64, description = "How many rows match the filters"),
+            ("Content-Range" = String, description = "`<first>-<last>/<total>`, or `*/<total>` past the end"),
+        )),
+        (status = 400, response = crate::openapi::responses::BadRequest),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 502, response = crate::openapi::responses::BadGateway),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+        (status = 504, response = crate::openapi::responses::Timeout),
+    )
+)]
 pub async fn list(
     state: web::Data<AppState>,
     MaybeUser(user): MaybeUser,
@@ -33,6 +52,23 @@ pub async fn list(
 }
 
 /// Not in API.md's table, but `POST` answers a `Location`, and it should resolve.
+#[utoipa::path(
+    get,
+    path = "/api/categories/{id}",
+    operation_id = "getCategory",
+    tag = "categories",
+    params(("id" = uuid::Uuid, Path, description = "Category id")),
+    security((), ("bearer_jwt" = []), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "The category", body = crate::openapi::schemas::Category),
+        (status = 400, response = crate::openapi::responses::BadRequest),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 404, response = crate::openapi::responses::NotFound),
+        (status = 502, response = crate::openapi::responses::BadGateway),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+        (status = 504, response = crate::openapi::responses::Timeout),
+    )
+)]
 pub async fn get(
     state: web::Data<AppState>,
     MaybeUser(user): MaybeUser,
@@ -54,12 +90,17 @@ pub async fn get(
     Ok(json_response(StatusCode::OK, body))
 }
 
-#[derive(Deserialize, Validate)]
+#[derive(Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Lighting", "slug": "lighting"}))]
 pub struct CategoryInput {
+    /// Trimmed, 1..=100 characters (the pattern: not only whitespace, U+0085 included).
     #[garde(custom(category_name))]
+    #[schema(min_length = 1, max_length = 100, pattern = r"[^\s\u0085]")]
     name: String,
+    /// Lowercase letters and digits in words joined by single hyphens; unique.
     #[garde(custom(slug_text))]
+    #[schema(max_length = 100, pattern = r"^[a-z0-9]+(?:-[a-z0-9]+)*$")]
     slug: String,
 }
 
@@ -86,6 +127,26 @@ fn slug_text(value: &str, _: &()) -> garde::Result {
     Ok(())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/categories",
+    operation_id = "createCategory",
+    tag = "categories",
+    request_body = CategoryInput,
+    security(("bearer_jwt" = []), ("session_cookie" = [])),
+    responses(
+        (status = 201, description = "Created", body = crate::openapi::schemas::Category, headers(("Location" = String, description = "`/api/categories/{id}` of the new category"))),
+        (status = 400, response = crate::openapi::responses::BadRequest),
+        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
+        (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 403, response = crate::openapi::responses::Forbidden),
+        (status = 409, response = crate::openapi::responses::Conflict),
+        (status = 502, response = crate::openapi::responses::BadGateway),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+        (status = 504, response = crate::openapi::responses::Timeout),
+    )
+)]
 pub async fn create(
     state: web::Data<AppState>,
     Admin(admin): Admin,

@@ -6,10 +6,31 @@ use serde_json::json;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "health",
+    tag = "service",
+    security(()),
+    responses(
+        (status = 200, description = "Alive (no upstream call)", body = crate::openapi::schemas::Health),
+    )
+)]
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
 }
 
+#[utoipa::path(
+    get,
+    path = "/ready",
+    operation_id = "ready",
+    tag = "service",
+    security(()),
+    responses(
+        (status = 200, description = "Supabase Auth and PostgREST both answer", body = crate::openapi::schemas::Ready),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+    )
+)]
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (auth, rest) = state.supabase.readiness().await;
     let checks = json!({"auth": auth, "rest": rest});

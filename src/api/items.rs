@@ -29,27 +29,83 @@ pub const ITEM_COLUMNS: &str =
 
 // ---- list ----
 
-#[derive(Deserialize, Validate)]
+#[derive(Deserialize, Validate, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only items of this category.
     #[garde(inner(custom(uuid_text)))]
+    #[param(format = Uuid, nullable = false)]
     category_id: Option<String>,
+    /// Only items of this owner (not together with `mine=true`).
     #[garde(inner(custom(uuid_text)))]
+    #[param(format = Uuid, nullable = false)]
     user_id: Option<String>,
+    /// `true`: only the caller's items (needs a session; not together with `user_id`).
     #[garde(inner(custom(boolean_text)))]
+    #[param(value_type = bool, required = false)]
     mine: Option<String>,
+    /// Lowest price, plain decimal text ≥ 0 (`12.5`); at most `max_price`.
     #[garde(inner(custom(price_bound)))]
+    #[param(
+        nullable = false,
+        pattern = r"^(?:[0-9]{1,12}(?:\.[0-9]{0,8})?|\.[0-9]{1,8})$",
+        example = "10"
+    )]
     min_price: Option<String>,
+    /// Highest price, plain decimal text ≥ 0; at least `min_price`.
     #[garde(inner(custom(price_bound)))]
+    #[param(
+        nullable = false,
+        pattern = r"^(?:[0-9]{1,12}(?:\.[0-9]{0,8})?|\.[0-9]{1,8})$",
+        example = "100"
+    )]
     max_price: Option<String>,
+    /// Case-insensitive substring of the name; `%`, `_`, `*`, `\\`, `,`, `(`, `)`, `"` match themselves.
     #[garde(inner(custom(search_text)))]
+    #[param(
+        nullable = false,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$",
+        example = "lamp"
+    )]
     q: Option<String>,
+    /// Sort column and direction (`id` breaks ties).
     #[garde(inner(custom(order_text)))]
+    #[param(value_type = Option<ItemOrder>, inline, nullable = false)]
     order: Option<String>,
+    /// Page size.
     #[garde(inner(custom(limit_range)))]
+    #[param(minimum = 1, maximum = 100, nullable = false, default = 20)]
     limit: Option<i64>,
+    /// Rows to skip; past the end answers `[]` with the true `X-Total-Count`.
     #[garde(inner(custom(offset_range)))]
+    #[param(minimum = 0, maximum = 10000, nullable = false, default = 0)]
     offset: Option<i64>,
+}
+
+/// The `order` values `GET /api/items` accepts (default `created_at.desc`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, non_camel_case_types)] // a documentation enum; the parser is `order_clause`
+enum ItemOrder {
+    #[schema(rename = "created_at")]
+    created_at,
+    #[schema(rename = "created_at.asc")]
+    created_at_asc,
+    #[schema(rename = "created_at.desc")]
+    created_at_desc,
+    #[schema(rename = "price")]
+    price,
+    #[schema(rename = "price.asc")]
+    price_asc,
+    #[schema(rename = "price.desc")]
+    price_desc,
+    #[schema(rename = "name")]
+    name,
+    #[schema(rename = "name.asc")]
+    name_asc,
+    #[schema(rename = "name.desc")]
+    name_desc,
 }
 
 fn boolean_text(value: &str, _: &()) -> garde::Result {
@@ -163,6 +219,27 @@ impl ListQuery {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/items",
+    operation_id = "listItems",
+    tag = "items",
+    params(ListQuery),
+    security((), ("bearer_jwt" = []), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "A page of items, newest first unless `order` says otherwise", body = Vec<crate::openapi::schemas::Item>,
+         headers(
+            ("X-Total-Count" = u64, description = "How many rows match the filters"),
+            ("Content-Range" = String, description = "`<first>-<last>/<total>`, or `*/<total>` past the end"),
+        )),
+        (status = 400, response = crate::openapi::responses::BadRequest),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 403, response = crate::openapi::responses::Forbidden),
+        (status = 502, response = crate::openapi::responses::BadGateway),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+        (status = 504, response = crate::openapi::responses::Timeout),
+    )
+)]
 pub async fn list(
     state: web::Data<AppState>,
     MaybeUser(user): MaybeUser,
@@ -178,6 +255,24 @@ pub async fn list(
 
 // ---- single item ----
 
+#[utoipa::path(
+    get,
+    path = "/api/items/{id}",
+    operation_id = "getItem",
+    tag = "items",
+    params(("id" = uuid::Uuid, Path, description = "Item id")),
+    security((), ("bearer_jwt" = []), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "The item", body = crate::openapi::schemas::Item),
+        (status = 400, response = crate::openapi::responses::BadRequest),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 403, response = crate::openapi::responses::Forbidden),
+        (status = 404, response = crate::openapi::responses::NotFound),
+        (status = 502, response = crate::openapi::responses::BadGateway),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+        (status = 504, response = crate::openapi::responses::Timeout),
+    )
+)]
 pub async fn get(
     state: web::Data<AppState>,
     MaybeUser(user): MaybeUser,
@@ -200,34 +295,52 @@ pub async fn get(
 // ---- writes ----
 
 /// POST and PUT body: every mutable field; an omitted optional one is `null`.
-#[derive(Deserialize, Validate)]
+#[derive(Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Desk lamp", "price": 49.9, "category_id": "5d3c2b1a-0f9e-4d8c-b7a6-958473625140", "description": "Brass, 40 cm"}))]
 pub struct ItemInput {
+    /// Trimmed, 1..=100 characters (the pattern: not only whitespace, U+0085 included).
     #[garde(custom(item_name))]
+    #[schema(min_length = 1, max_length = 100, pattern = r"[^\s\u0085]")]
     name: String,
+    /// > 0, ≤ 1 000 000, at most two decimals.
     #[garde(custom(price_number))]
+    #[schema(value_type = f64, exclusive_minimum = 0, maximum = 1000000, multiple_of = 0.01)]
     price: Box<RawValue>,
+    /// An existing category, or `null`.
     #[garde(inner(custom(uuid_text)))]
+    #[schema(format = Uuid)]
     category_id: Option<String>,
+    /// At most 2000 characters, or `null`.
     #[garde(inner(custom(description_text)))]
+    #[schema(max_length = 2000)]
     description: Option<String>,
 }
 
 /// PATCH body: any non-empty subset; `null` clears `category_id`/`description`.
-#[derive(Deserialize, Validate)]
+#[derive(Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"price": 39.9}))]
 pub struct ItemPatch {
+    /// Trimmed, 1..=100 characters (not `null`).
     #[serde(default, deserialize_with = "nullable")]
     #[garde(inner(custom(required_name)))]
+    #[schema(value_type = String, required = false, min_length = 1, max_length = 100, pattern = r"[^\s\u0085]")]
     name: Option<Option<String>>,
+    /// > 0, ≤ 1 000 000, at most two decimals (not `null`).
     #[serde(default, deserialize_with = "nullable")]
     #[garde(inner(custom(required_price)))]
+    #[schema(value_type = f64, required = false, exclusive_minimum = 0, maximum = 1000000, multiple_of = 0.01)]
     price: Option<Option<Box<RawValue>>>,
+    /// An existing category; `null` clears it.
     #[serde(default, deserialize_with = "nullable")]
     #[garde(inner(inner(custom(uuid_text))))]
+    #[schema(value_type = Option<String>, format = Uuid)]
     category_id: Option<Option<String>>,
+    /// At most 2000 characters; `null` clears it.
     #[serde(default, deserialize_with = "nullable")]
     #[garde(inner(inner(custom(description_text))))]
+    #[schema(value_type = Option<String>, max_length = 2000)]
     description: Option<Option<String>>,
 }
 
@@ -339,6 +452,26 @@ impl ItemPatch {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/items",
+    operation_id = "createItem",
+    tag = "items",
+    request_body = ItemInput,
+    security(("bearer_jwt" = []), ("session_cookie" = [])),
+    responses(
+        (status = 201, description = "Created; the owner is the caller", body = crate::openapi::schemas::Item, headers(("Location" = String, description = "`/api/items/{id}` of the new item"))),
+        (status = 400, response = crate::openapi::responses::BadRequest),
+        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
+        (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 403, description = "`plan_limit_reached`: no active subscription and `business.free_item_limit` items owned already (default 10); or `forbidden` by row-level security", body = crate::error::ErrorBody, example = json!({"error": "The free plan's item limit is reached; subscribe to add more", "code": "plan_limit_reached"})),
+        (status = 422, response = crate::openapi::responses::InvalidReference),
+        (status = 502, response = crate::openapi::responses::BadGateway),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+        (status = 504, response = crate::openapi::responses::Timeout),
+    )
+)]
 pub async fn create(
     state: web::Data<AppState>,
     User(user): User,
@@ -420,6 +553,28 @@ async fn update_with(
     Ok(json_response(StatusCode::OK, body))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/items/{id}",
+    operation_id = "replaceItem",
+    tag = "items",
+    params(("id" = uuid::Uuid, Path, description = "Item id")),
+    request_body = ItemInput,
+    security(("bearer_jwt" = []), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "Replaced (an omitted optional field becomes `null`)", body = crate::openapi::schemas::Item),
+        (status = 400, response = crate::openapi::responses::BadRequest),
+        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
+        (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 403, response = crate::openapi::responses::Forbidden),
+        (status = 404, response = crate::openapi::responses::NotFound),
+        (status = 422, response = crate::openapi::responses::InvalidReference),
+        (status = 502, response = crate::openapi::responses::BadGateway),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+        (status = 504, response = crate::openapi::responses::Timeout),
+    )
+)]
 pub async fn replace(
     state: web::Data<AppState>,
     User(user): User,
@@ -431,6 +586,28 @@ pub async fn replace(
     update_with(&state, &user, *id, row).await
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/items/{id}",
+    operation_id = "updateItem",
+    tag = "items",
+    params(("id" = uuid::Uuid, Path, description = "Item id")),
+    request_body = ItemPatch,
+    security(("bearer_jwt" = []), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "Updated", body = crate::openapi::schemas::Item),
+        (status = 400, response = crate::openapi::responses::BadRequest),
+        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
+        (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 403, response = crate::openapi::responses::Forbidden),
+        (status = 404, response = crate::openapi::responses::NotFound),
+        (status = 422, response = crate::openapi::responses::InvalidReference),
+        (status = 502, response = crate::openapi::responses::BadGateway),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+        (status = 504, response = crate::openapi::responses::Timeout),
+    )
+)]
 pub async fn patch(
     state: web::Data<AppState>,
     User(user): User,
@@ -442,6 +619,24 @@ pub async fn patch(
     update_with(&state, &user, *id, row).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/items/{id}",
+    operation_id = "deleteItem",
+    tag = "items",
+    params(("id" = uuid::Uuid, Path, description = "Item id")),
+    security(("bearer_jwt" = []), ("session_cookie" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, response = crate::openapi::responses::BadRequest),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 403, response = crate::openapi::responses::Forbidden),
+        (status = 404, response = crate::openapi::responses::NotFound),
+        (status = 502, response = crate::openapi::responses::BadGateway),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+        (status = 504, response = crate::openapi::responses::Timeout),
+    )
+)]
 pub async fn delete(
     state: web::Data<AppState>,
     User(user): User,

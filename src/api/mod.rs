@@ -106,6 +106,7 @@ pub struct Endpoint {
     path: &'static str,
     resource: actix_web::Resource,
     methods: Vec<Method>,
+    documented: bool,
 }
 
 pub fn endpoint(path: &'static str) -> Endpoint {
@@ -113,6 +114,7 @@ pub fn endpoint(path: &'static str) -> Endpoint {
         path,
         resource: web::resource(path),
         methods: Vec::new(),
+        documented: true,
     }
 }
 
@@ -153,8 +155,19 @@ impl Endpoint {
         self
     }
 
+    /// Left out of the OpenAPI document (operational routes such as `/metrics`, whose
+    /// presence depends on configuration); the route-table test skips it.
+    pub fn undocumented(mut self) -> Self {
+        self.documented = false;
+        self
+    }
+
     pub fn path(&self) -> &'static str {
         self.path
+    }
+
+    pub fn is_documented(&self) -> bool {
+        self.documented
     }
 
     pub fn methods(&self) -> &[Method] {

@@ -43,10 +43,48 @@ fn body_error(err: actix_web::Error, limit: usize) -> ApiError {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/stripe",
+    operation_id = "stripeWebhook",
+    tag = "billing",
+    request_body(content = Object, description = "A Stripe event, verified over the raw bytes", content_type = "application/json"),
+    security(("stripe_signature" = [])),
+    responses(
+        (status = 200, description = "Stored (or a duplicate delivery: `duplicate: true`); other event types are acknowledged unprocessed", body = crate::openapi::schemas::WebhookReceived),
+        (status = 400, description = "`invalid_signature` (missing, malformed, stale or non-matching `Stripe-Signature`), `invalid_event` (not an event object this endpoint reads) or `invalid_body`", body = crate::error::ErrorBody, example = json!({"error": "Invalid Stripe-Signature", "code": "invalid_signature"})),
+        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
+        (status = 500, response = crate::openapi::responses::Internal),
+        (status = 502, response = crate::openapi::responses::BadGateway),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+        (status = 504, response = crate::openapi::responses::Timeout),
+    )
+)]
 pub async fn stripe(
     req: HttpRequest,
     state: web::Data<AppState>,
     body: Result<web::Bytes, actix_web::Error>,
+) -> ApiResult<HttpResponse> {
+    // The event type is known only once the signature checked out; until then it is
+    // `unverified`, so forged traffic shows up without inventing label values.
+    let mut kind = None;
+    let result = handle(req, state, body, &mut kind).await;
+    let outcome = match &result {
+        Ok(res) if res.status() == StatusCode::OK => "ok",
+        Ok(_) => "other",
+        Err(e) if e.code() == "invalid_signature" => "invalid_signature",
+        Err(e) if e.status().is_client_error() => "rejected",
+        Err(_) => "error",
+    };
+    crate::metrics::metrics().webhook_event(kind.as_deref().unwrap_or("unverified"), outcome);
+    result
+}
+
+async fn handle(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: Result<web::Bytes, actix_web::Error>,
+    kind: &mut Option<String>,
 ) -> ApiResult<HttpResponse> {
     let settings = &state.settings;
     let body = body.map_err(|e| body_error(e, settings.server.webhook_body_limit_bytes))?;
@@ -82,6 +120,7 @@ pub async fn stripe(
     }
 
     let event = Event::parse(&body)?;
+    *kind = Some(event.kind.clone());
     let supabase = &state.supabase;
     if supabase.webhook_event_recorded(&event.id).await? {
         return Ok(received(true));

@@ -165,8 +165,12 @@ impl Jwks {
                 log::debug!("JWKS loaded: {} usable key(s)", keys.len());
                 self.install(keys);
                 state.last_success = Some(Instant::now());
+                crate::metrics::metrics().jwks_refresh("ok");
             }
-            Err(e) => log::warn!("JWKS fetch failed: {e}"),
+            Err(e) => {
+                log::warn!("JWKS fetch failed: {e}");
+                crate::metrics::metrics().jwks_refresh("error");
+            }
         }
     }
 

@@ -1168,3 +1168,23 @@ async fn no_token_or_password_reaches_the_log() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_null_refresh_body_counts_as_no_body() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .post("/api/auth/refresh")
+        .header("content-type", "application/json")
+        .body("null")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(res).await;
+    // No body and no session cookie: the same answer as an empty body.
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["details"]["fieldErrors"]["refresh_token"][0],
+        "is required"
+    );
+    assert!(app.upstream_requests().await.is_empty());
+}

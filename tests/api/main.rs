@@ -6,6 +6,7 @@ mod categories;
 mod foundation;
 mod items;
 mod metrics;
+mod openapi;
 mod support;
 mod users;
 mod webhooks;

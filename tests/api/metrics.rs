@@ -57,3 +57,89 @@ async fn a_separate_metrics_listener_keeps_metrics_off_the_public_port() {
     assert_eq!(res.status(), 200);
     assert!(res.text().await.unwrap().contains("supagate_http_requests"));
 }
+
+fn metrics_line_value(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn metrics_text(app: &TestApp) -> String {
+    app.get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn jwks_fetches_are_counted_by_outcome() {
+    let app = TestApp::spawn_with_mocks(vec![jwks_mock("jwks_initial")], |_| {}).await;
+    let ok = r#"supagate_jwks_refreshes_total{outcome="ok"}"#;
+    // An ES256 token makes the verifier load the key set (if the background task has not).
+    app.get("/api/auth/user")
+        .bearer_auth(fixture_token("valid_es256"))
+        .send()
+        .await
+        .unwrap();
+    assert!(metrics_line_value(&metrics_text(&app).await, ok) >= 1.0);
+
+    // A Supabase whose JWKS endpoint fails is counted as an error.
+    let broken = TestApp::spawn().await;
+    broken
+        .get("/api/auth/user")
+        .bearer_auth(fixture_token("valid_es256"))
+        .send()
+        .await
+        .unwrap();
+    let text = metrics_text(&broken).await;
+    assert!(
+        metrics_line_value(&text, r#"supagate_jwks_refreshes_total{outcome="error"}"#) >= 1.0,
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn webhook_deliveries_are_counted_by_type_and_outcome() {
+    let app = TestApp::spawn().await;
+    let forged = app
+        .post("/api/webhooks/stripe")
+        .header("content-type", "application/json")
+        .header("stripe-signature", "t=1,v1=00")
+        .body(r#"{"id":"evt_1","object":"event","type":"invoice.paid","created":1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 400);
+    let payload = r#"{"id":"evt_metrics_1","object":"event","type":"invoice.paid","created":1,"data":{"object":{}}}"#;
+    let signed = app
+        .post("/api/webhooks/stripe")
+        .header("content-type", "application/json")
+        .header(
+            "stripe-signature",
+            stripe_header(payload.as_bytes(), STRIPE_SECRET, unix_now()),
+        )
+        .body(payload)
+        .send()
+        .await
+        .unwrap();
+    // No mocks: the idempotency lookup fails upstream, so the delivery is not acknowledged.
+    assert!(signed.status().is_server_error(), "{}", signed.status());
+    let text = metrics_text(&app).await;
+    assert!(
+        text.contains(
+            r#"supagate_webhook_events_total{event_type="unverified",outcome="invalid_signature"}"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"supagate_webhook_events_total{event_type="invoice.paid",outcome="error"}"#
+        ),
+        "{text}"
+    );
+}

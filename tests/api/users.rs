@@ -606,6 +606,15 @@ async fn stats_of_someone_else_are_403_unless_admin() {
         .unwrap();
     assert_eq!(res.status(), 403);
     assert!(app.upstream_requests().await.is_empty());
+    mock_rest(
+        &app,
+        "GET",
+        "profiles",
+        ResponseTemplate::new(200)
+            .insert_header("content-type", "application/vnd.pgrst.object+json")
+            .set_body_json(profile_row(USER_B)),
+    )
+    .await;
     let res = app
         .get(&format!("/api/users/{USER_B}/stats"))
         .bearer_auth(admin_token(USER_A))
@@ -613,6 +622,27 @@ async fn stats_of_someone_else_are_403_unless_admin() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn an_admin_asking_for_stats_of_a_missing_user_gets_404() {
+    let app = TestApp::spawn().await;
+    mock_rest(
+        &app,
+        "POST",
+        "rpc/get_user_stats",
+        ResponseTemplate::new(200).set_body_json(json!({"item_count": 0})),
+    )
+    .await;
+    mock_rest(&app, "GET", "profiles", pg_error(406, "PGRST116")).await;
+    let res = app
+        .get(&format!("/api/users/{USER_B}/stats"))
+        .bearer_auth(admin_token(USER_A))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(res).await;
+    assert_eq!((status, error_code(&body)), (404, "not_found"), "{body}");
 }
 
 #[tokio::test]

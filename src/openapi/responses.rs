@@ -1,0 +1,193 @@
+//! The shared error responses of the document, one per status, each naming the `code`s it
+//! can carry, with example bodies in the one `ErrorBody` shape of `src/error.rs`.
+
+use serde_json::{json, Value};
+use utoipa::openapi::example::ExampleBuilder;
+use utoipa::openapi::header::{Header, HeaderBuilder};
+use utoipa::openapi::schema::ObjectBuilder;
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder, Type};
+
+/// A JSON error response referencing `ErrorBody`, with one named example per listed code.
+fn error(description: &str, examples: &[(&str, Value)]) -> ResponseBuilder {
+    let content = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("ErrorBody")))
+        .examples_from_iter(
+            examples
+                .iter()
+                .map(|(name, value)| (*name, ExampleBuilder::new().value(Some(value.clone())))),
+        )
+        .build();
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", content)
+}
+
+fn body(code: &str, message: &str) -> Value {
+    json!({ "error": message, "code": code })
+}
+
+pub(crate) fn string_header(description: &str) -> Header {
+    HeaderBuilder::new()
+        .schema(ObjectBuilder::new().schema_type(Type::String))
+        .description(Some(description))
+        .build()
+}
+
+pub(crate) fn integer_header(description: &str) -> Header {
+    HeaderBuilder::new()
+        .schema(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0)),
+        )
+        .description(Some(description))
+        .build()
+}
+
+/// Declares a unit type whose `ToResponse` is the given builder, so a handler writes
+/// `(status = 401, response = Unauthorized)` and the document holds one shared definition.
+macro_rules! shared_response {
+    ($(#[$doc:meta])* $name:ident => $build:expr) => {
+        $(#[$doc])*
+        pub struct $name;
+        impl<'s> utoipa::ToResponse<'s> for $name {
+            fn response() -> (&'s str, RefOr<Response>) {
+                let build: fn() -> ResponseBuilder = $build;
+                (stringify!($name), RefOr::T(build().build()))
+            }
+        }
+    };
+}
+
+shared_response!(
+    /// 400: the input is malformed or breaks a rule.
+    BadRequest => || error(
+        "Bad input. `code` is `validation_failed` (details in zod `flatten()` shape), \
+         `invalid_json`, `unknown_parameter` (any query parameter this operation does not \
+         list), or `invalid_id` (a non-UUID `{id}` path segment).",
+        &[
+            ("validation_failed", json!({
+                "error": "Validation failed", "code": "validation_failed",
+                "details": {"formErrors": [], "fieldErrors": {"price": ["must be greater than 0"]}}
+            })),
+            ("unknown_parameter", json!({
+                "error": "Unknown query parameter `select`", "code": "unknown_parameter",
+                "details": {"parameter": "select"}
+            })),
+            ("invalid_json", body("invalid_json", "Malformed JSON body: EOF while parsing an object at line 1 column 9")),
+            ("invalid_id", body("invalid_id", "The id in the path is not a valid UUID")),
+        ],
+    )
+);
+
+shared_response!(
+    /// 401 on routes that take a session.
+    Unauthorized => || error(
+        "No credentials (`unauthorized`), or credentials that failed a check: `invalid_token`, \
+         `token_expired`, `token_not_yet_valid`, `invalid_signature`, `invalid_audience`, \
+         `invalid_issuer`, `invalid_algorithm`, `unknown_key`, `malformed_token`, \
+         `invalid_claims`, `invalid_subject`, `invalid_role`, `invalid_session_cookie`, \
+         `session_not_found`. A bad token is refused even where authentication is optional: a \
+         request never silently downgrades to anonymous.",
+        &[
+            ("unauthorized", body("unauthorized", "Authentication required")),
+            ("token_expired", body("token_expired", "Token has expired")),
+        ],
+    )
+    .header(
+        "WWW-Authenticate",
+        string_header("`Bearer`, or `Bearer error=\"invalid_token\"` when a token was presented and refused"),
+    )
+);
+
+shared_response!(
+    /// 403: authenticated, not allowed.
+    Forbidden => || error(
+        "Authenticated but not allowed (`forbidden`): not the owner, not an admin, or refused by \
+         row-level security.",
+        &[("forbidden", body("forbidden", "Only the owner or an admin may change this item"))],
+    )
+);
+
+shared_response!(
+    /// 404: no such record (or not visible to the caller).
+    NotFound => || error(
+        "No such record, or row-level security hides it from the caller (`not_found`).",
+        &[("not_found", body("not_found", "Not found"))],
+    )
+);
+
+shared_response!(
+    /// 409: a unique value is taken.
+    Conflict => || error(
+        "A unique value is already taken (`conflict`, unless the operation names a more specific code).",
+        &[("conflict", body("conflict", "This record conflicts with an existing one"))],
+    )
+);
+
+shared_response!(
+    /// 413: over the body limit.
+    PayloadTooLarge => || error(
+        "The body is larger than the configured limit (`payload_too_large`; 64 KiB by default, \
+         256 KiB for the Stripe webhook).",
+        &[("payload_too_large", body("payload_too_large", "Request body is larger than 65536 bytes"))],
+    )
+);
+
+shared_response!(
+    /// 415: a body without a JSON content type.
+    UnsupportedMediaType => || error(
+        "The body's `Content-Type` is not `application/json` (`unsupported_media_type`).",
+        &[("unsupported_media_type", body("unsupported_media_type", "Content-Type must be application/json"))],
+    )
+);
+
+shared_response!(
+    /// 422: a reference to a record that does not exist.
+    InvalidReference => || error(
+        "Well-formed, but refers to a record that does not exist (`invalid_reference`).",
+        &[("invalid_reference", body("invalid_reference", "A referenced record does not exist"))],
+    )
+);
+
+shared_response!(
+    /// 429: rate limited, with `Retry-After`.
+    RateLimited => || error(
+        "Too many requests from this client IP for this operation (`rate_limited`), or Supabase \
+         Auth's own rate limit was hit.",
+        &[("rate_limited", body("rate_limited", "Too many requests, retry later"))],
+    )
+    .header("Retry-After", integer_header("Seconds to wait before retrying"))
+);
+
+shared_response!(
+    /// 500: our fault (a missing server-side setting, say).
+    Internal => || error(
+        "An internal error (`internal`); the detail is in the server log only.",
+        &[("internal", body("internal", "Internal server error"))],
+    )
+);
+
+shared_response!(
+    /// 502: Supabase answered with something it should not have.
+    BadGateway => || error(
+        "Supabase answered unexpectedly, e.g. an HTML page instead of JSON (`upstream_error`).",
+        &[("upstream_error", body("upstream_error", "Supabase answered unexpectedly"))],
+    )
+);
+
+shared_response!(
+    /// 503: Supabase is unreachable.
+    Unavailable => || error(
+        "Supabase is unreachable (`upstream_unavailable`).",
+        &[("upstream_unavailable", body("upstream_unavailable", "Supabase is unreachable"))],
+    )
+);
+
+shared_response!(
+    /// 504: Supabase did not answer in time.
+    Timeout => || error(
+        "Supabase did not answer within the configured timeout (`upstream_timeout`).",
+        &[("upstream_timeout", body("upstream_timeout", "Supabase did not answer in time"))],
+    )
+);
