@@ -152,7 +152,7 @@ pub struct UpstreamSettings {
     pub request_timeout_ms: u64,
     pub pool_idle_timeout_secs: u64,
     pub pool_max_idle_per_host: usize,
-    /// Largest upstream body supagate will buffer (streamed list bodies are not buffered).
+    /// Largest upstream body supagate buffers, and the cap on a streamed list body.
     pub max_body_bytes: usize,
 }
 

@@ -3,6 +3,8 @@
 mod auth;
 mod billing;
 mod categories;
+mod fault;
+mod faults;
 mod foundation;
 mod items;
 mod metrics;
