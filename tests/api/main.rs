@@ -6,6 +6,7 @@ mod categories;
 mod fault;
 mod faults;
 mod foundation;
+mod hostile;
 mod items;
 mod metrics;
 mod support;
