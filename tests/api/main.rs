@@ -9,6 +9,7 @@ mod foundation;
 mod hostile;
 mod items;
 mod metrics;
+mod secrets;
 mod support;
 mod users;
 mod webhooks;
