@@ -10,6 +10,7 @@ mod hostile;
 mod items;
 mod metrics;
 mod secrets;
+mod shutdown;
 mod support;
 mod users;
 mod webhooks;
