@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Load (issue 9): list reads through supagate against a stand-in with a fixed delay.
 #   scripts/load.sh          1 000 connections for 60 s; zero errors required
-#   scripts/load.sh soak     10 min, 200 connections, RSS sampled every 10 s (flat memory)
+#   scripts/load.sh soak     10 min, 100 connections, RSS sampled every 10 s (flat memory)
 # Knobs: LOAD_SECONDS, LOAD_CONNS, LOAD_DELAY_MS (upstream delay), SAMPLE_SECS. 127.0.0.1 only.
 source "$(dirname "$0")/lib.sh"
 MODE="${1:-load}"
 if [ "$MODE" = soak ]; then
-  SECONDS_RUN="${LOAD_SECONDS:-600}"; CONNS="${LOAD_CONNS:-200}"; DELAY="${LOAD_DELAY_MS:-50}"
+  SECONDS_RUN="${LOAD_SECONDS:-600}"; CONNS="${LOAD_CONNS:-100}"; DELAY="${LOAD_DELAY_MS:-50}"
   SAMPLE="${SAMPLE_SECS:-10}"
 else
   SECONDS_RUN="${LOAD_SECONDS:-60}"; CONNS="${LOAD_CONNS:-1000}"; DELAY="${LOAD_DELAY_MS:-20}"
