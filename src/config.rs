@@ -123,9 +123,16 @@ pub struct ServerSettings {
     pub webhook_body_limit_bytes: usize,
     pub shutdown_timeout_secs: u64,
     pub client_request_timeout_ms: u64,
+    /// A request body must arrive within this from the end of its head (slow-body attacks).
+    #[serde(default = "default_client_body_timeout_ms")]
+    pub client_body_timeout_ms: u64,
     pub keep_alive_secs: u64,
     /// Peers whose `X-Forwarded-For` is believed (IPs or CIDRs).
     pub trusted_proxies: Vec<String>,
+}
+
+fn default_client_body_timeout_ms() -> u64 {
+    10_000
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

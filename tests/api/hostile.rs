@@ -371,3 +371,63 @@ async fn invalid_utf8_anywhere_is_a_clean_4xx_or_a_close() {
     assert_eq!(outcome.0, Raw::Status(200), "{}", outcome.1);
     assert_still_healthy(&app).await;
 }
+
+#[tokio::test]
+async fn a_slow_body_is_cut_off_with_408_at_the_client_body_timeout() {
+    let app = TestApp::spawn_with(|s| s.server.client_body_timeout_ms = 500).await;
+    let token = user_token(USER_A);
+    for (path, auth) in [
+        ("/api/items", format!("Authorization: Bearer {token}\r\n")),
+        (
+            "/api/webhooks/stripe",
+            "Stripe-Signature: t=1,v1=00\r\n".to_owned(),
+        ),
+        ("/api/auth/refresh", String::new()),
+    ] {
+        let mut stream = TcpStream::connect(addr(&app)).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{auth}Content-Length: 1000\r\n\r\n{{"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let started = Instant::now();
+        // One body byte every 100 ms: the body would take 100 s.
+        let mut answer = None;
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let _ = stream.write_all(b" ").await;
+            let mut probe = [0u8; 2048];
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(1), stream.read(&mut probe)).await
+            {
+                answer = Some(String::from_utf8_lossy(&probe[..n]).into_owned());
+                break;
+            }
+        }
+        let took = started.elapsed();
+        let answer = answer.unwrap_or_else(|| panic!("{path}: still open after {took:?}"));
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+        assert!(answer.contains("request_timeout"), "{path}: {answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+        assert!(took < Duration::from_millis(1500), "{path}: {took:?}");
+        println!("{path}: slow body cut with 408 after {took:?}");
+    }
+    // A body that arrives in time, in pieces, is served normally.
+    let mut stream = TcpStream::connect(addr(&app)).await.unwrap();
+    let body = br#"{"refresh_token":""}"#;
+    let head = format!(
+        "POST /api/auth/refresh HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    for piece in body.chunks(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stream.write_all(piece).await.unwrap();
+    }
+    let (outcome, text) = read_answer(&mut stream, WAIT).await;
+    assert_eq!(outcome, Raw::Status(400), "{text}");
+    assert!(text.contains("validation_failed"), "{text}");
+    assert_still_healthy(&app).await;
+}
