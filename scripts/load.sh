@@ -19,7 +19,7 @@ UP_PORT=$(free_port); GW_PORT=$(free_port)
 start_upstream "$UP_PORT" --fault ok --delay-ms "$DELAY" --rows 20
 start_supagate "$GW_PORT" "http://127.0.0.1:$UP_PORT"
 URL="http://127.0.0.1:$GW_PORT/api/items?limit=20"
-curl -fsS "$URL" | head -c 80; echo " ..."
+curl -fsS "$URL" -o "$RUN_DIR/first.json"; head -c 80 "$RUN_DIR/first.json"; echo " ..."
 echo "== $MODE: $CONNS connections, ${SECONDS_RUN} s, upstream delay ${DELAY} ms, RSS every ${SAMPLE} s"
 echo "start: $(stats "$SUPAGATE_PID")"
 SAMPLES="$RUN_DIR/rss.csv"; echo "t_s,rss_kb,fds" >"$SAMPLES"
