@@ -123,9 +123,16 @@ pub struct ServerSettings {
     pub webhook_body_limit_bytes: usize,
     pub shutdown_timeout_secs: u64,
     pub client_request_timeout_ms: u64,
+    /// A request body must arrive within this from the end of its head (slow-body attacks).
+    #[serde(default = "default_client_body_timeout_ms")]
+    pub client_body_timeout_ms: u64,
     pub keep_alive_secs: u64,
     /// Peers whose `X-Forwarded-For` is believed (IPs or CIDRs).
     pub trusted_proxies: Vec<String>,
+}
+
+fn default_client_body_timeout_ms() -> u64 {
+    10_000
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -152,7 +159,7 @@ pub struct UpstreamSettings {
     pub request_timeout_ms: u64,
     pub pool_idle_timeout_secs: u64,
     pub pool_max_idle_per_host: usize,
-    /// Largest upstream body supagate will buffer (streamed list bodies are not buffered).
+    /// Largest upstream body supagate buffers, and the cap on a streamed list body.
     pub max_body_bytes: usize,
 }
 

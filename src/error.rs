@@ -130,6 +130,14 @@ impl ApiError {
     pub fn conflict(code: &'static str, message: impl Into<Message>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
     }
+    /// 408: the request body did not arrive within `server.client_body_timeout_ms`.
+    pub fn request_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "The request body was not received in time",
+        )
+    }
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -64,7 +65,17 @@ impl From<UpstreamError> for ApiError {
     }
 }
 
+/// A capped upstream body for `HttpResponse::streaming`.
+pub type BodyStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, UpstreamError>> + Send>>;
+
 impl UpstreamError {
+    /// A failure at the connection level with no response received: safe to retry a read.
+    /// Timeouts are excluded (they map to [`UpstreamError::Timeout`]).
+    fn is_retryable(&self) -> bool {
+        matches!(self, UpstreamError::Unavailable { .. })
+    }
+
     fn from_reqwest(upstream: &'static str, e: reqwest::Error) -> Self {
         // Strip the URL: it may carry query values, and the log line names the upstream anyway.
         let (timeout, connect, body) =
@@ -150,13 +161,50 @@ impl JsonApi {
 
     /// Sends and returns the raw response for any status (for callers that stream or map
     /// upstream error bodies themselves). Transport failures become [`UpstreamError`].
+    ///
+    /// `GET` and `HEAD` are idempotent reads: they get exactly one retry when the first
+    /// attempt failed at the connection level before any response arrived (connection
+    /// refused, reset or closed before the status line). Never on a timeout (the upstream may
+    /// be working on it, and a retry would double the caller's wait), never for a write.
     pub async fn send(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, UpstreamError> {
+        let (client, request) = request.build_split();
+        let request = request.map_err(|e| UpstreamError::from_reqwest(self.name, e))?;
+        let retry = if matches!(*request.method(), Method::GET | Method::HEAD) {
+            request.try_clone()
+        } else {
+            None
+        };
+        let first = self.attempt(&client, request).await;
+        match (first, retry) {
+            (Err(e), Some(again)) if e.is_retryable() => {
+                log::debug!("{}: retrying an idempotent read once after: {e}", self.name);
+                self.attempt(&client, again).await
+            }
+            (first, _) => first,
+        }
+    }
+
+    /// Sends exactly once, whatever the method (no retry).
+    pub async fn send_once(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let (client, request) = request.build_split();
+        let request = request.map_err(|e| UpstreamError::from_reqwest(self.name, e))?;
+        self.attempt(&client, request).await
+    }
+
+    async fn attempt(
+        &self,
+        client: &reqwest::Client,
+        request: reqwest::Request,
+    ) -> Result<reqwest::Response, UpstreamError> {
         let started = std::time::Instant::now();
-        let result = request
-            .send()
+        let result = client
+            .execute(request)
             .await
             .map_err(|e| UpstreamError::from_reqwest(self.name, e));
         let outcome = match &result {
@@ -169,6 +217,52 @@ impl JsonApi {
         };
         metrics().observe_upstream(self.name, outcome, started.elapsed());
         result
+    }
+
+    /// A response body to stream through to a client, capped at `upstream.max_body_bytes`:
+    /// a declared `Content-Length` over the cap is refused before anything is sent (502); an
+    /// undeclared body that grows past it, or a transport failure mid-body (reset, timeout),
+    /// ends the stream with an error. The status and headers are already on the wire by then,
+    /// so actix aborts the connection without the terminating chunk: the client sees a
+    /// truncated response, never a short body that looks complete.
+    pub fn stream_body(&self, res: reqwest::Response) -> Result<BodyStream, UpstreamError> {
+        let limit = self.max_body_bytes;
+        if res.content_length().is_some_and(|len| len > limit as u64) {
+            return Err(UpstreamError::TooLarge {
+                upstream: self.name,
+                limit,
+            });
+        }
+        let name = self.name;
+        let mut seen = 0usize;
+        let mut failed = false;
+        let stream = res.bytes_stream().map(move |chunk| {
+            if failed {
+                // Unreachable in practice: actix stops polling after the first error.
+                return Err(UpstreamError::InvalidBody {
+                    upstream: name,
+                    cause: "stream already failed".to_owned(),
+                });
+            }
+            let result = match chunk {
+                Ok(chunk) if seen + chunk.len() > limit => Err(UpstreamError::TooLarge {
+                    upstream: name,
+                    limit,
+                }),
+                Ok(chunk) => {
+                    seen += chunk.len();
+                    Ok(chunk)
+                }
+                Err(e) => Err(UpstreamError::from_reqwest(name, e)),
+            };
+            if let Err(e) = &result {
+                failed = true;
+                log::warn!("{name}: streamed body aborted after {seen} bytes: {e}");
+                metrics().observe_upstream(name, "aborted_stream", Duration::ZERO);
+            }
+            result
+        });
+        Ok(Box::pin(stream))
     }
 
     /// Reads a whole body, refusing more than the configured cap.

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod body_timeout;
 pub mod config;
 pub mod docs;
 pub mod error;

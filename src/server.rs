@@ -112,6 +112,7 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
                 .app_data(api::path_config())
                 .configure(|cfg| routes(cfg, &settings))
                 .default_service(web::to(api::not_found))
+                .wrap(from_fn(crate::body_timeout::body_deadline))
                 // Registered last so it runs first: every response, errors included, gets a
                 // request id, the security headers and an access log line.
                 .wrap(cors(&settings))

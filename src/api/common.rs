@@ -114,7 +114,7 @@ pub fn list_response(listing: Listing) -> HttpResponse {
         .insert_header((header::CONTENT_RANGE, listing.content_range))
         .content_type(ContentType::json());
     match listing.body {
-        Some(upstream) => res.streaming(upstream.bytes_stream()),
+        Some(upstream) => res.streaming(upstream),
         None => res.body("[]"),
     }
 }

@@ -232,8 +232,9 @@ pub struct Listing {
     pub total: u64,
     /// PostgREST's `Content-Range` (`0-19/137`, `*/0`), or `*/<total>` past the end.
     pub content_range: String,
-    /// `None` when the offset was past the end: the body is `[]`.
-    pub body: Option<reqwest::Response>,
+    /// `None` when the offset was past the end: the body is `[]`. Capped at
+    /// `upstream.max_body_bytes`; a fault mid-stream aborts the client's connection.
+    pub body: Option<crate::http_client::BodyStream>,
 }
 
 /// `<range>/<total>` → total; `None` when absent or not counted (`*`).
@@ -390,10 +391,11 @@ impl Supabase {
             .ok_or_else(|| ApiError::upstream_error("postgrest list: no Content-Range"))?;
         let total = total_of(&content_range)
             .ok_or_else(|| ApiError::upstream_error("postgrest list: uncounted Content-Range"))?;
+        let body = self.rest.stream_body(res)?;
         Ok(Listing {
             total,
             content_range,
-            body: Some(res),
+            body: Some(body),
         })
     }
 

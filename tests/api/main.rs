@@ -3,10 +3,15 @@
 mod auth;
 mod billing;
 mod categories;
+mod fault;
+mod faults;
 mod foundation;
+mod hostile;
 mod items;
 mod metrics;
 mod openapi;
+mod secrets;
+mod shutdown;
 mod support;
 mod users;
 mod webhooks;
