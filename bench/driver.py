@@ -304,6 +304,7 @@ def stand_in_bodies(fixture):
     bodies = {
         "ITEMS_ARRAY": json.dumps(items, **compact),
         "ITEM_ARRAY": json.dumps([created], **compact),
+        "ITEM_OBJECT": json.dumps(created, **compact),
         "CATEGORY_ARRAY": json.dumps([dict(categories[0], slug="kitchen")], **compact),
         "JWKS": json.dumps(fixture["jwks_initial"], **compact),
     }

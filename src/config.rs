@@ -175,6 +175,8 @@ pub struct AuthSettings {
     pub leeway_secs: u64,
     pub jwks_refresh_interval_secs: u64,
     pub jwks_min_refetch_interval_secs: u64,
+    /// Verified tokens remembered until their `exp` (0 disables the cache).
+    pub token_cache_entries: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -58,6 +58,17 @@ pub struct Metrics {
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
+/// `(method, status, latency, count)` per route, per worker thread (see `observe_request`).
+type HandleList = Vec<(Box<str>, u16, Histogram, Counter)>;
+
+/// Label sets cached per thread; beyond this, requests take the uncached path.
+const MAX_CACHED_LABEL_SETS: usize = 1024;
+
+thread_local! {
+    static HTTP_HANDLES: std::cell::RefCell<std::collections::HashMap<Box<str>, HandleList>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
 /// The process-wide metrics.
 pub fn metrics() -> &'static Metrics {
     &METRICS
@@ -117,16 +128,39 @@ impl Metrics {
 
     /// `route` is the matched template (`/api/items/{id}`), never the raw path, so ids do
     /// not explode the label space.
+    ///
+    /// Each worker thread keeps the metric handles of the label sets it has seen, so a
+    /// request costs one small map lookup instead of two label allocations and two locked
+    /// family lookups.
     pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let labels = HttpLabels {
-            method: method.to_owned(),
-            route: route.to_owned(),
-            status,
-        };
-        self.http_latency
-            .get_or_create(&labels)
-            .observe(elapsed.as_secs_f64());
-        self.http_requests.get_or_create(&labels).inc();
+        HTTP_HANDLES.with(|cell| {
+            let mut handles = cell.borrow_mut();
+            if let Some((_, _, histogram, counter)) = handles.get(route).and_then(|list| {
+                list.iter()
+                    .find(|(m, s, ..)| *s == status && **m == *method)
+            }) {
+                histogram.observe(elapsed.as_secs_f64());
+                counter.inc();
+                return;
+            }
+            let labels = HttpLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+                status,
+            };
+            let histogram = self.http_latency.get_or_create(&labels).clone();
+            let counter = self.http_requests.get_or_create(&labels).clone();
+            histogram.observe(elapsed.as_secs_f64());
+            counter.inc();
+            if handles.values().map(Vec::len).sum::<usize>() < MAX_CACHED_LABEL_SETS {
+                handles.entry(route.into()).or_default().push((
+                    method.into(),
+                    status,
+                    histogram,
+                    counter,
+                ));
+            }
+        });
     }
 
     /// `outcome`: `ok`, `http_4xx`, `http_5xx`, `timeout`, `unavailable`, `invalid_body`.

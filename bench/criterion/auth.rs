@@ -1,5 +1,6 @@
-//! Cost of one token verification (HS256, ES256, RS256; keys already cached, no I/O) and of
-//! reading an `@supabase/ssr` cookie session, using the checked-in fixtures.
+//! Cost of one token verification (HS256, ES256, RS256; keys already cached, no I/O) cold
+//! (full signature and claims check) and from the verified-token cache, and of reading an
+//! `@supabase/ssr` cookie session, using the checked-in fixtures.
 //! Run: `cargo bench --bench auth -- --warm-up-time 1 --measurement-time 3`.
 
 use std::collections::HashMap;
@@ -52,10 +53,27 @@ fn bench(c: &mut Criterion) {
             rt.block_on(verifier.verify(&token)).is_ok(),
             "{name} must verify"
         );
-        c.bench_function(label, |b| {
+        c.bench_function(&format!("{label}_cold"), |b| {
+            b.iter(|| {
+                rt.block_on(verifier.verify_uncached(black_box(&token)))
+                    .is_ok()
+            })
+        });
+        // The token was verified above, so every call here is a cache hit.
+        c.bench_function(&format!("{label}_cached"), |b| {
             b.iter(|| rt.block_on(verifier.verify(black_box(&token))).is_ok())
         });
     }
+    assert!(
+        verifier.cache().len() >= 3,
+        "the cache is on in the default settings"
+    );
+    let token = jwt["tokens"]["valid_es256"]["token"]
+        .as_str()
+        .expect("token");
+    c.bench_function("token_digest_sha256", |b| {
+        b.iter(|| supagate::auth::cache::digest(black_box(token)))
+    });
 
     let ssr = fixture("ssr_cookies.json");
     for case in ["single_base64url", "chunked_base64url"] {

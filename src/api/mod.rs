@@ -112,7 +112,8 @@ pub struct Endpoint {
 pub fn endpoint(path: &'static str) -> Endpoint {
     Endpoint {
         path,
-        resource: web::resource(path),
+        // Named after its template so the metrics middleware reads it without allocating.
+        resource: web::resource(path).name(path),
         methods: Vec::new(),
         documented: true,
     }

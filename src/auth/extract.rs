@@ -1,5 +1,6 @@
 //! Extractors: where the token comes from and what a handler receives.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -22,8 +23,12 @@ pub struct MaybeUser(pub Option<AuthUser>);
 /// A caller whose `app_metadata.role` is `admin`; 401 without credentials, 403 otherwise.
 pub struct Admin(pub AuthUser);
 
-/// The raw credential of a request: `Authorization: Bearer`, else the session cookie.
-fn presented_token(req: &HttpRequest, cookie_name: &str) -> Result<Option<String>, ApiError> {
+/// The raw credential of a request: `Authorization: Bearer` (borrowed from the header),
+/// else the session cookie.
+fn presented_token<'r>(
+    req: &'r HttpRequest,
+    cookie_name: &str,
+) -> Result<Option<Cow<'r, str>>, ApiError> {
     if let Some(value) = req.headers().get(AUTHORIZATION) {
         let value = value.to_str().map_err(|_| {
             ApiError::invalid_token("invalid_token", "Malformed Authorization header")
@@ -36,9 +41,9 @@ fn presented_token(req: &HttpRequest, cookie_name: &str) -> Result<Option<String
                 "Authorization must be `Bearer <token>`",
             ));
         }
-        return Ok(Some(token.to_owned()));
+        return Ok(Some(Cow::Borrowed(token)));
     }
-    Ok(cookie_session(req, cookie_name)?.map(|s| s.access_token))
+    Ok(cookie_session(req, cookie_name)?.map(|s| Cow::Owned(s.access_token)))
 }
 
 /// The `@supabase/ssr` session in the request's cookies, if any. A cookie that is present but

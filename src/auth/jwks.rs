@@ -3,7 +3,7 @@
 //! re-fetched on an unknown `kid` at most once per configured interval.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, P
 use jsonwebtoken::{Algorithm, DecodingKey};
 use parking_lot::RwLock;
 use serde_json::Value;
+use sha2::Digest as _;
 
 use crate::error::ApiError;
 use crate::http_client::JsonApi;
@@ -64,6 +65,9 @@ pub fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<VerifyKey>>, String
 struct FetchState {
     last_attempt: Option<Instant>,
     last_success: Option<Instant>,
+    /// SHA-256 of the last installed document: an unchanged JWKS is not re-installed, so
+    /// the verified-token cache survives routine refreshes.
+    last_document: Option<[u8; 32]>,
 }
 
 /// The key cache. Lookups of known keys take a read lock only; fetches are serialised by
@@ -72,6 +76,8 @@ pub struct Jwks {
     api: Option<JsonApi>,
     keys: RwLock<Arc<KeyMap>>,
     loaded: AtomicBool,
+    /// Bumped by every install: verified tokens cached under an older key set are stale.
+    generation: AtomicU64,
     fetch: tokio::sync::Mutex<FetchState>,
     min_refetch: Duration,
     refresh_interval: Duration,
@@ -86,6 +92,7 @@ impl Jwks {
             api,
             keys: RwLock::new(Arc::new(HashMap::new())),
             loaded: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
             fetch: tokio::sync::Mutex::new(FetchState::default()),
             min_refetch,
             refresh_interval,
@@ -95,7 +102,14 @@ impl Jwks {
     /// Installs a key set directly (used by `new(None, ..)` callers and after each fetch).
     pub fn install(&self, keys: KeyMap) {
         *self.keys.write() = Arc::new(keys);
+        // After the swap: whoever reads the new generation also sees the new keys.
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.loaded.store(true, Ordering::Release);
+    }
+
+    /// Changes whenever a key set is installed (see [`crate::auth::cache`]).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     pub fn is_loaded(&self) -> bool {
@@ -157,13 +171,23 @@ impl Jwks {
         let result = async {
             let request = api.request(reqwest::Method::GET, PATH);
             let (_, _, body) = api.execute(request).await.map_err(|e| e.to_string())?;
-            parse_jwks(&body)
+            let fingerprint: [u8; 32] = sha2::Sha256::digest(&body).into();
+            if state.last_document == Some(fingerprint) && self.is_loaded() {
+                return Ok(None);
+            }
+            parse_jwks(&body).map(|keys| Some((keys, fingerprint)))
         }
         .await;
         match result {
-            Ok(keys) => {
+            Ok(Some((keys, fingerprint))) => {
                 log::debug!("JWKS loaded: {} usable key(s)", keys.len());
                 self.install(keys);
+                state.last_document = Some(fingerprint);
+                state.last_success = Some(Instant::now());
+                crate::metrics::metrics().jwks_refresh("ok");
+            }
+            Ok(None) => {
+                log::debug!("JWKS unchanged");
                 state.last_success = Some(Instant::now());
                 crate::metrics::metrics().jwks_refresh("ok");
             }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::cache::{digest, TokenCache};
 use super::jwks::Jwks;
 use crate::config::{Secret, Settings};
 use crate::error::ApiError;
@@ -25,7 +26,8 @@ pub struct AuthUser {
     pub is_admin: bool,
     pub session_id: Option<String>,
     pub expires_at: i64,
-    token: Secret,
+    /// Shared, so a cache hit hands out the verified token without copying it.
+    token: Arc<Secret>,
 }
 
 impl std::fmt::Debug for AuthUser {
@@ -42,6 +44,19 @@ impl AuthUser {
     /// The verified access token, to forward as `Authorization: Bearer` so RLS applies.
     pub fn token(&self) -> &str {
         self.token.expose()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_tests(id: Uuid, token: &str, expires_at: i64) -> Self {
+        Self {
+            id,
+            role: "authenticated".to_owned(),
+            email: None,
+            is_admin: false,
+            session_id: None,
+            expires_at,
+            token: Arc::new(Secret::new(token)),
+        }
     }
 }
 
@@ -64,6 +79,7 @@ pub struct Verifier {
     hs256_validation: Validation,
     es256_validation: Validation,
     rs256_validation: Validation,
+    cache: TokenCache,
 }
 
 /// The JOSE header members we read; parsed by hand so `alg: "none"` and unknown algorithms
@@ -110,6 +126,7 @@ impl Verifier {
             hs256_validation: validation(Algorithm::HS256),
             es256_validation: validation(Algorithm::ES256),
             rs256_validation: validation(Algorithm::RS256),
+            cache: TokenCache::new(settings.auth.token_cache_entries, settings.auth.leeway_secs),
         }
     }
 
@@ -123,7 +140,34 @@ impl Verifier {
         self.jwks.spawn_refresh();
     }
 
+    /// The verified-token cache (to inspect it).
+    pub fn cache(&self) -> &TokenCache {
+        &self.cache
+    }
+
+    /// Verifies `token`, answering from the verified-token cache when this exact token was
+    /// verified under the current key set and has not expired.
     pub async fn verify(&self, token: &str) -> Result<AuthUser, ApiError> {
+        if !self.cache.enabled() {
+            return self.verify_uncached(token).await;
+        }
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(malformed());
+        }
+        // Read before verifying: a key set installed meanwhile makes this entry stale, never
+        // the other way round.
+        let generation = self.jwks.generation();
+        let key = digest(token);
+        if let Some(user) = self.cache.get(&key, token, generation, unix_now()) {
+            return Ok(user);
+        }
+        let user = self.verify_uncached(token).await?;
+        self.cache.insert(key, &user, generation, unix_now());
+        Ok(user)
+    }
+
+    /// Full verification: header, key, signature and claims, without the cache.
+    pub async fn verify_uncached(&self, token: &str) -> Result<AuthUser, ApiError> {
         let header = parse_header(token)?;
         let (key, validation): (&DecodingKey, &Validation) = match header.alg.as_str() {
             "HS256" => {
@@ -229,6 +273,125 @@ fn user_from_claims(claims: Claims, token: &str) -> Result<AuthUser, ApiError> {
         is_admin,
         session_id: claims.session_id,
         expires_at: claims.exp,
-        token: Secret::new(token),
+        token: Arc::new(Secret::new(token)),
     })
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+
+    use serde_json::Value;
+
+    use super::*;
+    use crate::auth::jwks::parse_jwks;
+
+    fn fixture() -> Value {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jwt.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn verifier(jwt: &Value) -> Verifier {
+        let env: HashMap<String, String> = HashMap::from([
+            ("APP_ENV".into(), "test".into()),
+            ("SUPABASE_URL".into(), "http://127.0.0.1:54321".into()),
+            ("SUPABASE_ANON_KEY".into(), "unit".into()),
+            (
+                "SUPABASE_JWT_SECRET".into(),
+                jwt["hs256_secret"].as_str().unwrap().into(),
+            ),
+            (
+                "SUPAGATE_AUTH__ISSUER".into(),
+                jwt["issuer"].as_str().unwrap().into(),
+            ),
+        ]);
+        let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
+        let settings = Settings::load(&config, &env).unwrap();
+        let verifier = Verifier::new(&settings, None);
+        verifier
+            .jwks()
+            .install(parse_jwks(jwt["jwks_initial"].to_string().as_bytes()).unwrap());
+        verifier
+    }
+
+    fn token(jwt: &Value, name: &str) -> String {
+        jwt["tokens"][name]["token"].as_str().unwrap().to_owned()
+    }
+
+    fn code(result: Result<AuthUser, ApiError>) -> &'static str {
+        result.expect_err("must be rejected").code()
+    }
+
+    #[tokio::test]
+    async fn a_key_rotation_that_removes_the_key_invalidates_its_cached_tokens() {
+        let jwt = fixture();
+        let verifier = verifier(&jwt);
+        let es = token(&jwt, "valid_es256");
+        let rs = token(&jwt, "valid_rs256");
+        verifier.verify(&es).await.unwrap();
+        verifier.verify(&rs).await.unwrap();
+        assert_eq!(verifier.cache().len(), 2);
+        assert!(verifier.verify(&es).await.is_ok(), "served from the cache");
+
+        // The ES256 key is withdrawn; the RSA key stays.
+        let mut doc = jwt["jwks_initial"].clone();
+        doc["keys"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|k| k["kty"] != "EC");
+        verifier
+            .jwks()
+            .install(parse_jwks(doc.to_string().as_bytes()).unwrap());
+        assert_eq!(code(verifier.verify(&es).await), "unknown_key");
+        assert!(
+            verifier.verify(&rs).await.is_ok(),
+            "re-verified with its key"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tampered_token_never_hits_the_cache() {
+        let jwt = fixture();
+        let verifier = verifier(&jwt);
+        let good = token(&jwt, "valid_es256");
+        verifier.verify(&good).await.unwrap();
+        // Same header and payload, one signature character changed.
+        let mut bad = good.clone().into_bytes();
+        let last = bad.len() - 2;
+        bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
+        let bad = String::from_utf8(bad).unwrap();
+        assert_eq!(code(verifier.verify(&bad).await), "invalid_signature");
+        assert_eq!(
+            code(
+                verifier
+                    .verify(&token(&jwt, "tampered_payload_es256"))
+                    .await
+            ),
+            "invalid_signature"
+        );
+        assert_eq!(
+            verifier.cache().len(),
+            1,
+            "rejected tokens are never cached"
+        );
+        assert!(verifier.verify(&good).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_expired_token_is_rejected_and_not_cached() {
+        let jwt = fixture();
+        let verifier = verifier(&jwt);
+        assert_eq!(
+            code(verifier.verify(&token(&jwt, "expired_es256")).await),
+            "token_expired"
+        );
+        assert!(verifier.cache().is_empty());
+    }
 }

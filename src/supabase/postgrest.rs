@@ -28,10 +28,6 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 
 const SINGLE_OBJECT: &str = "application/vnd.pgrst.object+json";
 
-fn encode(value: &str) -> String {
-    utf8_percent_encode(value, COMPONENT).to_string()
-}
-
 /// On whose behalf a call runs: PostgREST picks the Postgres role (and RLS) from the bearer.
 #[derive(Clone, Copy)]
 pub enum Caller<'a> {
@@ -212,18 +208,55 @@ impl Query {
         out
     }
 
-    /// `/<path>?<percent-encoded params>`.
+    /// `/<path>?<percent-encoded params>`, written into one buffer (no per-parameter strings).
     pub fn to_path(&self) -> String {
-        let qs: Vec<String> = self
-            .params()
-            .iter()
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-            .collect();
-        if qs.is_empty() {
-            format!("/{}", self.path)
-        } else {
-            format!("/{}?{}", self.path, qs.join("&"))
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(
+            1 + self.path.len()
+                + self.select.map_or(0, |s| s.len() * 2 + 8)
+                + self
+                    .filters
+                    .iter()
+                    .map(|(_, v)| v.len() + 24)
+                    .sum::<usize>()
+                + self.order.map_or(0, |o| o.len() + 8)
+                + 32,
+        );
+        out.push('/');
+        out.push_str(self.path);
+        let mut sep = '?';
+        let mut param = |out: &mut String, name: &str, value: &str| {
+            out.push(sep);
+            sep = '&';
+            // Writing into a String cannot fail.
+            let _ = write!(
+                out,
+                "{}={}",
+                utf8_percent_encode(name, COMPONENT),
+                utf8_percent_encode(value, COMPONENT)
+            );
+        };
+        if let Some(s) = self.select {
+            param(&mut out, "select", s);
         }
+        for (column, filter) in &self.filters {
+            param(&mut out, column, filter);
+        }
+        if let Some(o) = self.order {
+            param(&mut out, "order", o);
+        }
+        let mut number = |out: &mut String, name: &str, n: u64| {
+            out.push(sep);
+            sep = '&';
+            let _ = write!(out, "{name}={n}");
+        };
+        if let Some(l) = self.limit {
+            number(&mut out, "limit", l);
+        }
+        if let Some(o) = self.offset {
+            number(&mut out, "offset", o);
+        }
+        out
     }
 }
 

@@ -1193,3 +1193,39 @@ async fn a_null_refresh_body_counts_as_no_body() {
     );
     assert!(app.upstream_requests().await.is_empty());
 }
+
+#[tokio::test]
+async fn the_verified_token_cache_stays_bounded_and_never_serves_a_tampered_token() {
+    let upstream = wiremock::MockServer::start().await;
+    user_endpoint().mount(&upstream).await;
+    let mut settings = test_settings(&upstream.uri());
+    settings.auth.token_cache_entries = 16;
+    let app = supagate::server::Application::build(settings).unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let verifier = app.state().verifier.clone();
+    tokio::spawn(app.run());
+    let client = reqwest::Client::new();
+    let call = |token: String| {
+        client
+            .get(format!("{base}/api/auth/user"))
+            .bearer_auth(token)
+            .send()
+    };
+    // A flood of distinct valid tokens: every one is served, the cache keeps at most 16.
+    let mut last = String::new();
+    for i in 0..200 {
+        let mut claims = user_claims(&fixture_user_id());
+        claims["jti"] = json!(format!("flood-{i}"));
+        last = mint_hs256(&claims);
+        assert_eq!(call(last.clone()).await.unwrap().status(), 200);
+    }
+    let held = verifier.cache().len();
+    assert!(held <= 16 && held > 0, "cache holds {held}");
+    // The last one is cached; the same token with its signature altered is still refused.
+    let mut tampered = last.clone().into_bytes();
+    let i = tampered.len() - 2;
+    tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+    let res = call(String::from_utf8(tampered).unwrap()).await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(call(last).await.unwrap().status(), 200);
+}
