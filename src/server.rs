@@ -11,7 +11,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::api::{
-    self, auth, billing, categories, endpoint, health, items, users, webhooks, Endpoint,
+    self, billing, categories, endpoint, health, items, session, users, webhooks, Endpoint,
 };
 use crate::config::Settings;
 use crate::middleware::{request_context, REQUEST_ID};
@@ -158,12 +158,12 @@ pub fn endpoints(settings: &Settings) -> Vec<Endpoint> {
             .put(users::replace)
             .delete(users::delete),
         endpoint("/api/users/{id}/stats").get(users::stats),
-        endpoint("/api/auth/register").post(auth::register),
-        endpoint("/api/auth/login").post(auth::login),
-        endpoint("/api/auth/refresh").post(auth::refresh),
-        endpoint("/api/auth/logout").post(auth::logout),
-        endpoint("/api/auth/user").get(auth::user),
-        endpoint("/api/auth/recover").post(auth::recover),
+        endpoint("/api/auth/register").post(session::register),
+        endpoint("/api/auth/login").post(session::login),
+        endpoint("/api/auth/refresh").post(session::refresh),
+        endpoint("/api/auth/logout").post(session::logout),
+        endpoint("/api/auth/user").get(session::user),
+        endpoint("/api/auth/recover").post(session::recover),
         endpoint("/api/billing/subscription").get(billing::subscription),
         stripe_webhook(settings),
     ];

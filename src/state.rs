@@ -21,7 +21,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(settings: Settings) -> anyhow::Result<Self> {
         let supabase = Supabase::new(&settings)?;
-        let verifier = Arc::new(Verifier::new(&settings, Some(supabase.auth.clone())));
+        let verifier = Arc::new(Verifier::new(&settings, Some(supabase.gotrue.clone())));
         // Loads the signing keys in the background: start-up never waits for Supabase.
         verifier.spawn_refresh();
         let limiter = Arc::new(ClientLimiter::new(

@@ -8,6 +8,7 @@ mod db {
 
     mod billing;
     mod constraints;
+    mod event_order;
     mod indexes;
     mod project;
     mod rls;

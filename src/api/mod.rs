@@ -1,12 +1,12 @@
 //! HTTP resources: one file per resource with its request/response types and short handlers,
 //! plus the input-handling rules every resource shares (JSON, query and path errors).
 
-pub mod auth;
 pub mod billing;
 pub mod categories;
 pub mod common;
 pub mod health;
 pub mod items;
+pub mod session;
 pub mod users;
 pub mod webhooks;
 

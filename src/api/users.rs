@@ -18,7 +18,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::rules::ownership::{may_modify, Actor};
 use crate::rules::username::{self, Username};
 use crate::state::AppState;
-use crate::supabase::admin::NewAuthUser;
+use crate::supabase::gotrue_admin::NewAuthUser;
 use crate::supabase::postgrest::{Caller, Query};
 
 const PROFILE_COLUMNS: &str = "id,username,full_name,avatar_url,created_at,updated_at";

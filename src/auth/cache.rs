@@ -23,7 +23,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use sha2::{Digest as _, Sha256};
 
-use super::verify::AuthUser;
+use super::user::AuthUser;
 
 /// SHA-256 of a token.
 pub type TokenDigest = [u8; 32];

@@ -5,7 +5,9 @@ pub mod cache;
 pub mod cookie;
 pub mod extract;
 pub mod jwks;
+mod user;
 pub mod verify;
 
 pub use extract::{Admin, MaybeUser, User};
-pub use verify::{AuthUser, Verifier};
+pub use user::AuthUser;
+pub use verify::Verifier;

@@ -12,53 +12,10 @@ use uuid::Uuid;
 
 use super::cache::{digest, TokenCache};
 use super::jwks::Jwks;
+pub use super::user::AuthUser;
 use crate::config::{Secret, Settings};
 use crate::error::ApiError;
 use crate::http_client::JsonApi;
-
-/// A caller whose token passed every check. Only server-controlled claims are kept:
-/// `user_metadata` is user-editable and never grants anything, so it is not even read.
-#[derive(Clone)]
-pub struct AuthUser {
-    pub id: Uuid,
-    pub role: String,
-    pub email: Option<String>,
-    pub is_admin: bool,
-    pub session_id: Option<String>,
-    pub expires_at: i64,
-    /// Shared, so a cache hit hands out the verified token without copying it.
-    token: Arc<Secret>,
-}
-
-impl std::fmt::Debug for AuthUser {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthUser")
-            .field("id", &self.id)
-            .field("role", &self.role)
-            .field("is_admin", &self.is_admin)
-            .finish_non_exhaustive()
-    }
-}
-
-impl AuthUser {
-    /// The verified access token, to forward as `Authorization: Bearer` so RLS applies.
-    pub fn token(&self) -> &str {
-        self.token.expose()
-    }
-
-    #[cfg(test)]
-    pub(crate) fn for_tests(id: Uuid, token: &str, expires_at: i64) -> Self {
-        Self {
-            id,
-            role: "authenticated".to_owned(),
-            email: None,
-            is_admin: false,
-            session_id: None,
-            expires_at,
-            token: Arc::new(Secret::new(token)),
-        }
-    }
-}
 
 #[derive(Deserialize)]
 struct Claims {

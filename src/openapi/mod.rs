@@ -12,7 +12,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{auth, billing, categories, health, items, users, webhooks};
+use crate::api::{billing, categories, health, items, session, users, webhooks};
 
 /// Security scheme names used in the handlers' `security(...)` lists.
 pub const BEARER: &str = "bearer_jwt";
@@ -46,12 +46,12 @@ pub const STRIPE: &str = "stripe_signature";
         users::replace,
         users::delete,
         users::stats,
-        auth::register,
-        auth::login,
-        auth::refresh,
-        auth::logout,
-        auth::user,
-        auth::recover,
+        session::register,
+        session::login,
+        session::refresh,
+        session::logout,
+        session::user,
+        session::recover,
         billing::subscription,
         webhooks::stripe,
     ),

@@ -1,10 +1,10 @@
 //! How supagate talks to Supabase: the PostgREST and Auth endpoints, their keys and their
 //! error bodies. No business rules live here.
 
-pub mod admin;
-pub mod auth;
-pub mod billing;
+pub mod gotrue;
+pub mod gotrue_admin;
 pub mod postgrest;
+pub mod stripe_data;
 
 use crate::config::{Secret, Settings};
 use crate::http_client::{bearer, build_client, JsonApi, UpstreamError};
@@ -15,11 +15,11 @@ pub struct Supabase {
     /// `{url}/rest/v1` with the publishable/anon key: every call made for a user.
     pub rest: JsonApi,
     /// `{url}/auth/v1` with the publishable/anon key.
-    pub auth: JsonApi,
+    pub gotrue: JsonApi,
     /// `{url}/rest/v1` with the secret/service-role key: server-side paths only (webhooks).
     pub rest_service: Option<JsonApi>,
     /// `{url}/auth/v1` with the secret/service-role key: the Auth admin API only.
-    pub auth_admin: Option<JsonApi>,
+    pub gotrue_admin: Option<JsonApi>,
     anon_key: Secret,
     service_key: Option<Secret>,
 }
@@ -45,11 +45,11 @@ impl Supabase {
         let auth = format!("{base}/auth/v1");
         Ok(Self {
             rest: JsonApi::new("rest", client.clone(), &rest, Some(anon), cap)?,
-            auth: JsonApi::new("auth", client.clone(), &auth, Some(anon), cap)?,
+            gotrue: JsonApi::new("auth", client.clone(), &auth, Some(anon), cap)?,
             rest_service: service
                 .map(|k| JsonApi::new("rest", client.clone(), &rest, Some(k), cap))
                 .transpose()?,
-            auth_admin: service
+            gotrue_admin: service
                 .map(|k| JsonApi::new("auth", client.clone(), &auth, Some(k), cap))
                 .transpose()?,
             anon_key: anon.clone(),
@@ -75,8 +75,8 @@ impl Supabase {
     /// PostgREST counts as up: newer platforms restrict the root document to the secret key.
     pub async fn readiness(&self) -> (Check, Check) {
         let auth = async {
-            let req = self.anon_bearer(self.auth.request(reqwest::Method::GET, "/health"));
-            probe(&self.auth, req, |s| s.is_success()).await
+            let req = self.anon_bearer(self.gotrue.request(reqwest::Method::GET, "/health"));
+            probe(&self.gotrue, req, |s| s.is_success()).await
         };
         let rest = async {
             let req = self.anon_bearer(self.rest.request(reqwest::Method::GET, "/"));

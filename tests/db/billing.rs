@@ -248,7 +248,7 @@ fn webhook_rpcs_are_callable_only_by_the_service_role() {
 
 #[test]
 fn apply_subscription_event_agrees_with_the_ordering_rule() {
-    use supagate::rules::billing::{subscription_event_ordering, Ordering};
+    use super::event_order::{subscription_event_ordering, Ordering};
     let mut db = fresh_db();
     let times = [99_i64, 100, 101];
     for (i, stored) in times.iter().enumerate() {

@@ -1,4 +1,5 @@
-//! Billing decisions: which Stripe subscription state wins when events arrive out of order.
+//! The test oracle for `apply_subscription_event`: which Stripe subscription state wins when
+//! events arrive out of order, written as plain Rust so the SQL can be checked against it.
 //!
 //! Stripe delivers at least once and in no particular order, so a subscription state is
 //! applied only if its event is at least as new as the one that produced the stored state.

@@ -64,7 +64,7 @@ fn map_auth_error(e: UpstreamError) -> ApiError {
 
 impl Supabase {
     fn admin_api(&self) -> Result<&JsonApi, ApiError> {
-        self.auth_admin
+        self.gotrue_admin
             .as_ref()
             .ok_or_else(|| ApiError::internal("supabase.service_role_key is not configured"))
     }

@@ -70,7 +70,7 @@ const API_VERSION: &str = "2024-01-01";
 
 impl Supabase {
     fn auth_request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.auth.request(method, path).header(
+        self.gotrue.request(method, path).header(
             "x-supabase-api-version",
             HeaderValue::from_static(API_VERSION),
         )
@@ -78,14 +78,14 @@ impl Supabase {
 
     /// Sends, and splits the outcome: 2xx body, Auth 4xx, or anything else as upstream.
     async fn auth_call(&self, request: reqwest::RequestBuilder) -> Result<Bytes, AuthError> {
-        let res = self.auth.send(request).await?;
+        let res = self.gotrue.send(request).await?;
         let status = res.status();
         let header_code = res
             .headers()
             .get("x-sb-error-code")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = self.auth.read_body(res).await?;
+        let body = self.gotrue.read_body(res).await?;
         if status.is_success() {
             Ok(body)
         } else if status.is_client_error() {
@@ -96,7 +96,7 @@ impl Supabase {
             )))
         } else {
             Err(AuthError::Upstream(UpstreamError::Status {
-                upstream: self.auth.name(),
+                upstream: self.gotrue.name(),
                 status,
                 body,
             }))
@@ -105,7 +105,7 @@ impl Supabase {
 
     async fn auth_json(&self, request: reqwest::RequestBuilder) -> Result<Value, AuthError> {
         let body = self.auth_call(request).await?;
-        Ok(self.auth.decode(&body)?)
+        Ok(self.gotrue.decode(&body)?)
     }
 
     /// `POST /signup`: a session (auto-confirm) or a bare user (confirmation required).

@@ -13,7 +13,7 @@ use crate::auth::extract::{cookie_session, present_session_cookies};
 use crate::auth::User;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::supabase::auth::{AuthError, AuthFailure};
+use crate::supabase::gotrue::{AuthError, AuthFailure};
 
 /// `data` becomes user_metadata, which lands in every access token: keep it small.
 const MAX_DATA_BYTES: usize = 4096;
