@@ -12,7 +12,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::config::{Secret, UpstreamSettings};
-use crate::error::ApiError;
 use crate::metrics::metrics;
 
 /// Why an outbound call failed, before any upstream-specific interpretation.
@@ -51,18 +50,6 @@ pub enum UpstreamError {
 fn body_preview(body: &Bytes) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(512)]);
     text.replace(['\n', '\r'], " ")
-}
-
-impl From<UpstreamError> for ApiError {
-    fn from(e: UpstreamError) -> Self {
-        match e {
-            UpstreamError::Unavailable { .. } => ApiError::upstream_unavailable(e),
-            UpstreamError::Timeout { .. } => ApiError::upstream_timeout(e),
-            UpstreamError::Status { .. }
-            | UpstreamError::InvalidBody { .. }
-            | UpstreamError::TooLarge { .. } => ApiError::upstream_error(e),
-        }
-    }
 }
 
 /// A capped upstream body for `HttpResponse::streaming`.

@@ -21,7 +21,7 @@ use crate::rules::ownership::{may_modify, Actor};
 use crate::rules::plan::may_create_item;
 use crate::rules::price::Price;
 use crate::state::AppState;
-use crate::supabase::postgrest::{self, Caller, Query, Value};
+use crate::supabase::postgrest::{Caller, Query, Value};
 
 /// The Item shape of API.md, category embedded through the `category_id` foreign key.
 pub const ITEM_COLUMNS: &str =
@@ -500,9 +500,7 @@ async fn enforce_plan_limit(state: &AppState, user: &AuthUser) -> ApiResult<()> 
         state.supabase.subscription_of(user),
         state.supabase.pg_count(&owned, Caller::User(user)),
     );
-    let active = subscription
-        .map_err(|e| postgrest::from_upstream(e, false))?
-        .is_some_and(|s| s.is_active());
+    let active = subscription?.is_some_and(|s| s.is_active());
     let owned = if active { 0 } else { count? };
     if may_create_item(owned, state.settings.business.free_item_limit, active) {
         Ok(())

@@ -18,6 +18,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::rules::ownership::{may_modify, Actor};
 use crate::rules::username::{self, Username};
 use crate::state::AppState;
+use crate::supabase::error::OnConflict;
 use crate::supabase::gotrue_admin::NewAuthUser;
 use crate::supabase::postgrest::{Caller, Query};
 
@@ -240,8 +241,7 @@ pub async fn create(
         .await?;
     let query = Query::table("profiles")
         .select(PROFILE_COLUMNS)
-        .eq("id", id)
-        .conflict_code("username_taken");
+        .eq("id", id);
     let mut fields = Map::new();
     if let Some(u) = &username {
         fields.insert("username".into(), Json::from(u.as_str()));
@@ -260,7 +260,8 @@ pub async fn create(
             .supabase
             .pg_single(Method::PATCH, &query, Some(body), Caller::User(&admin))
             .await
-    };
+    }
+    .on_conflict(username_taken);
     match profile {
         Ok(body) => created("/api/users", body),
         Err(e) => {
@@ -270,6 +271,10 @@ pub async fn create(
             Err(e)
         }
     }
+}
+
+fn username_taken() -> ApiError {
+    ApiError::conflict("username_taken", "This username is already taken")
 }
 
 // ---- self-or-admin ----
@@ -346,8 +351,7 @@ pub async fn replace(
     });
     let query = Query::table("profiles")
         .select(PROFILE_COLUMNS)
-        .eq("id", *id)
-        .conflict_code("username_taken");
+        .eq("id", *id);
     let body = state
         .supabase
         .pg_single(
@@ -356,7 +360,8 @@ pub async fn replace(
             Some(row.to_string().into_bytes()),
             Caller::User(&user),
         )
-        .await?;
+        .await
+        .on_conflict(username_taken)?;
     Ok(json_response(StatusCode::OK, body))
 }
 

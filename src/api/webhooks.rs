@@ -15,7 +15,8 @@ use serde_json::json;
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::webhooks::stripe::{self, CheckoutSession, Event, PaymentIntent, Subscription};
+use crate::supabase::error::SupabaseError;
+use crate::webhooks::stripe::{self, Effect, Event};
 
 /// The raw body limit for this resource (`server.webhook_body_limit_bytes`).
 pub fn payload_config(limit: usize) -> web::PayloadConfig {
@@ -61,9 +62,11 @@ pub async fn stripe(
     // The event type is known only once the signature checked out; until then it is
     // `unverified`, so forged traffic shows up without inventing label values.
     let mut kind = None;
-    let result = handle(req, state, body, &mut kind).await;
+    let mut permanent = false;
+    let result = handle(req, state, body, &mut kind, &mut permanent).await;
     let outcome = match &result {
         Ok(res) if res.status() == StatusCode::OK => "ok",
+        Err(_) if permanent => "permanent_error",
         Ok(_) => "other",
         Err(e) if e.code() == "invalid_signature" => "invalid_signature",
         Err(e) if e.status().is_client_error() => "rejected",
@@ -78,6 +81,7 @@ async fn handle(
     state: web::Data<AppState>,
     body: Result<web::Bytes, actix_web::Error>,
     kind: &mut Option<String>,
+    permanent: &mut bool,
 ) -> ApiResult<HttpResponse> {
     let settings = &state.settings;
     let body = body.map_err(|e| body_error(e, settings.server.webhook_body_limit_bytes))?;
@@ -118,7 +122,21 @@ async fn handle(
     if supabase.webhook_event_recorded(&event.id).await? {
         return Ok(received(true));
     }
-    apply(&state, &event).await?;
+    let effect = event.effect()?;
+    if let Err(e) = store(&state, &event, effect).await {
+        if e.is_permanent() {
+            // Stripe's retries cannot fix bad data; this needs a person (or, with queues, the
+            // dead-letter queue). Still 5xx so the delivery is not lost meanwhile.
+            *permanent = true;
+            log::error!(
+                "stripe {}: permanent failure storing the event: {e}",
+                event.id
+            );
+            // Supabase refused the write for good: a bad gateway answer, not the sender's fault.
+            return Err(ApiError::upstream_error(e));
+        }
+        return Err(e.into());
+    }
     // Last: from here on a redelivery is a duplicate.
     let first = supabase
         .record_webhook_event(&event.id, &event.kind)
@@ -144,38 +162,27 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Stores what the event means. Every call is idempotent (see the module docs).
-async fn apply(state: &AppState, event: &Event) -> ApiResult<()> {
+/// Stores what the event means. Every write is idempotent (see the module docs).
+async fn store(state: &AppState, event: &Event, effect: Effect) -> Result<(), SupabaseError> {
     let supabase = &state.supabase;
-    match event.kind.as_str() {
-        "checkout.session.completed" => {
-            let session: CheckoutSession = event.object()?;
-            match session.link() {
-                Some((user, customer)) => supabase.link_stripe_customer(user, &customer).await?,
-                None => log::info!(
-                    "stripe {}: checkout session without a user id or customer; nothing to link",
-                    event.id
-                ),
-            }
+    match effect {
+        Effect::LinkCustomer { user, customer } => {
+            supabase.link_stripe_customer(user, &customer).await
         }
-        "customer.subscription.created"
-        | "customer.subscription.updated"
-        | "customer.subscription.deleted" => {
-            let subscription: Subscription = event.object()?;
-            let state = subscription.into_state(event.created);
-            if !supabase.apply_subscription_event(&state).await? {
+        Effect::Subscription(sub) => {
+            if !supabase.apply_subscription_event(&sub).await? {
                 log::info!(
                     "stripe {}: older than the stored state of {}; ignored",
                     event.id,
-                    state.p_subscription_id
+                    sub.p_subscription_id
                 );
             }
+            Ok(())
         }
-        "payment_intent.succeeded" => {
-            let intent: PaymentIntent = event.object()?;
-            supabase.record_payment(&intent.into_payment()).await?;
+        Effect::Payment(payment) => supabase.record_payment(&payment).await,
+        Effect::None(why) => {
+            log::info!("stripe {}: {why}; nothing to store", event.id);
+            Ok(())
         }
-        _ => {}
     }
-    Ok(())
 }

@@ -1,6 +1,7 @@
 //! How supagate talks to Supabase: the PostgREST and Auth endpoints, their keys and their
 //! error bodies. No business rules live here.
 
+pub mod error;
 pub mod gotrue;
 pub mod gotrue_admin;
 pub mod postgrest;

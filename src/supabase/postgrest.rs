@@ -1,6 +1,6 @@
 //! A small typed PostgREST client: queries whose columns are compile-time names and whose
 //! filter values come from typed, validated values, escaped and percent-encoded per
-//! SUPABASE_CONTRACT 1.5; plus the one table mapping PostgREST errors to [`ApiError`].
+//! SUPABASE_CONTRACT 1.5. Errors are [`SupabaseError`]s, mapped in `supabase::error`.
 //!
 //! Nothing a client sends reaches the query string except through a typed value rendered
 //! here, so `or=`, `select=` or `order=` cannot be smuggled in and `q` matches literally.
@@ -9,12 +9,11 @@ use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
-use serde::Deserialize;
 use uuid::Uuid;
 
+use super::error::SupabaseError;
 use super::Supabase;
 use crate::auth::AuthUser;
-use crate::error::ApiError;
 use crate::http_client::{bearer, UpstreamError};
 
 /// Everything but RFC 3986 unreserved characters is percent-encoded. PostgREST decodes the
@@ -108,7 +107,6 @@ pub struct Query {
     order: Option<&'static str>,
     limit: Option<u64>,
     offset: Option<u64>,
-    conflict_code: &'static str,
 }
 
 impl Query {
@@ -121,7 +119,6 @@ impl Query {
             order: None,
             limit: None,
             offset: None,
-            conflict_code: "conflict",
         }
     }
 
@@ -167,15 +164,15 @@ impl Query {
         self
     }
 
-    pub fn range(mut self, limit: u64, offset: u64) -> Self {
-        self.limit = Some(limit);
-        self.offset = Some(offset);
+    /// At most `n` rows, from the first.
+    pub fn limit(mut self, n: u64) -> Self {
+        self.limit = Some(n);
         self
     }
 
-    /// The `code` a unique violation (23505) maps to for this call (`username_taken`, ...).
-    pub fn conflict_code(mut self, code: &'static str) -> Self {
-        self.conflict_code = code;
+    pub fn range(mut self, limit: u64, offset: u64) -> Self {
+        self.limit = Some(limit);
+        self.offset = Some(offset);
         self
     }
 
@@ -275,70 +272,11 @@ pub fn total_of(content_range: &str) -> Option<u64> {
     content_range.rsplit_once('/')?.1.trim().parse().ok()
 }
 
-#[derive(Deserialize)]
-struct PgError {
-    code: Option<String>,
-    message: Option<String>,
-}
-
-/// The one mapping from a PostgREST error answer to the API's errors (API.md codes). The
-/// upstream text goes to the log only.
-pub fn map_error(
-    status: StatusCode,
-    body: &[u8],
-    conflict_code: &'static str,
-    anonymous: bool,
-) -> ApiError {
-    let parsed: Option<PgError> = serde_json::from_slice(body).ok();
-    let code = parsed
-        .as_ref()
-        .and_then(|e| e.code.as_deref())
-        .unwrap_or("");
-    let internal = format!(
-        "postgrest {status} {code}: {}",
-        parsed
-            .as_ref()
-            .and_then(|e| e.message.as_deref())
-            .unwrap_or("(no JSON error body)")
-    );
-    let err = match code {
-        "PGRST116" => ApiError::not_found("Not found"),
-        "23505" => ApiError::conflict(conflict_code, conflict_message(conflict_code)),
-        "23503" => {
-            ApiError::unprocessable("invalid_reference", "A referenced record does not exist")
-        }
-        "23514" | "22P02" | "23502" => ApiError::validation(
-            serde_json::json!({}),
-            vec!["A value was rejected by the database".to_owned()],
-        ),
-        "42501" if anonymous => ApiError::unauthorized(),
-        "42501" => ApiError::forbidden("forbidden", "Not allowed"),
-        "PGRST301" | "PGRST302" | "PGRST303" => {
-            ApiError::invalid_token("invalid_token", "Supabase rejected the token")
-        }
-        "PGRST000" | "PGRST001" | "PGRST002" => ApiError::upstream_unavailable(&internal),
-        "PGRST003" => ApiError::upstream_timeout(&internal),
-        _ => ApiError::upstream_error(&internal),
-    };
-    err.with_internal(internal)
-}
-
-/// Routes a buffered upstream failure from another PostgREST reader (e.g. the billing
-/// module's `subscription_of`) through the same table.
-pub fn from_upstream(e: UpstreamError, anonymous: bool) -> ApiError {
-    match e {
-        UpstreamError::Status { status, body, .. } => {
-            map_error(status, &body, "conflict", anonymous)
-        }
-        other => other.into(),
-    }
-}
-
-fn conflict_message(code: &str) -> &'static str {
-    match code {
-        "username_taken" => "This username is already taken",
-        _ => "A record with these values already exists",
-    }
+fn invalid_body(cause: impl Into<String>) -> SupabaseError {
+    SupabaseError::Transport(UpstreamError::InvalidBody {
+        upstream: "rest",
+        cause: cause.into(),
+    })
 }
 
 fn is_json(res: &reqwest::Response) -> bool {
@@ -378,26 +316,21 @@ impl Supabase {
         }
     }
 
-    /// Reads an error answer and maps it.
-    async fn pg_failure(
-        &self,
-        res: reqwest::Response,
-        query: &Query,
-        caller: Caller<'_>,
-    ) -> ApiError {
+    /// Reads an error answer (its body, or `Proxy-Status` when a HEAD has none).
+    async fn pg_failure(&self, res: reqwest::Response, caller: Caller<'_>) -> SupabaseError {
         let status = res.status();
+        let headers = res.headers().clone();
         let body = self.rest.read_body(res).await.unwrap_or_default();
-        map_error(
-            status,
-            &body,
-            query.conflict_code,
-            matches!(caller, Caller::Anon),
-        )
+        SupabaseError::rest(status, &headers, &body, matches!(caller, Caller::Anon))
     }
 
     /// A counted list whose body is left unread, for streaming. An offset past the end
     /// (PostgREST: 416 PGRST103) becomes an empty list with the true total from a count.
-    pub async fn pg_list(&self, query: &Query, caller: Caller<'_>) -> Result<Listing, ApiError> {
+    pub async fn pg_list(
+        &self,
+        query: &Query,
+        caller: Caller<'_>,
+    ) -> Result<Listing, SupabaseError> {
         let request = self
             .pg_request(Method::GET, query, caller)
             .headers(headers(&[(prefer(), "count=exact")]));
@@ -411,19 +344,19 @@ impl Supabase {
             });
         }
         if !res.status().is_success() {
-            return Err(self.pg_failure(res, query, caller).await);
+            return Err(self.pg_failure(res, caller).await);
         }
         if !is_json(&res) {
-            return Err(ApiError::upstream_error("postgrest list: not JSON"));
+            return Err(invalid_body("list answer is not JSON"));
         }
         let content_range = res
             .headers()
             .get("content-range")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
-            .ok_or_else(|| ApiError::upstream_error("postgrest list: no Content-Range"))?;
+            .ok_or_else(|| invalid_body("list answer without Content-Range"))?;
         let total = total_of(&content_range)
-            .ok_or_else(|| ApiError::upstream_error("postgrest list: uncounted Content-Range"))?;
+            .ok_or_else(|| invalid_body("list answer with an uncounted Content-Range"))?;
         let body = self.rest.stream_body(res)?;
         Ok(Listing {
             total,
@@ -433,19 +366,19 @@ impl Supabase {
     }
 
     /// How many rows match: `HEAD` with `Prefer: count=exact` (no rows are transferred).
-    pub async fn pg_count(&self, query: &Query, caller: Caller<'_>) -> Result<u64, ApiError> {
+    pub async fn pg_count(&self, query: &Query, caller: Caller<'_>) -> Result<u64, SupabaseError> {
         let request = self
             .pg_request(Method::HEAD, query, caller)
             .headers(headers(&[(prefer(), "count=exact")]));
         let res = self.rest.send(request).await?;
         if !res.status().is_success() {
-            return Err(self.pg_failure(res, query, caller).await);
+            return Err(self.pg_failure(res, caller).await);
         }
         res.headers()
             .get("content-range")
             .and_then(|v| v.to_str().ok())
             .and_then(total_of)
-            .ok_or_else(|| ApiError::upstream_error("postgrest count: no counted Content-Range"))
+            .ok_or_else(|| invalid_body("count answer without a counted Content-Range"))
     }
 
     /// One row in single-object mode: `GET` reads it; `POST`/`PATCH`/`DELETE` write and return
@@ -457,7 +390,7 @@ impl Supabase {
         query: &Query,
         body: Option<Vec<u8>>,
         caller: Caller<'_>,
-    ) -> Result<Bytes, ApiError> {
+    ) -> Result<Bytes, SupabaseError> {
         let mut pairs = vec![(ACCEPT, SINGLE_OBJECT)];
         if method != Method::GET {
             pairs.push((prefer(), "return=representation"));
@@ -468,7 +401,13 @@ impl Supabase {
         if let Some(body) = body {
             request = request.header(CONTENT_TYPE, "application/json").body(body);
         }
-        self.pg_body(request, query, caller).await
+        self.pg_body(request, caller).await
+    }
+
+    /// A plain read answering PostgREST's JSON array, for rows supagate itself decodes.
+    pub async fn pg_read(&self, query: &Query, caller: Caller<'_>) -> Result<Bytes, SupabaseError> {
+        let request = self.pg_request(Method::GET, query, caller);
+        self.pg_body(request, caller).await
     }
 
     /// `POST /rpc/<fn>` with a JSON body, answering the function's JSON.
@@ -477,31 +416,30 @@ impl Supabase {
         query: &Query,
         body: Vec<u8>,
         caller: Caller<'_>,
-    ) -> Result<Bytes, ApiError> {
+    ) -> Result<Bytes, SupabaseError> {
         let request = self
             .pg_request(Method::POST, query, caller)
             .header(CONTENT_TYPE, "application/json")
             .body(body);
-        self.pg_body(request, query, caller).await
+        self.pg_body(request, caller).await
     }
 
     async fn pg_body(
         &self,
         request: reqwest::RequestBuilder,
-        query: &Query,
         caller: Caller<'_>,
-    ) -> Result<Bytes, ApiError> {
+    ) -> Result<Bytes, SupabaseError> {
         let res = self.rest.send(request).await?;
         if !res.status().is_success() {
-            return Err(self.pg_failure(res, query, caller).await);
+            return Err(self.pg_failure(res, caller).await);
         }
         if !is_json(&res) {
-            return Err(ApiError::upstream_error("postgrest: answer is not JSON"));
+            return Err(invalid_body("answer is not JSON"));
         }
         let body = self.rest.read_body(res).await?;
         // A 2xx body that is not JSON (a proxy's page, a truncated answer) is not forwarded.
         serde_json::from_slice::<serde::de::IgnoredAny>(&body)
-            .map_err(|e| ApiError::upstream_error(format!("postgrest: invalid JSON: {e}")))?;
+            .map_err(|e| invalid_body(format!("invalid JSON: {e}")))?;
         Ok(body)
     }
 }
@@ -595,54 +533,6 @@ mod tests {
         assert_eq!(total_of("*/0"), Some(0));
         assert_eq!(total_of("0-19/*"), None);
         assert_eq!(total_of("garbage"), None);
-    }
-
-    #[test]
-    fn error_table_maps_postgrest_codes() {
-        let cases = [
-            ("PGRST116", 406, 404, "not_found"),
-            ("23505", 409, 409, "conflict"),
-            ("23503", 409, 422, "invalid_reference"),
-            ("23514", 400, 400, "validation_failed"),
-            ("22P02", 400, 400, "validation_failed"),
-            ("42501", 403, 403, "forbidden"),
-            ("PGRST301", 401, 401, "invalid_token"),
-            ("PGRST302", 401, 401, "invalid_token"),
-            ("PGRST303", 401, 401, "invalid_token"),
-            ("PGRST100", 400, 502, "upstream_error"),
-            ("XX000", 500, 502, "upstream_error"),
-        ];
-        for (code, upstream, status, api_code) in cases {
-            let body =
-                serde_json::json!({"code": code, "message": "m", "details": null, "hint": null});
-            let e = map_error(
-                StatusCode::from_u16(upstream).unwrap(),
-                body.to_string().as_bytes(),
-                "conflict",
-                false,
-            );
-            assert_eq!(
-                (e.status().as_u16(), e.code()),
-                (status, api_code),
-                "{code}"
-            );
-        }
-        let html = map_error(StatusCode::BAD_GATEWAY, b"<html>", "conflict", false);
-        assert_eq!(html.code(), "upstream_error");
-        let anon = map_error(
-            StatusCode::UNAUTHORIZED,
-            br#"{"code":"42501"}"#,
-            "conflict",
-            true,
-        );
-        assert_eq!(anon.status().as_u16(), 401);
-        let named = map_error(
-            StatusCode::CONFLICT,
-            br#"{"code":"23505"}"#,
-            "username_taken",
-            false,
-        );
-        assert_eq!(named.code(), "username_taken");
     }
 
     proptest! {

@@ -4,9 +4,11 @@
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
+use super::error::SupabaseError;
+use super::postgrest::{Caller, Query};
 use super::Supabase;
 use crate::auth::AuthUser;
-use crate::http_client::{bearer, UpstreamError};
+use crate::http_client::{JsonApi, UpstreamError};
 
 /// A subscription as stored from Stripe events.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -29,23 +31,14 @@ impl Supabase {
     pub async fn subscription_of(
         &self,
         user: &AuthUser,
-    ) -> Result<Option<SubscriptionState>, UpstreamError> {
-        let query = [
-            (
-                "select",
-                "status,price_id,current_period_end,cancel_at_period_end".to_owned(),
-            ),
-            ("user_id", format!("eq.{}", user.id)),
-            ("order", "stripe_event_created.desc".to_owned()),
-            ("limit", "10".to_owned()),
-        ];
-        let request = bearer(
-            self.rest
-                .request(Method::GET, "/subscriptions")
-                .query(&query),
-            user.token(),
-        );
-        let rows: Vec<SubscriptionState> = self.rest.json(request).await?;
+    ) -> Result<Option<SubscriptionState>, SupabaseError> {
+        let query = Query::table("subscriptions")
+            .select("status,price_id,current_period_end,cancel_at_period_end")
+            .eq("user_id", user.id)
+            .order("stripe_event_created.desc")
+            .limit(10);
+        let body = self.pg_read(&query, Caller::User(user)).await?;
+        let rows: Vec<SubscriptionState> = self.rest.decode(&body)?;
         let active = rows.iter().find(|s| s.is_active()).cloned();
         Ok(active.or_else(|| rows.into_iter().next()))
     }
@@ -79,33 +72,32 @@ pub struct Payment {
 /// tables and RPCs are granted to `service_role` only. Every one is idempotent, so a retried
 /// delivery may repeat them safely.
 impl Supabase {
-    fn service_api(&self) -> Result<&crate::http_client::JsonApi, UpstreamError> {
+    fn service_api(&self) -> Result<&JsonApi, SupabaseError> {
         // Config requires the key for webhooks; without it the event cannot be stored, and a
         // 5xx makes Stripe retry once the deployment is fixed.
         self.rest_service
             .as_ref()
-            .ok_or(UpstreamError::Unavailable {
+            .ok_or(SupabaseError::Transport(UpstreamError::Unavailable {
                 upstream: "rest",
                 cause: "SUPABASE_SERVICE_ROLE_KEY is not configured".to_owned(),
-            })
+            }))
     }
 
     async fn service_rpc<B: Serialize + ?Sized>(
         &self,
         function: &str,
         args: &B,
-    ) -> Result<bytes::Bytes, UpstreamError> {
+    ) -> Result<bytes::Bytes, SupabaseError> {
         let api = self.service_api()?;
         let request = self.service_bearer(
             api.request(Method::POST, &format!("/rpc/{function}"))
                 .json(args),
         );
-        let (_, _, body) = api.execute(request).await?;
-        Ok(body)
+        service_call(api, request).await
     }
 
     /// Whether `event_id` was already recorded (a read: a redelivery must cause no write).
-    pub async fn webhook_event_recorded(&self, event_id: &str) -> Result<bool, UpstreamError> {
+    pub async fn webhook_event_recorded(&self, event_id: &str) -> Result<bool, SupabaseError> {
         let api = self.service_api()?;
         let query = [
             ("select", "id".to_owned()),
@@ -113,7 +105,8 @@ impl Supabase {
         ];
         let request =
             self.service_bearer(api.request(Method::GET, "/webhook_events").query(&query));
-        let rows: Vec<serde_json::Value> = api.json(request).await?;
+        let body = service_call(api, request).await?;
+        let rows: Vec<serde_json::Value> = api.decode(&body)?;
         Ok(!rows.is_empty())
     }
 
@@ -122,14 +115,14 @@ impl Supabase {
         &self,
         event_id: &str,
         event_type: &str,
-    ) -> Result<bool, UpstreamError> {
+    ) -> Result<bool, SupabaseError> {
         let body = self
             .service_rpc(
                 "record_webhook_event",
                 &serde_json::json!({ "p_event_id": event_id, "p_event_type": event_type }),
             )
             .await?;
-        self.service_api()?.decode(&body)
+        Ok(self.service_api()?.decode(&body)?)
     }
 
     /// Links a user to their Stripe customer (`link_stripe_customer`, an upsert).
@@ -137,7 +130,7 @@ impl Supabase {
         &self,
         user_id: uuid::Uuid,
         stripe_customer_id: &str,
-    ) -> Result<(), UpstreamError> {
+    ) -> Result<(), SupabaseError> {
         self.service_rpc(
             "link_stripe_customer",
             &serde_json::json!({
@@ -154,13 +147,13 @@ impl Supabase {
     pub async fn apply_subscription_event(
         &self,
         event: &SubscriptionEvent,
-    ) -> Result<bool, UpstreamError> {
+    ) -> Result<bool, SupabaseError> {
         let body = self.service_rpc("apply_subscription_event", event).await?;
-        self.service_api()?.decode(&body)
+        Ok(self.service_api()?.decode(&body)?)
     }
 
     /// Inserts a payment; a payment already stored (a redelivery) is left as it is.
-    pub async fn record_payment(&self, payment: &Payment) -> Result<(), UpstreamError> {
+    pub async fn record_payment(&self, payment: &Payment) -> Result<(), SupabaseError> {
         let api = self.service_api()?;
         let request = self.service_bearer(
             api.request(Method::POST, "/payments")
@@ -168,6 +161,23 @@ impl Supabase {
                 .header("Prefer", "resolution=ignore-duplicates,return=minimal")
                 .json(payment),
         );
-        api.execute(request).await.map(drop)
+        service_call(api, request).await.map(drop)
+    }
+}
+
+/// A service-role PostgREST call: a 2xx body, or the error through the one table (so a
+/// permanent data error such as 23505 is told apart from an outage by the caller).
+async fn service_call(
+    api: &JsonApi,
+    request: reqwest::RequestBuilder,
+) -> Result<bytes::Bytes, SupabaseError> {
+    let res = api.send(request).await?;
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = api.read_body(res).await?;
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(SupabaseError::rest(status, &headers, &body, false))
     }
 }

@@ -13,5 +13,6 @@ mod openapi;
 mod secrets;
 mod shutdown;
 mod support;
+mod upstream_errors;
 mod users;
 mod webhooks;

@@ -381,7 +381,11 @@ async fn a_failed_effect_write_is_5xx_and_the_redelivery_applies_it_once() {
 
     let (status, body) = json_of(app.deliver_signed(&p).await).await;
     assert!(status >= 500, "{status} {body}");
-    assert_eq!(error_code(&body), "upstream_error");
+    assert_eq!(
+        error_code(&body),
+        "upstream_unavailable",
+        "PGRST001 is a database outage"
+    );
     assert!(
         fake.events().is_empty(),
         "not recorded, so Stripe's retry is not a duplicate"

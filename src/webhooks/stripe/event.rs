@@ -24,8 +24,21 @@ pub(crate) struct Event {
     data: Option<EventData>,
 }
 
+/// The write an event calls for.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Effect {
+    LinkCustomer {
+        user: uuid::Uuid,
+        customer: String,
+    },
+    Subscription(SubscriptionEvent),
+    Payment(Payment),
+    /// Acknowledged, nothing stored; says why for the log.
+    None(&'static str),
+}
+
 #[derive(Debug, Deserialize)]
-pub(crate) struct EventData {
+struct EventData {
     object: Value,
 }
 
@@ -40,6 +53,25 @@ impl Event {
             return Err(invalid_event("event id or type is not plausible"));
         }
         Ok(event)
+    }
+
+    /// What the event asks to store, decided from the event alone (no I/O).
+    pub(crate) fn effect(&self) -> ApiResult<Effect> {
+        Ok(match self.kind.as_str() {
+            "checkout.session.completed" => match self.object::<CheckoutSession>()?.link() {
+                Some((user, customer)) => Effect::LinkCustomer { user, customer },
+                None => Effect::None("a checkout session without a user id or customer"),
+            },
+            "customer.subscription.created"
+            | "customer.subscription.updated"
+            | "customer.subscription.deleted" => {
+                Effect::Subscription(self.object::<Subscription>()?.into_state(self.created))
+            }
+            "payment_intent.succeeded" => {
+                Effect::Payment(self.object::<PaymentIntent>()?.into_payment())
+            }
+            _ => Effect::None("an event type supagate does not store"),
+        })
     }
 
     pub(crate) fn object<T: serde::de::DeserializeOwned>(&self) -> ApiResult<T> {

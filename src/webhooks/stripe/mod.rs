@@ -4,5 +4,5 @@
 mod event;
 mod signature;
 
-pub(crate) use event::{CheckoutSession, Event, PaymentIntent, Subscription};
+pub(crate) use event::{Effect, Event};
 pub use signature::*;

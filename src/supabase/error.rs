@@ -1,0 +1,315 @@
+//! The one upstream error: what PostgREST answered, or that a Supabase surface could not be
+//! used at all, and the one place either becomes the client's `ApiError`.
+//!
+//! The same upstream answer gets the same client answer on every route: a handler never maps
+//! an upstream status itself. What only a call site knows (which conflict a unique violation
+//! means) is said there with [`OnConflict::on_conflict`].
+
+use std::fmt;
+
+use bytes::Bytes;
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::http_client::UpstreamError;
+
+/// Why a Supabase call did not produce the answer asked for.
+#[derive(Debug)]
+pub enum SupabaseError {
+    /// No usable answer: refused, reset, timed out, an unreadable or oversized body, or an
+    /// error status from a surface whose body we do not interpret.
+    Transport(UpstreamError),
+    /// PostgREST answered with an error status.
+    Rest(RestFailure),
+}
+
+/// A PostgREST error answer, reduced to what the mapping needs.
+#[derive(Debug)]
+pub struct RestFailure {
+    pub status: StatusCode,
+    /// PostgREST's `code`: a `PGRSTnnn` or a PostgreSQL SQLSTATE (`23505`, `42501`, ...).
+    /// From the JSON body, or from `Proxy-Status: PostgREST; error=<code>` when there is no
+    /// body (a failing `HEAD`).
+    pub code: Option<String>,
+    /// PostgREST's `message`, for the log only.
+    pub message: Option<String>,
+    /// The call was made with the anon key: a permission error then means "sign in" (401).
+    pub anonymous: bool,
+}
+
+#[derive(Deserialize)]
+struct RestErrorBody {
+    code: Option<String>,
+    message: Option<String>,
+}
+
+impl RestFailure {
+    pub fn parse(status: StatusCode, headers: &HeaderMap, body: &[u8], anonymous: bool) -> Self {
+        let parsed: Option<RestErrorBody> = serde_json::from_slice(body).ok();
+        let (code, message) = match parsed {
+            Some(b) => (b.code, b.message),
+            None => (None, None),
+        };
+        Self {
+            status,
+            code: code.or_else(|| proxy_status_error(headers)),
+            message,
+            anonymous,
+        }
+    }
+
+    fn code(&self) -> &str {
+        self.code.as_deref().unwrap_or("")
+    }
+
+    /// A failure that the same request will meet again: the data or the request is wrong,
+    /// not the service. Webhook effects use this to stop retrying a write that cannot succeed.
+    /// Authorization failures (401/403) are not permanent: they come from a misconfigured or
+    /// rotated key, which an operator fixes.
+    pub fn is_permanent(&self) -> bool {
+        let code = self.code();
+        let sql_data_error = code.starts_with("22") || code.starts_with("23");
+        let request_error = code.starts_with("PGRST1") || code == "PGRST204";
+        self.status.is_client_error()
+            && !matches!(self.status.as_u16(), 401 | 403 | 408 | 429)
+            && (sql_data_error || request_error || code.is_empty() || code == "P0001")
+    }
+}
+
+/// `Proxy-Status: PostgREST; error=PGRST301` → `PGRST301` (PostgREST 13+, RFC 9209).
+fn proxy_status_error(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("proxy-status")?.to_str().ok()?;
+    value.split([';', ',']).find_map(|param| {
+        let (key, code) = param.trim().split_once('=')?;
+        (key.trim().eq_ignore_ascii_case("error"))
+            .then(|| code.trim().trim_matches('"').to_owned())
+            .filter(|c| !c.is_empty())
+    })
+}
+
+impl SupabaseError {
+    /// A non-2xx PostgREST answer.
+    pub fn rest(status: StatusCode, headers: &HeaderMap, body: &Bytes, anonymous: bool) -> Self {
+        SupabaseError::Rest(RestFailure::parse(status, headers, body, anonymous))
+    }
+
+    /// Whether retrying the same call can only fail the same way (see
+    /// [`RestFailure::is_permanent`]); transport failures are always worth a retry.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            SupabaseError::Rest(f) => f.is_permanent(),
+            SupabaseError::Transport(_) => false,
+        }
+    }
+
+    fn is_unique_violation(&self) -> bool {
+        matches!(self, SupabaseError::Rest(f) if f.code() == "23505")
+    }
+}
+
+impl From<UpstreamError> for SupabaseError {
+    fn from(e: UpstreamError) -> Self {
+        SupabaseError::Transport(e)
+    }
+}
+
+impl fmt::Display for SupabaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SupabaseError::Transport(e) => e.fmt(f),
+            SupabaseError::Rest(r) => write!(
+                f,
+                "postgrest {} {}: {}",
+                r.status.as_u16(),
+                r.code(),
+                r.message.as_deref().unwrap_or("(no JSON error body)")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SupabaseError {}
+
+/// The one mapping (API.md codes). Upstream text goes to the log only, never to the client.
+impl From<SupabaseError> for ApiError {
+    fn from(e: SupabaseError) -> Self {
+        let mapped = match &e {
+            SupabaseError::Transport(t) => match t {
+                UpstreamError::Unavailable { .. } => ApiError::upstream_unavailable(&e),
+                UpstreamError::Timeout { .. } => ApiError::upstream_timeout(&e),
+                UpstreamError::Status { .. }
+                | UpstreamError::InvalidBody { .. }
+                | UpstreamError::TooLarge { .. } => ApiError::upstream_error(&e),
+            },
+            SupabaseError::Rest(r) => rest_error(r),
+        };
+        mapped.with_internal(e)
+    }
+}
+
+/// Lets `?` carry a transport failure from code that talks to `JsonApi` directly (the JWKS
+/// fetch) through the same table.
+impl From<UpstreamError> for ApiError {
+    fn from(e: UpstreamError) -> Self {
+        SupabaseError::from(e).into()
+    }
+}
+
+fn rest_error(r: &RestFailure) -> ApiError {
+    match r.code() {
+        "PGRST116" => ApiError::not_found("Not found"),
+        "23505" => ApiError::conflict("conflict", "A record with these values already exists"),
+        "23503" => {
+            ApiError::unprocessable("invalid_reference", "A referenced record does not exist")
+        }
+        "23514" | "22P02" | "23502" => ApiError::validation(
+            serde_json::json!({}),
+            vec!["A value was rejected by the database".to_owned()],
+        ),
+        "42501" if r.anonymous => ApiError::unauthorized(),
+        "42501" => ApiError::forbidden("forbidden", "Not allowed"),
+        "PGRST301" | "PGRST302" | "PGRST303" => {
+            ApiError::invalid_token("invalid_token", "Supabase rejected the token")
+        }
+        "PGRST000" | "PGRST001" | "PGRST002" => {
+            ApiError::upstream_unavailable("postgrest cannot reach the database")
+        }
+        "PGRST003" => ApiError::upstream_timeout("postgrest timed out waiting for a connection"),
+        // No code (a bodyless HEAD from an older PostgREST, or a proxy's page): the status is
+        // all there is, and the statuses PostgREST gives these cases are unambiguous.
+        "" => match r.status.as_u16() {
+            401 if r.anonymous => ApiError::unauthorized(),
+            401 => ApiError::invalid_token("invalid_token", "Supabase rejected the token"),
+            403 if r.anonymous => ApiError::unauthorized(),
+            403 => ApiError::forbidden("forbidden", "Not allowed"),
+            _ => ApiError::upstream_error("postgrest answered without an error code"),
+        },
+        _ => ApiError::upstream_error("postgrest answered with an unexpected error"),
+    }
+}
+
+/// Says, at the call site, what a unique violation (23505) means for that call.
+pub trait OnConflict<T> {
+    fn on_conflict(self, conflict: impl FnOnce() -> ApiError) -> Result<T, ApiError>;
+}
+
+impl<T> OnConflict<T> for Result<T, SupabaseError> {
+    fn on_conflict(self, conflict: impl FnOnce() -> ApiError) -> Result<T, ApiError> {
+        self.map_err(|e| {
+            if e.is_unique_violation() {
+                conflict().with_internal(e)
+            } else {
+                e.into()
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::header::HeaderValue;
+
+    use super::*;
+
+    fn rest(status: u16, body: &str, anonymous: bool) -> ApiError {
+        let status = StatusCode::from_u16(status).unwrap();
+        SupabaseError::rest(
+            status,
+            &HeaderMap::new(),
+            &Bytes::from(body.to_owned()),
+            anonymous,
+        )
+        .into()
+    }
+
+    #[test]
+    fn postgrest_codes_map_to_the_api_codes() {
+        let cases = [
+            ("PGRST116", 406, 404, "not_found"),
+            ("23505", 409, 409, "conflict"),
+            ("23503", 409, 422, "invalid_reference"),
+            ("23514", 400, 400, "validation_failed"),
+            ("22P02", 400, 400, "validation_failed"),
+            ("42501", 403, 403, "forbidden"),
+            ("PGRST301", 401, 401, "invalid_token"),
+            ("PGRST302", 401, 401, "invalid_token"),
+            ("PGRST303", 401, 401, "invalid_token"),
+            ("PGRST000", 503, 503, "upstream_unavailable"),
+            ("PGRST003", 504, 504, "upstream_timeout"),
+            ("PGRST100", 400, 502, "upstream_error"),
+            ("XX000", 500, 502, "upstream_error"),
+        ];
+        for (code, upstream, status, api_code) in cases {
+            let body = serde_json::json!({"code": code, "message": "m"}).to_string();
+            let e = rest(upstream, &body, false);
+            assert_eq!(
+                (e.status().as_u16(), e.code()),
+                (status, api_code),
+                "{code}"
+            );
+        }
+        assert_eq!(rest(502, "<html>", false).code(), "upstream_error");
+        assert_eq!(
+            rest(401, r#"{"code":"42501"}"#, true).status().as_u16(),
+            401
+        );
+    }
+
+    #[test]
+    fn a_bodyless_head_failure_is_mapped_from_proxy_status() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "proxy-status",
+            HeaderValue::from_static("PostgREST; error=PGRST303"),
+        );
+        let e: ApiError =
+            SupabaseError::rest(StatusCode::UNAUTHORIZED, &headers, &Bytes::new(), false).into();
+        assert_eq!((e.status().as_u16(), e.code()), (401, "invalid_token"));
+    }
+
+    #[test]
+    fn a_bodyless_answer_without_proxy_status_is_mapped_from_its_status() {
+        assert_eq!(rest(401, "", false).code(), "invalid_token");
+        assert_eq!(rest(403, "", false).code(), "forbidden");
+        assert_eq!(rest(403, "", true).code(), "unauthorized");
+        assert_eq!(rest(500, "", false).code(), "upstream_error");
+    }
+
+    #[test]
+    fn the_call_site_names_the_conflict() {
+        let e = Err::<(), _>(SupabaseError::rest(
+            StatusCode::CONFLICT,
+            &HeaderMap::new(),
+            &Bytes::from_static(br#"{"code":"23505"}"#),
+            false,
+        ))
+        .on_conflict(|| ApiError::conflict("username_taken", "taken"))
+        .unwrap_err();
+        assert_eq!((e.status().as_u16(), e.code()), (409, "username_taken"));
+    }
+
+    #[test]
+    fn data_errors_are_permanent_and_outages_are_not() {
+        let failure = |status: u16, code: &str| {
+            SupabaseError::rest(
+                StatusCode::from_u16(status).unwrap(),
+                &HeaderMap::new(),
+                &Bytes::from(format!(r#"{{"code":"{code}"}}"#)),
+                false,
+            )
+        };
+        assert!(failure(409, "23505").is_permanent());
+        assert!(failure(400, "22P02").is_permanent());
+        assert!(failure(400, "PGRST100").is_permanent());
+        assert!(!failure(401, "PGRST301").is_permanent());
+        assert!(!failure(503, "PGRST001").is_permanent());
+        assert!(!failure(500, "XX000").is_permanent());
+        let refused = SupabaseError::Transport(UpstreamError::Unavailable {
+            upstream: "rest",
+            cause: "refused".into(),
+        });
+        assert!(!refused.is_permanent());
+    }
+}
