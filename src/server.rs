@@ -6,17 +6,15 @@ use std::time::Duration;
 
 use actix_cors::Cors;
 use actix_web::dev::Server;
-use actix_web::http::header;
+use actix_web::http::{header, Method};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
-use crate::api::{
-    self, billing, categories, endpoint, health, items, session, users, webhooks, Endpoint,
-};
+use crate::api::{self, billing, categories, health, items, session, users, webhooks, Route};
 use crate::config::Settings;
 use crate::middleware::{request_context, REQUEST_ID};
 use crate::state::AppState;
-use crate::{docs, openapi};
+use crate::{docs, openapi, route};
 
 /// A bound, not yet running server. Tests build it on port 0 and read the port back.
 pub struct Application {
@@ -110,7 +108,7 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
                 .app_data(api::json_config(settings.server.body_limit_bytes))
                 .app_data(api::query_config())
                 .app_data(api::path_config())
-                .configure(|cfg| routes(cfg, &settings))
+                .configure(|cfg| configure(cfg, &settings))
                 .default_service(web::to(api::not_found))
                 .wrap(from_fn(crate::body_timeout::body_deadline))
                 // Registered last so it runs first: every response, errors included, gets a
@@ -132,74 +130,73 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
     Ok(server.listen(listener)?.run())
 }
 
-/// The route table: every endpoint supagate serves, in one list. `settings` gives
-/// resource-specific limits (the webhook body) and whether `/metrics` is served here.
-pub fn endpoints(settings: &Settings) -> Vec<Endpoint> {
-    let mut list = vec![
-        endpoint("/health").get(health::health),
-        endpoint("/ready").get(health::ready),
-        endpoint("/openapi.json").get(openapi::handler),
-        endpoint("/docs").get(docs::page),
-        endpoint("/docs/docs.js").get(docs::script).undocumented(),
-        endpoint("/docs/docs.css").get(docs::style).undocumented(),
-        endpoint("/api/items").get(items::list).post(items::create),
-        endpoint("/api/items/{id}")
-            .get(items::get)
-            .put(items::replace)
-            .patch(items::patch)
-            .delete(items::delete),
-        endpoint("/api/categories")
-            .get(categories::list)
-            .post(categories::create),
-        endpoint("/api/categories/{id}").get(categories::get),
-        endpoint("/api/users").get(users::list).post(users::create),
-        endpoint("/api/users/{id}")
-            .get(users::get)
-            .put(users::replace)
-            .delete(users::delete),
-        endpoint("/api/users/{id}/stats").get(users::stats),
-        endpoint("/api/auth/register").post(session::register),
-        endpoint("/api/auth/login").post(session::login),
-        endpoint("/api/auth/refresh").post(session::refresh),
-        endpoint("/api/auth/logout").post(session::logout),
-        endpoint("/api/auth/user").get(session::user),
-        endpoint("/api/auth/recover").post(session::recover),
-        endpoint("/api/billing/subscription").get(billing::subscription),
-        stripe_webhook(settings),
-    ];
+/// The route table: every operation supagate serves, in one list. Each `route!` names a
+/// handler whose `#[utoipa::path]` annotation declares its path and method; the router and the
+/// OpenAPI document are both built from this list.
+pub fn routes() -> Vec<Route> {
+    vec![
+        route!(health::health),
+        route!(health::ready),
+        route!(openapi::handler),
+        route!(docs::page),
+        Route::undocumented("/docs/docs.js", Method::GET, docs::script),
+        Route::undocumented("/docs/docs.css", Method::GET, docs::style),
+        route!(items::list),
+        route!(items::create),
+        route!(items::get),
+        route!(items::replace),
+        route!(items::patch),
+        route!(items::delete),
+        route!(categories::list),
+        route!(categories::create),
+        route!(categories::get),
+        route!(users::list),
+        route!(users::create),
+        route!(users::get),
+        route!(users::replace),
+        route!(users::delete),
+        route!(users::stats),
+        route!(session::register),
+        route!(session::login),
+        route!(session::refresh),
+        route!(session::logout),
+        route!(session::user),
+        route!(session::recover),
+        route!(billing::subscription),
+        // Stripe signs the raw bytes, so this resource reads them itself under its own limit.
+        route!(webhooks::stripe).with_resource(|resource, settings| {
+            resource.app_data(webhooks::payload_config(
+                settings.server.webhook_body_limit_bytes,
+            ))
+        }),
+    ]
+}
+
+/// Registers [`routes`] on the app, plus `/metrics` when it is served on the main listener.
+pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
+    let mut all = routes();
     if settings.metrics.enabled && settings.metrics.listen.trim().is_empty() {
-        list.push(
-            endpoint("/metrics")
-                .get(crate::metrics::handler)
-                .undocumented(),
-        );
+        all.push(Route::undocumented(
+            "/metrics",
+            Method::GET,
+            crate::metrics::handler,
+        ));
     }
-    list
+    api::register(cfg, all, settings);
 }
 
-/// Registers [`endpoints`] on the app.
-pub fn routes(cfg: &mut web::ServiceConfig, settings: &Settings) {
-    for endpoint in endpoints(settings) {
-        cfg.service(endpoint);
-    }
-}
-
-/// `(METHOD, path)` of every documented endpoint, read from the same registrations
-/// [`routes`] serves, so the OpenAPI document can be checked against what is really routed.
-pub fn route_table(settings: &Settings) -> Vec<(String, &'static str)> {
-    endpoints(settings)
+/// `(METHOD, path)` of every documented operation, read from the same list [`configure`]
+/// serves, so the OpenAPI document can be checked against what is really routed.
+pub fn route_table() -> Vec<(String, String)> {
+    routes()
         .iter()
-        .filter(|e| e.is_documented())
-        .flat_map(|e| e.methods().iter().map(|m| (m.to_string(), e.path())))
+        .filter(|r| r.is_documented())
+        .flat_map(|r| {
+            r.methods()
+                .iter()
+                .map(|m| (m.to_string(), r.path().to_owned()))
+        })
         .collect()
-}
-
-/// Stripe signs the raw bytes, so this resource reads them itself under its own body limit.
-fn stripe_webhook(settings: &Settings) -> api::Endpoint {
-    let limit = settings.server.webhook_body_limit_bytes;
-    endpoint("/api/webhooks/stripe")
-        .post(webhooks::stripe)
-        .configure(|resource| resource.app_data(webhooks::payload_config(limit)))
 }
 
 fn cors(settings: &Settings) -> Cors {

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::auth::User;
 use crate::error::ApiResult;
+use crate::openapi::responses;
 use crate::state::AppState;
 
 #[utoipa::path(
@@ -15,12 +16,10 @@ use crate::state::AppState;
     tag = "billing",
     security(("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
+        responses::UpstreamErrors,
         (status = 200, description = "The caller's subscription, or `{\"status\": \"none\"}`", body = crate::openapi::schemas::BillingSubscription),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 502, response = crate::openapi::responses::BadGateway),
-        (status = 503, response = crate::openapi::responses::Unavailable),
-        (status = 504, response = crate::openapi::responses::Timeout),
+        (status = 401, response = responses::Unauthorized),
+        (status = 403, response = responses::Forbidden),
     )
 )]
 pub async fn subscription(state: web::Data<AppState>, User(user): User) -> ApiResult<HttpResponse> {

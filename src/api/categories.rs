@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::common::{created, json_response, list_response, validated, NoParams};
 use crate::auth::{Admin, MaybeUser};
 use crate::error::ApiResult;
+use crate::openapi::responses;
 use crate::state::AppState;
 use crate::supabase::postgrest::{Caller, Query};
 
@@ -24,16 +25,13 @@ const CATEGORY_COLUMNS: &str = "id,name,slug";
     tag = "categories",
     security((), ("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
+        responses::UpstreamErrors,
+        responses::CallerErrors,
         (status = 200, description = "Every category, ordered by name", body = Vec<crate::openapi::schemas::Category>,
          headers(
             ("X-Total-Count" = u64, description = "How many rows match the filters"),
             ("Content-Range" = String, description = "`<first>-<last>/<total>`, or `*/<total>` past the end"),
         )),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 502, response = crate::openapi::responses::BadGateway),
-        (status = 503, response = crate::openapi::responses::Unavailable),
-        (status = 504, response = crate::openapi::responses::Timeout),
     )
 )]
 pub async fn list(
@@ -60,13 +58,10 @@ pub async fn list(
     params(("id" = uuid::Uuid, Path, description = "Category id")),
     security((), ("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
+        responses::UpstreamErrors,
+        responses::CallerErrors,
         (status = 200, description = "The category", body = crate::openapi::schemas::Category),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 502, response = crate::openapi::responses::BadGateway),
-        (status = 503, response = crate::openapi::responses::Unavailable),
-        (status = 504, response = crate::openapi::responses::Timeout),
+        (status = 404, response = responses::NotFound),
     )
 )]
 pub async fn get(
@@ -135,16 +130,11 @@ fn slug_text(value: &str, _: &()) -> garde::Result {
     request_body = CategoryInput,
     security(("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
+        responses::UpstreamErrors,
+        responses::CallerErrors,
+        responses::BodyErrors,
         (status = 201, description = "Created", body = crate::openapi::schemas::Category, headers(("Location" = String, description = "`/api/categories/{id}` of the new category"))),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
-        (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 409, response = crate::openapi::responses::Conflict),
-        (status = 502, response = crate::openapi::responses::BadGateway),
-        (status = 503, response = crate::openapi::responses::Unavailable),
-        (status = 504, response = crate::openapi::responses::Timeout),
+        (status = 409, response = responses::Conflict),
     )
 )]
 pub async fn create(

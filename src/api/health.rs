@@ -4,6 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use crate::error::ApiError;
+use crate::openapi::responses;
 use crate::state::AppState;
 
 #[utoipa::path(
@@ -28,7 +29,7 @@ pub async fn health() -> HttpResponse {
     security(()),
     responses(
         (status = 200, description = "Supabase Auth and PostgREST both answer", body = crate::openapi::schemas::Ready),
-        (status = 503, response = crate::openapi::responses::Unavailable),
+        (status = 503, response = responses::Unavailable),
     )
 )]
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -17,6 +17,7 @@ use super::common::{
 use super::common::{limit_range, offset_range};
 use crate::auth::{AuthUser, MaybeUser, User};
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::responses;
 use crate::rules::ownership::{may_modify, Actor};
 use crate::rules::plan::may_create_item;
 use crate::rules::price::Price;
@@ -227,17 +228,13 @@ impl ListQuery {
     params(ListQuery),
     security((), ("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
+        responses::UpstreamErrors,
+        responses::CallerErrors,
         (status = 200, description = "A page of items, newest first unless `order` says otherwise", body = Vec<crate::openapi::schemas::Item>,
          headers(
             ("X-Total-Count" = u64, description = "How many rows match the filters"),
             ("Content-Range" = String, description = "`<first>-<last>/<total>`, or `*/<total>` past the end"),
         )),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 502, response = crate::openapi::responses::BadGateway),
-        (status = 503, response = crate::openapi::responses::Unavailable),
-        (status = 504, response = crate::openapi::responses::Timeout),
     )
 )]
 pub async fn list(
@@ -263,14 +260,10 @@ pub async fn list(
     params(("id" = uuid::Uuid, Path, description = "Item id")),
     security((), ("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
+        responses::UpstreamErrors,
+        responses::CallerErrors,
         (status = 200, description = "The item", body = crate::openapi::schemas::Item),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 502, response = crate::openapi::responses::BadGateway),
-        (status = 503, response = crate::openapi::responses::Unavailable),
-        (status = 504, response = crate::openapi::responses::Timeout),
+        (status = 404, response = responses::NotFound),
     )
 )]
 pub async fn get(
@@ -460,16 +453,12 @@ impl ItemPatch {
     request_body = ItemInput,
     security(("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
+        responses::UpstreamErrors,
+        responses::CallerErrors,
+        responses::BodyErrors,
         (status = 201, description = "Created; the owner is the caller", body = crate::openapi::schemas::Item, headers(("Location" = String, description = "`/api/items/{id}` of the new item"))),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
-        (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
         (status = 403, description = "`plan_limit_reached`: no active subscription and `business.free_item_limit` items owned already (default 10); or `forbidden` by row-level security", body = crate::error::ErrorBody, example = json!({"error": "The free plan's item limit is reached; subscribe to add more", "code": "plan_limit_reached"})),
-        (status = 422, response = crate::openapi::responses::InvalidReference),
-        (status = 502, response = crate::openapi::responses::BadGateway),
-        (status = 503, response = crate::openapi::responses::Unavailable),
-        (status = 504, response = crate::openapi::responses::Timeout),
+        (status = 422, response = responses::InvalidReference),
     )
 )]
 pub async fn create(
@@ -560,17 +549,12 @@ async fn update_with(
     request_body = ItemInput,
     security(("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
+        responses::UpstreamErrors,
+        responses::CallerErrors,
+        responses::BodyErrors,
         (status = 200, description = "Replaced (an omitted optional field becomes `null`)", body = crate::openapi::schemas::Item),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
-        (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 422, response = crate::openapi::responses::InvalidReference),
-        (status = 502, response = crate::openapi::responses::BadGateway),
-        (status = 503, response = crate::openapi::responses::Unavailable),
-        (status = 504, response = crate::openapi::responses::Timeout),
+        (status = 404, response = responses::NotFound),
+        (status = 422, response = responses::InvalidReference),
     )
 )]
 pub async fn replace(
@@ -593,17 +577,12 @@ pub async fn replace(
     request_body = ItemPatch,
     security(("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
+        responses::UpstreamErrors,
+        responses::CallerErrors,
+        responses::BodyErrors,
         (status = 200, description = "Updated", body = crate::openapi::schemas::Item),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
-        (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 422, response = crate::openapi::responses::InvalidReference),
-        (status = 502, response = crate::openapi::responses::BadGateway),
-        (status = 503, response = crate::openapi::responses::Unavailable),
-        (status = 504, response = crate::openapi::responses::Timeout),
+        (status = 404, response = responses::NotFound),
+        (status = 422, response = responses::InvalidReference),
     )
 )]
 pub async fn patch(
@@ -625,14 +604,10 @@ pub async fn patch(
     params(("id" = uuid::Uuid, Path, description = "Item id")),
     security(("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
+        responses::UpstreamErrors,
+        responses::CallerErrors,
         (status = 204, description = "Deleted"),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 502, response = crate::openapi::responses::BadGateway),
-        (status = 503, response = crate::openapi::responses::Unavailable),
-        (status = 504, response = crate::openapi::responses::Timeout),
+        (status = 404, response = responses::NotFound),
     )
 )]
 pub async fn delete(

@@ -14,6 +14,7 @@ use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use crate::config::Settings;
 use crate::error::ApiError;
 
 /// JSON bodies: size limit (413), `Content-Type` required (415), syntax errors (400
@@ -101,90 +102,159 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     )))
 }
 
-/// A resource that remembers its methods so a wrong method answers 405 with `Allow`.
-pub struct Endpoint {
-    path: &'static str,
-    resource: actix_web::Resource,
+/// One operation: where it is served, by which handler, and (when documented) its OpenAPI
+/// operation. Declared once with [`route!`](crate::route), whose `#[utoipa::path]` annotation
+/// is the only place a path and method are written: the router and the document both read it.
+pub struct Route {
+    path: String,
     methods: Vec<Method>,
-    documented: bool,
+    add: Box<dyn FnOnce(actix_web::Resource) -> actix_web::Resource>,
+    document: Option<fn(&mut utoipa::openapi::OpenApi)>,
+    resource_config: Option<fn(actix_web::Resource, &Settings) -> actix_web::Resource>,
 }
 
-pub fn endpoint(path: &'static str) -> Endpoint {
-    Endpoint {
-        path,
-        // Named after its template so the metrics middleware reads it without allocating.
-        resource: web::resource(path).name(path),
-        methods: Vec::new(),
-        documented: true,
-    }
-}
-
-macro_rules! verb {
-    ($name:ident, $method:expr) => {
-        pub fn $name<F, Args>(self, handler: F) -> Self
-        where
-            F: actix_web::Handler<Args>,
-            Args: actix_web::FromRequest + 'static,
-            F::Output: actix_web::Responder + 'static,
-        {
-            self.route($method, handler)
+/// `route!(items::list)`: the handler `items::list` with the operation its `#[utoipa::path]`
+/// annotation declares (path, method, documentation).
+#[macro_export]
+macro_rules! route {
+    ($module:ident :: $handler:ident) => {
+        pastey::paste! {
+            $crate::api::Route::documented::<$module::[<__path_ $handler>], _, _>($module::$handler)
         }
     };
 }
 
-impl Endpoint {
-    pub fn route<F, Args>(mut self, method: Method, handler: F) -> Self
+impl Route {
+    pub fn documented<P, F, Args>(handler: F) -> Self
     where
-        F: actix_web::Handler<Args>,
+        P: utoipa::Path + utoipa::__dev::SchemaReferences + utoipa::__dev::Tags<'static>,
+        F: actix_web::Handler<Args> + Clone,
         Args: actix_web::FromRequest + 'static,
         F::Output: actix_web::Responder + 'static,
     {
-        self.resource = self.resource.route(web::method(method.clone()).to(handler));
-        self.methods.push(method);
+        let methods: Vec<Method> = P::methods().iter().map(actix_method).collect();
+        let mut route = Self::new(P::path(), methods, handler);
+        route.document = Some(document::<P>);
+        route
+    }
+
+    /// Served but left out of the document (the docs page's assets, `/metrics`).
+    pub fn undocumented<F, Args>(path: &str, method: Method, handler: F) -> Self
+    where
+        F: actix_web::Handler<Args> + Clone,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        Self::new(path.to_owned(), vec![method], handler)
+    }
+
+    fn new<F, Args>(path: String, methods: Vec<Method>, handler: F) -> Self
+    where
+        F: actix_web::Handler<Args> + Clone,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        let on = methods.clone();
+        Self {
+            path,
+            methods,
+            add: Box::new(move |mut resource| {
+                for method in on {
+                    resource = resource.route(web::method(method).to(handler.clone()));
+                }
+                resource
+            }),
+            document: None,
+            resource_config: None,
+        }
+    }
+
+    /// A setting for the whole resource (a different body limit, say), read from `Settings`
+    /// when the app is built.
+    pub fn with_resource(
+        mut self,
+        config: fn(actix_web::Resource, &Settings) -> actix_web::Resource,
+    ) -> Self {
+        self.resource_config = Some(config);
         self
     }
 
-    verb!(get, Method::GET);
-    verb!(post, Method::POST);
-    verb!(put, Method::PUT);
-    verb!(patch, Method::PATCH);
-    verb!(delete, Method::DELETE);
-
-    /// Applies a resource-level tweak (a different body limit, say).
-    pub fn configure(mut self, f: impl FnOnce(actix_web::Resource) -> actix_web::Resource) -> Self {
-        self.resource = f(self.resource);
-        self
-    }
-
-    /// Left out of the OpenAPI document (operational routes such as `/metrics`, whose
-    /// presence depends on configuration); the route-table test skips it.
-    pub fn undocumented(mut self) -> Self {
-        self.documented = false;
-        self
-    }
-
-    pub fn path(&self) -> &'static str {
-        self.path
-    }
-
-    pub fn is_documented(&self) -> bool {
-        self.documented
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     pub fn methods(&self) -> &[Method] {
         &self.methods
     }
+
+    pub fn is_documented(&self) -> bool {
+        self.document.is_some()
+    }
+
+    /// Adds this operation (and the schemas it names) to `doc`.
+    pub fn document_into(&self, doc: &mut utoipa::openapi::OpenApi) {
+        if let Some(document) = self.document {
+            document(doc);
+        }
+    }
 }
 
-impl actix_web::dev::HttpServiceFactory for Endpoint {
-    fn register(self, config: &mut actix_web::dev::AppService) {
-        let allow = self.methods;
-        self.resource
-            .default_service(web::to(move || {
-                let allow = allow.clone();
-                async move { Err::<HttpResponse, _>(ApiError::method_not_allowed(&allow)) }
-            }))
-            .register(config)
+fn document<P>(doc: &mut utoipa::openapi::OpenApi)
+where
+    P: utoipa::Path + utoipa::__dev::SchemaReferences + utoipa::__dev::Tags<'static>,
+{
+    let mut operation = P::operation();
+    let tags = operation.tags.get_or_insert_with(Vec::new);
+    tags.extend(P::tags().into_iter().map(str::to_owned));
+    doc.paths
+        .add_path_operation(P::path(), P::methods(), operation);
+    let mut schemas = Vec::new();
+    P::schemas(&mut schemas);
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.schemas.extend(schemas);
+}
+
+fn actix_method(method: &utoipa::openapi::HttpMethod) -> Method {
+    use utoipa::openapi::HttpMethod as H;
+    match method {
+        H::Get => Method::GET,
+        H::Post => Method::POST,
+        H::Put => Method::PUT,
+        H::Delete => Method::DELETE,
+        H::Options => Method::OPTIONS,
+        H::Head => Method::HEAD,
+        H::Patch => Method::PATCH,
+        H::Trace => Method::TRACE,
+    }
+}
+
+/// Registers `routes` on the app: one resource per path (named after its template, so the
+/// metrics middleware reads it without allocating), answering a method it does not serve with
+/// the JSON 405 and `Allow`.
+pub fn register(cfg: &mut web::ServiceConfig, routes: Vec<Route>, settings: &Settings) {
+    let mut by_path: Vec<(String, actix_web::Resource, Vec<Method>)> = Vec::new();
+    for route in routes {
+        let index = match by_path.iter().position(|(p, _, _)| *p == route.path) {
+            Some(i) => i,
+            None => {
+                let resource = web::resource(route.path.as_str()).name(&route.path);
+                by_path.push((route.path.clone(), resource, Vec::new()));
+                by_path.len() - 1
+            }
+        };
+        let (_, resource, allow) = &mut by_path[index];
+        let mut r = std::mem::replace(resource, web::resource(""));
+        if let Some(config) = route.resource_config {
+            r = config(r, settings);
+        }
+        *resource = (route.add)(r);
+        allow.extend(route.methods);
+    }
+    for (_, resource, allow) in by_path {
+        cfg.service(resource.default_service(web::to(move || {
+            let allow = allow.clone();
+            async move { Err::<HttpResponse, _>(ApiError::method_not_allowed(&allow)) }
+        })));
     }
 }
 

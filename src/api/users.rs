@@ -15,6 +15,7 @@ use super::common::{
 };
 use crate::auth::{Admin, AuthUser, User};
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::responses;
 use crate::rules::ownership::{may_modify, Actor};
 use crate::rules::username::{self, Username};
 use crate::state::AppState;
@@ -73,17 +74,13 @@ fn username_prefix(value: &str, _: &()) -> garde::Result {
     params(ListQuery),
     security(("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
+        responses::UpstreamErrors,
+        responses::CallerErrors,
         (status = 200, description = "A page of profiles ordered by username", body = Vec<crate::openapi::schemas::Profile>,
          headers(
             ("X-Total-Count" = u64, description = "How many rows match the filters"),
             ("Content-Range" = String, description = "`<first>-<last>/<total>`, or `*/<total>` past the end"),
         )),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 502, response = crate::openapi::responses::BadGateway),
-        (status = 503, response = crate::openapi::responses::Unavailable),
-        (status = 504, response = crate::openapi::responses::Timeout),
     )
 )]
 pub async fn list(
@@ -114,14 +111,10 @@ pub async fn list(
     params(("id" = uuid::Uuid, Path, description = "User id")),
     security(("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
+        responses::UpstreamErrors,
+        responses::CallerErrors,
         (status = 200, description = "The profile", body = crate::openapi::schemas::Profile),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 502, response = crate::openapi::responses::BadGateway),
-        (status = 503, response = crate::openapi::responses::Unavailable),
-        (status = 504, response = crate::openapi::responses::Timeout),
+        (status = 404, response = responses::NotFound),
     )
 )]
 pub async fn get(
@@ -204,18 +197,13 @@ fn normalized(raw: Option<&str>) -> ApiResult<Option<Username>> {
     request_body = CreateUser,
     security(("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
+        responses::UpstreamErrors,
+        responses::CallerErrors,
+        responses::BodyErrors,
         (status = 201, description = "The auth user was created (email confirmed) and its profile filled", body = crate::openapi::schemas::Profile, headers(("Location" = String, description = "`/api/users/{id}` of the new user"))),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
-        (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
         (status = 409, description = "`user_already_exists` (the email) or `username_taken`", body = crate::error::ErrorBody, example = json!({"error": "A user with this email already exists", "code": "user_already_exists"})),
         (status = 422, description = "`weak_password`: Supabase Auth refused the password", body = crate::error::ErrorBody, example = json!({"error": "The password is too weak", "code": "weak_password"})),
-        (status = 500, response = crate::openapi::responses::Internal),
-        (status = 502, response = crate::openapi::responses::BadGateway),
-        (status = 503, response = crate::openapi::responses::Unavailable),
-        (status = 504, response = crate::openapi::responses::Timeout),
+        (status = 500, response = responses::Internal),
     )
 )]
 pub async fn create(
@@ -322,17 +310,12 @@ pub struct ProfileInput {
     request_body = ProfileInput,
     security(("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
+        responses::UpstreamErrors,
+        responses::CallerErrors,
+        responses::BodyErrors,
         (status = 200, description = "Replaced (an omitted field becomes `null`)", body = crate::openapi::schemas::Profile),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
-        (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
+        (status = 404, response = responses::NotFound),
         (status = 409, description = "`username_taken`", body = crate::error::ErrorBody, example = json!({"error": "This username is already taken", "code": "username_taken"})),
-        (status = 502, response = crate::openapi::responses::BadGateway),
-        (status = 503, response = crate::openapi::responses::Unavailable),
-        (status = 504, response = crate::openapi::responses::Timeout),
     )
 )]
 pub async fn replace(
@@ -376,15 +359,11 @@ pub async fn replace(
     params(("id" = uuid::Uuid, Path, description = "User id")),
     security(("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
+        responses::UpstreamErrors,
+        responses::CallerErrors,
         (status = 204, description = "The auth user (and with it the profile and items) is deleted"),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 500, response = crate::openapi::responses::Internal),
-        (status = 502, response = crate::openapi::responses::BadGateway),
-        (status = 503, response = crate::openapi::responses::Unavailable),
-        (status = 504, response = crate::openapi::responses::Timeout),
+        (status = 404, response = responses::NotFound),
+        (status = 500, response = responses::Internal),
     )
 )]
 pub async fn delete(
@@ -406,14 +385,10 @@ pub async fn delete(
     params(("id" = uuid::Uuid, Path, description = "User id")),
     security(("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
+        responses::UpstreamErrors,
+        responses::CallerErrors,
         (status = 200, description = "Item statistics of the user", body = crate::openapi::schemas::UserStats),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::Forbidden),
-        (status = 404, response = crate::openapi::responses::NotFound),
-        (status = 502, response = crate::openapi::responses::BadGateway),
-        (status = 503, response = crate::openapi::responses::Unavailable),
-        (status = 504, response = crate::openapi::responses::Timeout),
+        (status = 404, response = responses::NotFound),
     )
 )]
 pub async fn stats(

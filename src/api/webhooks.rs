@@ -14,6 +14,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::responses;
 use crate::state::AppState;
 use crate::supabase::error::SupabaseError;
 use crate::webhooks::stripe::{self, Effect, Event};
@@ -45,13 +46,11 @@ fn body_error(err: actix_web::Error, limit: usize) -> ApiError {
     request_body(content = Object, description = "A Stripe event, verified over the raw bytes", content_type = "application/json"),
     security(("stripe_signature" = [])),
     responses(
+        responses::UpstreamErrors,
         (status = 200, description = "Stored (or a duplicate delivery: `duplicate: true`); other event types are acknowledged unprocessed", body = crate::openapi::schemas::WebhookReceived),
         (status = 400, description = "`invalid_signature` (missing, malformed, stale or non-matching `Stripe-Signature`), `invalid_event` (not an event object this endpoint reads) or `invalid_body`", body = crate::error::ErrorBody, example = json!({"error": "Invalid Stripe-Signature", "code": "invalid_signature"})),
-        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
-        (status = 500, response = crate::openapi::responses::Internal),
-        (status = 502, response = crate::openapi::responses::BadGateway),
-        (status = 503, response = crate::openapi::responses::Unavailable),
-        (status = 504, response = crate::openapi::responses::Timeout),
+        (status = 413, response = responses::PayloadTooLarge),
+        (status = 500, response = responses::Internal),
     )
 )]
 pub async fn stripe(

@@ -191,3 +191,39 @@ shared_response!(
         &[("upstream_timeout", body("upstream_timeout", "Supabase did not answer in time"))],
     )
 );
+
+/// Declares a group of shared responses: an operation lists the group once in its
+/// `responses(...)` instead of one line per status. Each entry is a reference to the shared
+/// response above, so the document holds every definition once.
+macro_rules! response_group {
+    ($(#[$doc:meta])* $name:ident => [$(($status:literal, $response:ident)),+ $(,)?]) => {
+        $(#[$doc])*
+        pub struct $name;
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> std::collections::BTreeMap<String, RefOr<Response>> {
+                [$((
+                    $status.to_owned(),
+                    RefOr::Ref(Ref::from_response_name(stringify!($response))),
+                )),+]
+                .into_iter()
+                .collect()
+            }
+        }
+    };
+}
+
+response_group!(
+    /// Every operation that calls Supabase: 502, 503, 504.
+    UpstreamErrors => [("502", BadGateway), ("503", Unavailable), ("504", Timeout)]
+);
+
+response_group!(
+    /// Every `/api` data operation: bad input (400), credentials (401), permission (403).
+    /// An operation whose 403 means more lists its own `(status = 403, ...)` after the group.
+    CallerErrors => [("400", BadRequest), ("401", Unauthorized), ("403", Forbidden)]
+);
+
+response_group!(
+    /// Every operation with a JSON body: too large (413), not JSON (415).
+    BodyErrors => [("413", PayloadTooLarge), ("415", UnsupportedMediaType)]
+);

@@ -13,11 +13,7 @@ fn document() -> Value {
 
 #[test]
 fn the_route_table_and_the_document_list_the_same_operations() {
-    let settings = test_settings("http://127.0.0.1:9");
-    let routed: BTreeSet<(String, String)> = supagate::server::route_table(&settings)
-        .into_iter()
-        .map(|(method, path)| (method, path.to_owned()))
-        .collect();
+    let routed: BTreeSet<(String, String)> = supagate::server::route_table().into_iter().collect();
     let documented: BTreeSet<(String, String)> = supagate::openapi::documented_operations()
         .into_iter()
         .collect();
