@@ -1,11 +1,38 @@
 //! Liveness (`/health`, no upstream call) and readiness (`/ready`, probes Supabase).
 
 use actix_web::{web, HttpResponse};
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::openapi::responses;
 use crate::state::AppState;
+use crate::supabase::Check;
+
+/// `GET /health`.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok", "version": "0.1.0"}))]
+pub(crate) struct Health {
+    status: &'static str,
+    version: &'static str,
+}
+
+/// The two readiness probes.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ReadyChecks {
+    auth: Check,
+    rest: Check,
+}
+
+/// `GET /ready` when both probes pass. (When one fails the answer is a 503 `ErrorBody` with
+/// the same `checks` under `details`.)
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "ready", "checks": {"auth": {"ok": true, "status": 200}, "rest": {"ok": true, "status": 200}}}))]
+pub(crate) struct Ready {
+    status: &'static str,
+    checks: ReadyChecks,
+}
 
 #[utoipa::path(
     get,
@@ -14,11 +41,14 @@ use crate::state::AppState;
     tag = "service",
     security(()),
     responses(
-        (status = 200, description = "Alive (no upstream call)", body = crate::openapi::schemas::Health),
+        (status = 200, description = "Alive (no upstream call)", body = Health),
     )
 )]
 pub async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+    HttpResponse::Ok().json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
 }
 
 #[utoipa::path(
@@ -28,17 +58,20 @@ pub async fn health() -> HttpResponse {
     tag = "service",
     security(()),
     responses(
-        (status = 200, description = "Supabase Auth and PostgREST both answer", body = crate::openapi::schemas::Ready),
+        (status = 200, description = "Supabase Auth and PostgREST both answer", body = Ready),
         (status = 503, response = responses::Unavailable),
     )
 )]
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (auth, rest) = state.supabase.readiness().await;
-    let checks = json!({"auth": auth, "rest": rest});
-    if auth.ok && rest.ok {
-        Ok(HttpResponse::Ok().json(json!({"status": "ready", "checks": checks})))
+    let checks = ReadyChecks { auth, rest };
+    if checks.auth.ok && checks.rest.ok {
+        Ok(HttpResponse::Ok().json(Ready {
+            status: "ready",
+            checks,
+        }))
     } else {
-        let down: Vec<&str> = [("auth", auth.ok), ("rest", rest.ok)]
+        let down: Vec<&str> = [("auth", checks.auth.ok), ("rest", checks.rest.ok)]
             .iter()
             .filter(|(_, ok)| !ok)
             .map(|(name, _)| *name)

@@ -25,6 +25,45 @@ use crate::supabase::postgrest::{Caller, Query};
 
 const PROFILE_COLUMNS: &str = "id,username,full_name,avatar_url,created_at,updated_at";
 
+// What PROFILE_COLUMNS selects.
+/// A profile (one per Supabase user, created by a database trigger).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // never built: PostgREST's bytes pass through unparsed; this is their shape
+#[schema(example = json!({
+    "id": "4b8e5d0c-6f1a-4c7e-9a3b-2d5f8e1c7a90", "username": "ada_l", "full_name": "Ada Lovelace",
+    "avatar_url": "https://example.com/ada.png",
+    "created_at": "2025-06-01T12:00:00+00:00", "updated_at": "2025-06-01T12:00:00+00:00"
+}))]
+pub(crate) struct Profile {
+    id: Uuid,
+    #[schema(required = true)]
+    username: Option<String>,
+    #[schema(required = true)]
+    full_name: Option<String>,
+    #[schema(required = true)]
+    avatar_url: Option<String>,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+}
+
+/// The `get_user_stats(user_id)` RPC's answer, one object.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // never built: the RPC's bytes pass through unparsed; this is their shape
+#[schema(example = json!({"item_count": 3, "total_value": 149.7, "avg_price": 49.9, "last_item_at": "2025-06-01T12:00:00+00:00"}))]
+pub(crate) struct UserStats {
+    #[schema(minimum = 0)]
+    item_count: i64,
+    total_value: f64,
+    /// `null` when the user owns no items.
+    #[schema(required = true)]
+    avg_price: Option<f64>,
+    /// `null` when the user owns no items.
+    #[schema(required = true, format = DateTime)]
+    last_item_at: Option<String>,
+}
+
 // ---- list / get ----
 
 #[derive(Deserialize, Validate, utoipa::IntoParams)]
@@ -76,7 +115,7 @@ fn username_prefix(value: &str, _: &()) -> garde::Result {
     responses(
         responses::UpstreamErrors,
         responses::CallerErrors,
-        (status = 200, description = "A page of profiles ordered by username", body = Vec<crate::openapi::schemas::Profile>,
+        (status = 200, description = "A page of profiles ordered by username", body = Vec<Profile>,
          headers(
             ("X-Total-Count" = u64, description = "How many rows match the filters"),
             ("Content-Range" = String, description = "`<first>-<last>/<total>`, or `*/<total>` past the end"),
@@ -113,7 +152,7 @@ pub async fn list(
     responses(
         responses::UpstreamErrors,
         responses::CallerErrors,
-        (status = 200, description = "The profile", body = crate::openapi::schemas::Profile),
+        (status = 200, description = "The profile", body = Profile),
         (status = 404, response = responses::NotFound),
     )
 )]
@@ -200,7 +239,7 @@ fn normalized(raw: Option<&str>) -> ApiResult<Option<Username>> {
         responses::UpstreamErrors,
         responses::CallerErrors,
         responses::BodyErrors,
-        (status = 201, description = "The auth user was created (email confirmed) and its profile filled", body = crate::openapi::schemas::Profile, headers(("Location" = String, description = "`/api/users/{id}` of the new user"))),
+        (status = 201, description = "The auth user was created (email confirmed) and its profile filled", body = Profile, headers(("Location" = String, description = "`/api/users/{id}` of the new user"))),
         (status = 409, description = "`user_already_exists` (the email) or `username_taken`", body = crate::error::ErrorBody, example = json!({"error": "A user with this email already exists", "code": "user_already_exists"})),
         (status = 422, description = "`weak_password`: Supabase Auth refused the password", body = crate::error::ErrorBody, example = json!({"error": "The password is too weak", "code": "weak_password"})),
         (status = 500, response = responses::Internal),
@@ -313,7 +352,7 @@ pub struct ProfileInput {
         responses::UpstreamErrors,
         responses::CallerErrors,
         responses::BodyErrors,
-        (status = 200, description = "Replaced (an omitted field becomes `null`)", body = crate::openapi::schemas::Profile),
+        (status = 200, description = "Replaced (an omitted field becomes `null`)", body = Profile),
         (status = 404, response = responses::NotFound),
         (status = 409, description = "`username_taken`", body = crate::error::ErrorBody, example = json!({"error": "This username is already taken", "code": "username_taken"})),
     )
@@ -387,7 +426,7 @@ pub async fn delete(
     responses(
         responses::UpstreamErrors,
         responses::CallerErrors,
-        (status = 200, description = "Item statistics of the user", body = crate::openapi::schemas::UserStats),
+        (status = 200, description = "Item statistics of the user", body = UserStats),
         (status = 404, response = responses::NotFound),
     )
 )]

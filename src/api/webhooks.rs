@@ -11,7 +11,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
 
 use crate::error::{ApiError, ApiResult};
 use crate::openapi::responses;
@@ -47,7 +46,7 @@ fn body_error(err: actix_web::Error, limit: usize) -> ApiError {
     security(("stripe_signature" = [])),
     responses(
         responses::UpstreamErrors,
-        (status = 200, description = "Stored (or a duplicate delivery: `duplicate: true`); other event types are acknowledged unprocessed", body = crate::openapi::schemas::WebhookReceived),
+        (status = 200, description = "Stored (or a duplicate delivery: `duplicate: true`); other event types are acknowledged unprocessed", body = WebhookReceived),
         (status = 400, description = "`invalid_signature` (missing, malformed, stale or non-matching `Stripe-Signature`), `invalid_event` (not an event object this endpoint reads) or `invalid_body`", body = crate::error::ErrorBody, example = json!({"error": "Invalid Stripe-Signature", "code": "invalid_signature"})),
         (status = 413, response = responses::PayloadTooLarge),
         (status = 500, response = responses::Internal),
@@ -145,13 +144,21 @@ async fn handle(
     Ok(received(!first))
 }
 
+/// A webhook delivery was stored (or had been already: `duplicate`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"received": true}))]
+pub(crate) struct WebhookReceived {
+    received: bool,
+    /// Present (and `true`) on a redelivery of an event already recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duplicate: Option<bool>,
+}
+
 fn received(duplicate: bool) -> HttpResponse {
-    let body = if duplicate {
-        json!({ "received": true, "duplicate": true })
-    } else {
-        json!({ "received": true })
-    };
-    HttpResponse::Ok().json(body)
+    HttpResponse::Ok().json(WebhookReceived {
+        received: true,
+        duplicate: duplicate.then_some(true),
+    })
 }
 
 fn unix_now() -> i64 {

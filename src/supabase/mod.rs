@@ -26,11 +26,15 @@ pub struct Supabase {
 }
 
 /// Outcome of one readiness probe.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = ReadyCheck)]
 pub struct Check {
     pub ok: bool,
+    /// The HTTP status the probe got, when it got one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 100, maximum = 599)]
     pub status: Option<u16>,
+    /// Why the probe failed (connection error, timeout), when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
