@@ -205,6 +205,9 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.0.code
     }
+    pub fn details(&self) -> Option<&Value> {
+        self.0.details.as_ref()
+    }
 }
 
 impl fmt::Display for ApiError {

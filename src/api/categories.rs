@@ -2,13 +2,13 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use garde::Validate;
 use reqwest::Method;
-use serde::Deserialize;
 use serde_json::json;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use super::common::{created, json_response, list_response, validated, NoParams};
+use super::common::{created, json_response, list_response, Name};
+use super::input::{Body, FromBody, FromJson, JsonFields, NoParams, Params, Problem};
 use crate::auth::{Admin, MaybeUser};
 use crate::error::ApiResult;
 use crate::openapi::responses;
@@ -48,7 +48,7 @@ pub(crate) struct Category {
 pub async fn list(
     state: web::Data<AppState>,
     MaybeUser(user): MaybeUser,
-    _no_params: web::Query<NoParams>,
+    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
     let query = Query::table("categories")
         .select(CATEGORY_COLUMNS)
@@ -79,7 +79,7 @@ pub async fn get(
     state: web::Data<AppState>,
     MaybeUser(user): MaybeUser,
     id: web::Path<Uuid>,
-    _no_params: web::Query<NoParams>,
+    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
     let query = Query::table("categories")
         .select(CATEGORY_COLUMNS)
@@ -96,41 +96,44 @@ pub async fn get(
     Ok(json_response(StatusCode::OK, body))
 }
 
-#[derive(Deserialize, Validate, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 #[schema(example = json!({"name": "Lighting", "slug": "lighting"}))]
 pub struct CategoryInput {
     /// Trimmed, 1..=100 characters (the pattern: not only whitespace, U+0085 included).
-    #[garde(custom(category_name))]
-    #[schema(min_length = 1, max_length = 100, pattern = r"[^\s\u0085]")]
-    name: String,
+    #[schema(value_type = String, min_length = 1, max_length = 100, pattern = r"[^\s\u0085]")]
+    name: Name,
     /// Lowercase letters and digits in words joined by single hyphens; unique.
-    #[garde(custom(slug_text))]
-    #[schema(max_length = 100, pattern = r"^[a-z0-9]+(?:-[a-z0-9]+)*$")]
-    slug: String,
+    #[schema(value_type = String, max_length = 100, pattern = r"^[a-z0-9]+(?:-[a-z0-9]+)*$")]
+    slug: Slug,
 }
 
-fn category_name(value: &str, _: &()) -> garde::Result {
-    match value.trim().chars().count() {
-        0 => Err(garde::Error::new("must not be empty")),
-        n if n > 100 => Err(garde::Error::new("must be at most 100 characters")),
-        _ => Ok(()),
+impl FromBody for CategoryInput {
+    fn from_body(f: &mut JsonFields) -> Option<Self> {
+        let name = f.required("name");
+        let slug = f.required("slug");
+        Some(Self {
+            name: name?,
+            slug: slug?,
+        })
     }
 }
 
 /// The database's `categories_slug_format`: lowercase words joined by single hyphens.
-fn slug_text(value: &str, _: &()) -> garde::Result {
-    let words_ok = value.split('-').all(|w| {
-        !w.is_empty()
-            && w.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    });
-    if value.is_empty() || value.len() > 100 || !words_ok {
-        return Err(garde::Error::new(
-            "must be lowercase letters and digits separated by single hyphens, at most 100 characters",
-        ));
+pub struct Slug(String);
+
+impl FromJson for Slug {
+    fn from_json(raw: &RawValue) -> Result<Self, Problem> {
+        let value = String::from_json(raw)?;
+        let words_ok = value.split('-').all(|w| {
+            !w.is_empty()
+                && w.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        });
+        if value.is_empty() || value.len() > 100 || !words_ok {
+            return Err("must be lowercase letters and digits separated by single hyphens, at most 100 characters".into());
+        }
+        Ok(Self(value))
     }
-    Ok(())
 }
 
 #[utoipa::path(
@@ -151,11 +154,10 @@ fn slug_text(value: &str, _: &()) -> garde::Result {
 pub async fn create(
     state: web::Data<AppState>,
     Admin(admin): Admin,
-    body: web::Json<CategoryInput>,
-    _no_params: web::Query<NoParams>,
+    Body(input): Body<CategoryInput>,
+    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
-    let input = validated(body.into_inner())?;
-    let row = json!({"name": input.name.trim(), "slug": input.slug});
+    let row = json!({"name": input.name.as_str(), "slug": input.slug.0});
     let query = Query::table("categories").select(CATEGORY_COLUMNS);
     let body = state
         .supabase

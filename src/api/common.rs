@@ -1,108 +1,97 @@
-//! What the data resources share: garde reports as `validation_failed` (zod `flatten()`
-//! shape), field validators with messages a form can show, paging, and the responses that
-//! pass PostgREST's JSON through unchanged (lists streamed with their counting headers).
+//! What the data resources share: typed fields (names, search text, paging) with messages a
+//! form can show, and the responses that pass PostgREST's JSON through unchanged (lists
+//! streamed with their counting headers).
 
 use actix_web::http::header::{self, ContentType};
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use super::input::{FromJson, FromParam, Problem};
 use crate::error::ApiError;
 use crate::supabase::postgrest::Listing;
 
-/// Runs the garde rules; failures become `validation_failed` with per-field messages.
-pub fn validated<T: garde::Validate<Context = ()>>(value: T) -> Result<T, ApiError> {
-    value.validate().map_err(report_error)?;
-    Ok(value)
+/// A display name (items, categories): trimmed, then 1..=100 characters.
+pub struct Name(String);
+
+impl Name {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
-pub fn report_error(report: garde::Report) -> ApiError {
-    let mut fields = Map::new();
-    let mut form = Vec::new();
-    for (path, error) in report.iter() {
-        let key = path.to_string();
-        if key.is_empty() {
-            form.push(error.message().to_owned());
-            continue;
+impl FromJson for Name {
+    fn from_json(raw: &RawValue) -> Result<Self, Problem> {
+        let text = String::from_json(raw)?;
+        let trimmed = text.trim();
+        match trimmed.chars().count() {
+            0 => Err("must not be empty".into()),
+            n if n > 100 => Err("must be at most 100 characters".into()),
+            _ => Ok(Self(trimmed.to_owned())),
         }
-        if let Value::Array(list) = fields.entry(key).or_insert_with(|| json!([])) {
-            list.push(json!(error.message()));
+    }
+}
+
+/// Text a client types into a search box: at most 100 characters and no control characters
+/// (PostgreSQL text cannot hold NUL, and none of them belongs in a name).
+pub struct SearchText(String);
+
+impl SearchText {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromParam for SearchText {
+    fn from_param(text: &str) -> Result<Self, Problem> {
+        if text.chars().count() > 100 {
+            return Err("must be at most 100 characters".into());
+        }
+        if text.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(Self(text.to_owned()))
+    }
+}
+
+/// `limit`: a page of 1..=100 rows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Limit(u64);
+
+impl FromParam for Limit {
+    fn from_param(text: &str) -> Result<Self, Problem> {
+        match text.parse::<u64>() {
+            Ok(n) if (1..=100).contains(&n) => Ok(Self(n)),
+            _ => Err("must be between 1 and 100".into()),
         }
     }
-    ApiError::validation(Value::Object(fields), form)
 }
 
-/// One field's error, for checks that span fields or happen after garde.
-pub fn field_error(field: &str, message: &str) -> ApiError {
-    ApiError::validation(json!({ field: [message] }), vec![])
-}
+/// `offset`: 0..=10000 rows skipped (deeper pages cost the database more than they are worth).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Offset(u64);
 
-pub fn form_error(message: &str) -> ApiError {
-    ApiError::validation(json!({}), vec![message.to_owned()])
-}
-
-// ---- field validators (garde `custom`) and the parsers they share with the handlers ----
-
-pub fn parse_uuid(text: &str) -> Result<Uuid, &'static str> {
-    Uuid::parse_str(text).map_err(|_| "must be a valid UUID")
-}
-
-pub fn uuid_text(value: &str, _: &()) -> garde::Result {
-    parse_uuid(value).map(drop).map_err(garde::Error::new)
-}
-
-pub const DEFAULT_LIMIT: i64 = 20;
-
-pub fn limit_range(value: &i64, _: &()) -> garde::Result {
-    if (1..=100).contains(value) {
-        Ok(())
-    } else {
-        Err(garde::Error::new("must be between 1 and 100"))
+impl FromParam for Offset {
+    fn from_param(text: &str) -> Result<Self, Problem> {
+        match text.parse::<u64>() {
+            Ok(n) if n <= 10_000 => Ok(Self(n)),
+            _ => Err("must be between 0 and 10000".into()),
+        }
     }
 }
 
-pub fn offset_range(value: &i64, _: &()) -> garde::Result {
-    if (0..=10_000).contains(value) {
-        Ok(())
-    } else {
-        Err(garde::Error::new("must be between 0 and 10000"))
-    }
-}
+pub const DEFAULT_LIMIT: u64 = 20;
 
-/// Validated `limit`/`offset` (garde ran first, so the casts cannot wrap).
-pub fn page(limit: Option<i64>, offset: Option<i64>) -> (u64, u64) {
+/// `(limit, offset)` with the defaults.
+pub fn page(limit: Option<Limit>, offset: Option<Offset>) -> (u64, u64) {
     (
-        limit.unwrap_or(DEFAULT_LIMIT).clamp(1, 100) as u64,
-        offset.unwrap_or(0).clamp(0, 10_000) as u64,
+        limit.map_or(DEFAULT_LIMIT, |l| l.0),
+        offset.map_or(0, |o| o.0),
     )
 }
-
-/// Text a client types into a search box: no control characters (PostgreSQL text cannot
-/// hold NUL, and none of them belongs in a name).
-pub fn no_control_chars(value: &str) -> Result<(), &'static str> {
-    if value.chars().any(char::is_control) {
-        Err("must not contain control characters")
-    } else {
-        Ok(())
-    }
-}
-
-/// `null` and absent are different in a PATCH body: absent is `None`, `null` is `Some(None)`.
-pub fn nullable<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    T: Deserialize<'de>,
-    D: serde::Deserializer<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
-
-/// No query parameters accepted at all.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NoParams {}
 
 // ---- responses ----
 

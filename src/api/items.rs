@@ -3,18 +3,17 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use garde::Validate;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
 use uuid::Uuid;
 
-use super::common::{
-    created, field_error, form_error, json_response, list_response, no_control_chars, nullable,
-    page, parse_uuid, uuid_text, validated, NoParams,
+use super::common::{created, json_response, list_response, page, Limit, Name, Offset, SearchText};
+use super::input::{
+    Body, Change, FromBody, FromJson, FromParam, FromParams, JsonFields, NoParams, Params, Problem,
+    QueryFields,
 };
-use super::common::{limit_range, offset_range};
 use crate::auth::{AuthUser, MaybeUser, User};
 use crate::error::{ApiError, ApiResult};
 use crate::openapi::responses;
@@ -71,191 +70,187 @@ pub(crate) struct CategoryRef {
 
 // ---- list ----
 
-#[derive(Deserialize, Validate, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
+/// `GET /api/items` parameters, each already its type: nothing downstream re-parses text.
+#[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only items of this category.
-    #[garde(inner(custom(uuid_text)))]
-    #[param(format = Uuid, nullable = false)]
-    category_id: Option<String>,
+    #[param(nullable = false)]
+    category_id: Option<Uuid>,
     /// Only items of this owner (not together with `mine=true`).
-    #[garde(inner(custom(uuid_text)))]
-    #[param(format = Uuid, nullable = false)]
-    user_id: Option<String>,
+    #[param(nullable = false)]
+    user_id: Option<Uuid>,
     /// `true`: only the caller's items (needs a session; not together with `user_id`).
-    #[garde(inner(custom(boolean_text)))]
-    #[param(value_type = bool, required = false)]
-    mine: Option<String>,
+    #[param(required = false)]
+    mine: Option<bool>,
     /// Lowest price, plain decimal text ≥ 0 (`12.5`); at most `max_price`.
-    #[garde(inner(custom(price_bound)))]
     #[param(
+        value_type = String,
+        required = false,
         nullable = false,
         pattern = r"^(?:[0-9]{1,12}(?:\.[0-9]{0,8})?|\.[0-9]{1,8})$",
         example = "10"
     )]
-    min_price: Option<String>,
+    min_price: Option<PriceBound>,
     /// Highest price, plain decimal text ≥ 0; at least `min_price`.
-    #[garde(inner(custom(price_bound)))]
     #[param(
+        value_type = String,
+        required = false,
         nullable = false,
         pattern = r"^(?:[0-9]{1,12}(?:\.[0-9]{0,8})?|\.[0-9]{1,8})$",
         example = "100"
     )]
-    max_price: Option<String>,
+    max_price: Option<PriceBound>,
     /// Case-insensitive substring of the name; `%`, `_`, `*`, `\\`, `,`, `(`, `)`, `"` match themselves.
-    #[garde(inner(custom(search_text)))]
     #[param(
+        value_type = String,
+        required = false,
         nullable = false,
         max_length = 100,
         pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$",
         example = "lamp"
     )]
-    q: Option<String>,
+    q: Option<SearchText>,
     /// Sort column and direction (`id` breaks ties).
-    #[garde(inner(custom(order_text)))]
-    #[param(value_type = Option<ItemOrder>, inline, nullable = false)]
-    order: Option<String>,
+    #[param(inline, nullable = false)]
+    order: Option<ItemOrder>,
     /// Page size.
-    #[garde(inner(custom(limit_range)))]
-    #[param(minimum = 1, maximum = 100, nullable = false, default = 20)]
-    limit: Option<i64>,
+    #[param(value_type = i64, required = false, minimum = 1, maximum = 100, nullable = false, default = 20)]
+    limit: Option<Limit>,
     /// Rows to skip; past the end answers `[]` with the true `X-Total-Count`.
-    #[garde(inner(custom(offset_range)))]
-    #[param(minimum = 0, maximum = 10000, nullable = false, default = 0)]
-    offset: Option<i64>,
+    #[param(value_type = i64, required = false, minimum = 0, maximum = 10000, nullable = false, default = 0)]
+    offset: Option<Offset>,
+}
+
+impl FromParams for ListQuery {
+    fn from_params(p: &mut QueryFields) -> Option<Self> {
+        let category_id = p.optional("category_id");
+        let user_id = p.optional("user_id");
+        let mine = p.optional("mine");
+        let min_price = p.optional::<PriceBound>("min_price");
+        let max_price = p.optional::<PriceBound>("max_price");
+        let q = p.optional("q");
+        let order = p.optional("order");
+        let limit = p.optional("limit");
+        let offset = p.optional("offset");
+        if let (Some(Some(true)), Some(Some(_))) = (&mine, &user_id) {
+            p.form_problem("Use either user_id or mine=true, not both");
+        }
+        if let (Some(Some(lo)), Some(Some(hi))) = (&min_price, &max_price) {
+            if lo.0 > hi.0 {
+                p.field_problem("max_price", "must be greater than or equal to min_price");
+            }
+        }
+        Some(Self {
+            category_id: category_id?,
+            user_id: user_id?,
+            mine: mine?,
+            min_price: min_price?,
+            max_price: max_price?,
+            q: q?,
+            order: order?,
+            limit: limit?,
+            offset: offset?,
+        })
+    }
 }
 
 /// The `order` values `GET /api/items` accepts (default `created_at.desc`).
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code, non_camel_case_types)] // a documentation enum; the parser is `order_clause`
-enum ItemOrder {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, utoipa::ToSchema)]
+pub enum ItemOrder {
     #[schema(rename = "created_at")]
-    created_at,
+    CreatedAt,
     #[schema(rename = "created_at.asc")]
-    created_at_asc,
+    CreatedAtAsc,
     #[schema(rename = "created_at.desc")]
-    created_at_desc,
+    CreatedAtDesc,
     #[schema(rename = "price")]
-    price,
+    Price,
     #[schema(rename = "price.asc")]
-    price_asc,
+    PriceAsc,
     #[schema(rename = "price.desc")]
-    price_desc,
+    PriceDesc,
     #[schema(rename = "name")]
-    name,
+    Name,
     #[schema(rename = "name.asc")]
-    name_asc,
+    NameAsc,
     #[schema(rename = "name.desc")]
-    name_desc,
+    NameDesc,
 }
 
-fn boolean_text(value: &str, _: &()) -> garde::Result {
-    parse_bool(value).map(drop).map_err(garde::Error::new)
-}
-
-fn parse_bool(value: &str) -> Result<bool, &'static str> {
-    match value {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err("must be true or false"),
+impl ItemOrder {
+    /// Every order has `id` as tiebreak so pages are stable (the indexes are built for it).
+    fn clause(self) -> &'static str {
+        match self {
+            Self::CreatedAt | Self::CreatedAtAsc => "created_at.asc,id.asc",
+            Self::CreatedAtDesc => "created_at.desc,id.desc",
+            Self::Price | Self::PriceAsc => "price.asc,id.asc",
+            Self::PriceDesc => "price.desc,id.desc",
+            Self::Name | Self::NameAsc => "name.asc,id.asc",
+            Self::NameDesc => "name.desc,id.desc",
+        }
     }
 }
 
-fn price_bound(value: &str, _: &()) -> garde::Result {
-    parse_bound(value).map(drop).map_err(garde::Error::new)
-}
-
-/// `min_price`/`max_price`: a finite number ≥ 0 (plain decimal text; `NaN`, `inf` refused).
-fn parse_bound(value: &str) -> Result<f64, &'static str> {
-    let ok_chars = !value.is_empty()
-        && value.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && value.bytes().filter(|b| *b == b'.').count() <= 1;
-    match value.parse::<f64>() {
-        Ok(n) if ok_chars && n.is_finite() && n >= 0.0 => Ok(n),
-        _ => Err("must be a number greater than or equal to 0"),
+impl FromParam for ItemOrder {
+    fn from_param(text: &str) -> Result<Self, Problem> {
+        Ok(match text {
+            "created_at" => Self::CreatedAt,
+            "created_at.asc" => Self::CreatedAtAsc,
+            "created_at.desc" => Self::CreatedAtDesc,
+            "price" => Self::Price,
+            "price.asc" => Self::PriceAsc,
+            "price.desc" => Self::PriceDesc,
+            "name" => Self::Name,
+            "name.asc" => Self::NameAsc,
+            "name.desc" => Self::NameDesc,
+            _ => return Err("must be one of created_at, price, name with .asc or .desc".into()),
+        })
     }
 }
 
-fn search_text(value: &str, _: &()) -> garde::Result {
-    if value.chars().count() > 100 {
-        return Err(garde::Error::new("must be at most 100 characters"));
+/// `min_price`/`max_price`: a finite number ≥ 0 written as plain decimal text (`NaN`, `inf`,
+/// `1e3` refused). Not a [`Price`]: `0` and sub-cent bounds are sensible filters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PriceBound(f64);
+
+impl FromParam for PriceBound {
+    fn from_param(text: &str) -> Result<Self, Problem> {
+        let plain = !text.is_empty()
+            && text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+            && text.bytes().filter(|b| *b == b'.').count() <= 1;
+        match text.parse::<f64>() {
+            Ok(n) if plain && n.is_finite() && n >= 0.0 => Ok(Self(n)),
+            _ => Err("must be a number greater than or equal to 0".into()),
+        }
     }
-    no_control_chars(value).map_err(garde::Error::new)
-}
-
-fn order_text(value: &str, _: &()) -> garde::Result {
-    order_clause(value).map(drop).ok_or_else(|| {
-        garde::Error::new("must be one of created_at, price, name with .asc or .desc")
-    })
-}
-
-/// Every order has `id` as tiebreak so pages are stable (the indexes are built for it).
-fn order_clause(value: &str) -> Option<&'static str> {
-    Some(match value {
-        "created_at" | "created_at.asc" => "created_at.asc,id.asc",
-        "created_at.desc" => "created_at.desc,id.desc",
-        "price" | "price.asc" => "price.asc,id.asc",
-        "price.desc" => "price.desc,id.desc",
-        "name" | "name.asc" => "name.asc,id.asc",
-        "name.desc" => "name.desc,id.desc",
-        _ => return None,
-    })
 }
 
 impl ListQuery {
-    /// The validated query as PostgREST filters; `mine=true` needs a caller.
+    /// The query as PostgREST filters; `mine=true` needs a caller.
     fn to_query(&self, caller: Option<&AuthUser>) -> ApiResult<Query> {
         let mut query = Query::table("items").select(ITEM_COLUMNS);
-        let uuid = |field: &str, v: &str| parse_uuid(v).map_err(|m| field_error(field, m));
-        if let Some(v) = &self.category_id {
-            query = query.eq("category_id", uuid("category_id", v)?);
+        if let Some(id) = self.category_id {
+            query = query.eq("category_id", id);
         }
-        let mine = match &self.mine {
-            Some(v) => parse_bool(v).map_err(|m| field_error("mine", m))?,
-            None => false,
-        };
-        if mine && self.user_id.is_some() {
-            return Err(form_error("Use either user_id or mine=true, not both"));
-        }
-        if mine {
+        if self.mine == Some(true) {
             let user = caller.ok_or_else(ApiError::unauthorized)?;
             query = query.eq("user_id", user.id);
-        } else if let Some(v) = &self.user_id {
-            query = query.eq("user_id", uuid("user_id", v)?);
+        } else if let Some(id) = self.user_id {
+            query = query.eq("user_id", id);
         }
-        let bound = |field: &str, v: &str| parse_bound(v).map_err(|m| field_error(field, m));
-        let min = self
-            .min_price
-            .as_deref()
-            .map(|v| bound("min_price", v))
-            .transpose()?;
-        let max = self
-            .max_price
-            .as_deref()
-            .map(|v| bound("max_price", v))
-            .transpose()?;
-        if let (Some(lo), Some(hi)) = (min, max) {
-            if lo > hi {
-                return Err(field_error(
-                    "max_price",
-                    "must be greater than or equal to min_price",
-                ));
-            }
+        if let Some(lo) = self.min_price {
+            query = query.gte("price", Value::Number(lo.0));
         }
-        if let Some(lo) = min {
-            query = query.gte("price", Value::Number(lo));
+        if let Some(hi) = self.max_price {
+            query = query.lte("price", Value::Number(hi.0));
         }
-        if let Some(hi) = max {
-            query = query.lte("price", Value::Number(hi));
+        if let Some(q) = self.q.as_ref().filter(|q| !q.as_str().is_empty()) {
+            query = query.contains_ci("name", q.as_str());
         }
-        if let Some(q) = self.q.as_deref().filter(|q| !q.is_empty()) {
-            query = query.contains_ci("name", q);
-        }
-        let order = match &self.order {
-            Some(v) => order_clause(v).ok_or_else(|| field_error("order", "is not allowed"))?,
-            None => "created_at.desc,id.desc",
-        };
+        let order = self
+            .order
+            .map_or("created_at.desc,id.desc", ItemOrder::clause);
         let (limit, offset) = page(self.limit, self.offset);
         Ok(query.order(order).range(limit, offset))
     }
@@ -281,9 +276,9 @@ impl ListQuery {
 pub async fn list(
     state: web::Data<AppState>,
     MaybeUser(user): MaybeUser,
-    query: web::Query<ListQuery>,
+    Params(query): Params<ListQuery>,
 ) -> ApiResult<HttpResponse> {
-    let query = validated(query.into_inner())?.to_query(user.as_ref())?;
+    let query = query.to_query(user.as_ref())?;
     let listing = state
         .supabase
         .pg_list(&query, Caller::from_option(user.as_ref()))
@@ -311,7 +306,7 @@ pub async fn get(
     state: web::Data<AppState>,
     MaybeUser(user): MaybeUser,
     id: web::Path<Uuid>,
-    _no_params: web::Query<NoParams>,
+    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
     let query = Query::table("items").select(ITEM_COLUMNS).eq("id", *id);
     let body = state
@@ -329,160 +324,156 @@ pub async fn get(
 // ---- writes ----
 
 /// POST and PUT body: every mutable field; an omitted optional one is `null`.
-#[derive(Deserialize, Validate, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 #[schema(example = json!({"name": "Desk lamp", "price": 49.9, "category_id": "5d3c2b1a-0f9e-4d8c-b7a6-958473625140", "description": "Brass, 40 cm"}))]
 pub struct ItemInput {
     /// Trimmed, 1..=100 characters (the pattern: not only whitespace, U+0085 included).
-    #[garde(custom(item_name))]
-    #[schema(min_length = 1, max_length = 100, pattern = r"[^\s\u0085]")]
-    name: String,
+    #[schema(value_type = String, min_length = 1, max_length = 100, pattern = r"[^\s\u0085]")]
+    name: Name,
     /// > 0, ≤ 1 000 000, at most two decimals.
-    #[garde(custom(price_number))]
     #[schema(value_type = f64, exclusive_minimum = 0, maximum = 1000000, multiple_of = 0.01)]
-    price: Box<RawValue>,
+    price: Price,
     /// An existing category, or `null`.
-    #[garde(inner(custom(uuid_text)))]
-    #[schema(format = Uuid)]
-    category_id: Option<String>,
+    category_id: Option<Uuid>,
     /// At most 2000 characters, or `null`.
-    #[garde(inner(custom(description_text)))]
-    #[schema(max_length = 2000)]
-    description: Option<String>,
+    #[schema(value_type = Option<String>, max_length = 2000)]
+    description: Option<Description>,
+}
+
+impl FromBody for ItemInput {
+    fn from_body(f: &mut JsonFields) -> Option<Self> {
+        let name = f.required("name");
+        let price = f.required("price");
+        let category_id = f.optional("category_id");
+        let description = f.optional("description");
+        Some(Self {
+            name: name?,
+            price: price?,
+            category_id: category_id?,
+            description: description?,
+        })
+    }
 }
 
 /// PATCH body: any non-empty subset; `null` clears `category_id`/`description`.
-#[derive(Deserialize, Validate, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 #[schema(example = json!({"price": 39.9}))]
 pub struct ItemPatch {
     /// Trimmed, 1..=100 characters (not `null`).
-    #[serde(default, deserialize_with = "nullable")]
-    #[garde(inner(custom(required_name)))]
     #[schema(value_type = String, required = false, min_length = 1, max_length = 100, pattern = r"[^\s\u0085]")]
-    name: Option<Option<String>>,
+    name: Option<Name>,
     /// > 0, ≤ 1 000 000, at most two decimals (not `null`).
-    #[serde(default, deserialize_with = "nullable")]
-    #[garde(inner(custom(required_price)))]
     #[schema(value_type = f64, required = false, exclusive_minimum = 0, maximum = 1000000, multiple_of = 0.01)]
-    price: Option<Option<Box<RawValue>>>,
+    price: Option<Price>,
     /// An existing category; `null` clears it.
-    #[serde(default, deserialize_with = "nullable")]
-    #[garde(inner(inner(custom(uuid_text))))]
     #[schema(value_type = Option<String>, format = Uuid)]
-    category_id: Option<Option<String>>,
+    category_id: Change<Uuid>,
     /// At most 2000 characters; `null` clears it.
-    #[serde(default, deserialize_with = "nullable")]
-    #[garde(inner(inner(custom(description_text))))]
     #[schema(value_type = Option<String>, max_length = 2000)]
-    description: Option<Option<String>>,
+    description: Change<Description>,
 }
 
-fn item_name(value: &str, _: &()) -> garde::Result {
-    match value.trim().chars().count() {
-        0 => Err(garde::Error::new("must not be empty")),
-        n if n > 100 => Err(garde::Error::new("must be at most 100 characters")),
-        _ => Ok(()),
+impl FromBody for ItemPatch {
+    fn from_body(f: &mut JsonFields) -> Option<Self> {
+        let name = f.change_non_null("name");
+        let price = f.change_non_null("price");
+        let category_id = f.change("category_id");
+        let description = f.change("description");
+        let patch = Self {
+            name: name?,
+            price: price?,
+            category_id: category_id?,
+            description: description?,
+        };
+        if patch.row().0.is_empty() {
+            f.form_problem("At least one field is required");
+        }
+        Some(patch)
     }
 }
 
-fn required_name(value: &Option<String>, ctx: &()) -> garde::Result {
-    match value {
-        Some(v) => item_name(v, ctx),
-        None => Err(garde::Error::new("must not be null")),
+impl FromJson for Price {
+    /// Reads the JSON number's text, so `0.005` is refused rather than rounded.
+    fn from_json(raw: &RawValue) -> Result<Self, Problem> {
+        Price::parse_json_number(raw.get()).map_err(|e| e.message().into())
     }
 }
 
-fn price_number(value: &RawValue, _: &()) -> garde::Result {
-    Price::parse_json_number(value.get())
-        .map(drop)
-        .map_err(|e| garde::Error::new(e.message()))
-}
+/// An item description: at most 2000 characters.
+pub struct Description(String);
 
-fn required_price(value: &Option<Box<RawValue>>, ctx: &()) -> garde::Result {
-    match value {
-        Some(v) => price_number(v, ctx),
-        None => Err(garde::Error::new("must not be null")),
+impl FromJson for Description {
+    fn from_json(raw: &RawValue) -> Result<Self, Problem> {
+        let text = String::from_json(raw)?;
+        if text.chars().count() > 2000 {
+            return Err("must be at most 2000 characters".into());
+        }
+        Ok(Self(text))
     }
 }
 
-fn description_text(value: &str, _: &()) -> garde::Result {
-    if value.chars().count() > 2000 {
-        Err(garde::Error::new("must be at most 2000 characters"))
-    } else {
-        Ok(())
-    }
-}
-
-/// Builds the PostgREST row from validated parts (garde ran, so parsing cannot fail; if it
-/// somehow did, it is still a validation error, not a panic).
+/// The PostgREST row a write sends, from values that already passed.
 struct Row(Map<String, Json>);
 
 impl Row {
-    fn new() -> Self {
-        Row(Map::new())
+    fn set(&mut self, column: &str, value: Json) {
+        self.0.insert(column.to_owned(), value);
     }
-    fn name(mut self, v: &str) -> Self {
-        self.0.insert("name".into(), Json::from(v.trim()));
-        self
-    }
-    fn price(mut self, raw: &RawValue) -> ApiResult<Self> {
-        let price =
-            Price::parse_json_number(raw.get()).map_err(|e| field_error("price", e.message()))?;
+    fn price(&mut self, price: Price) {
         // Whole cents as f64 print back exactly (≤ 11 significant digits).
-        let value = price.cents() as f64 / 100.0;
-        self.0.insert("price".into(), Json::from(value));
-        Ok(self)
+        self.set("price", Json::from(price.cents() as f64 / 100.0));
     }
-    fn category(mut self, v: Option<&str>) -> ApiResult<Self> {
-        let id = v
-            .map(|s| parse_uuid(s).map_err(|m| field_error("category_id", m)))
-            .transpose()?;
-        self.0.insert(
-            "category_id".into(),
-            id.map_or(Json::Null, |u| Json::from(u.to_string())),
-        );
-        Ok(self)
-    }
-    fn description(mut self, v: Option<&str>) -> Self {
-        self.0
-            .insert("description".into(), v.map_or(Json::Null, Json::from));
-        self
+    fn change<T>(&mut self, column: &str, change: &Change<T>, to_json: impl Fn(&T) -> Json) {
+        match change {
+            Change::Keep => {}
+            Change::Clear => self.set(column, Json::Null),
+            Change::Set(value) => self.set(column, to_json(value)),
+        }
     }
     fn bytes(self) -> Vec<u8> {
         Json::Object(self.0).to_string().into_bytes()
     }
 }
 
+fn uuid_json(id: &Uuid) -> Json {
+    Json::from(id.to_string())
+}
+
+fn description_json(d: &Description) -> Json {
+    Json::from(d.0.as_str())
+}
+
 impl ItemInput {
-    fn row(&self) -> ApiResult<Row> {
-        Ok(Row::new()
-            .name(&self.name)
-            .price(&self.price)?
-            .category(self.category_id.as_deref())?
-            .description(self.description.as_deref()))
+    fn row(&self) -> Row {
+        let mut row = Row(Map::new());
+        row.set("name", Json::from(self.name.as_str()));
+        row.price(self.price);
+        row.set(
+            "category_id",
+            self.category_id.as_ref().map_or(Json::Null, uuid_json),
+        );
+        row.set(
+            "description",
+            self.description
+                .as_ref()
+                .map_or(Json::Null, description_json),
+        );
+        row
     }
 }
 
 impl ItemPatch {
-    fn row(&self) -> ApiResult<Row> {
-        let mut row = Row::new();
-        if let Some(Some(name)) = &self.name {
-            row = row.name(name);
+    fn row(&self) -> Row {
+        let mut row = Row(Map::new());
+        if let Some(name) = &self.name {
+            row.set("name", Json::from(name.as_str()));
         }
-        if let Some(Some(price)) = &self.price {
-            row = row.price(price)?;
+        if let Some(price) = self.price {
+            row.price(price);
         }
-        if let Some(category) = &self.category_id {
-            row = row.category(category.as_deref())?;
-        }
-        if let Some(description) = &self.description {
-            row = row.description(description.as_deref());
-        }
-        if row.0.is_empty() {
-            return Err(form_error("At least one field is required"));
-        }
-        Ok(row)
+        row.change("category_id", &self.category_id, uuid_json);
+        row.change("description", &self.description, description_json);
+        row
     }
 }
 
@@ -505,14 +496,13 @@ impl ItemPatch {
 pub async fn create(
     state: web::Data<AppState>,
     User(user): User,
-    body: web::Json<ItemInput>,
-    _no_params: web::Query<NoParams>,
+    Body(input): Body<ItemInput>,
+    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
-    let mut row = validated(body.into_inner())?.row()?;
+    let mut row = input.row();
     enforce_plan_limit(&state, &user).await?;
     // The owner is the caller, always; the body cannot name one (deny_unknown_fields).
-    row.0
-        .insert("user_id".into(), Json::from(user.id.to_string()));
+    row.set("user_id", uuid_json(&user.id));
     let query = Query::table("items").select(ITEM_COLUMNS);
     let body = state
         .supabase
@@ -602,10 +592,10 @@ pub async fn replace(
     state: web::Data<AppState>,
     User(user): User,
     id: web::Path<Uuid>,
-    body: web::Json<ItemInput>,
-    _no_params: web::Query<NoParams>,
+    Body(input): Body<ItemInput>,
+    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
-    let row = validated(body.into_inner())?.row()?;
+    let row = input.row();
     update_with(&state, &user, *id, row).await
 }
 
@@ -630,10 +620,10 @@ pub async fn patch(
     state: web::Data<AppState>,
     User(user): User,
     id: web::Path<Uuid>,
-    body: web::Json<ItemPatch>,
-    _no_params: web::Query<NoParams>,
+    Body(patch): Body<ItemPatch>,
+    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
-    let row = validated(body.into_inner())?.row()?;
+    let row = patch.row();
     update_with(&state, &user, *id, row).await
 }
 
@@ -655,7 +645,7 @@ pub async fn delete(
     state: web::Data<AppState>,
     User(user): User,
     id: web::Path<Uuid>,
-    _no_params: web::Query<NoParams>,
+    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
     ensure_may_modify(&state, &user, *id).await?;
     let query = Query::table("items").select("id").eq("id", *id);
@@ -678,7 +668,10 @@ mod tests {
             ("price.asc", "price.asc,id.asc"),
             ("name.desc", "name.desc,id.desc"),
         ] {
-            assert_eq!(order_clause(input), Some(clause));
+            assert_eq!(
+                ItemOrder::from_param(input).map(ItemOrder::clause),
+                Ok(clause)
+            );
         }
         for bad in [
             "id",
@@ -687,7 +680,7 @@ mod tests {
             "created_at.desc.nullsfirst",
             "",
         ] {
-            assert_eq!(order_clause(bad), None, "{bad}");
+            assert!(ItemOrder::from_param(bad).is_err(), "{bad}");
         }
     }
 
@@ -714,10 +707,10 @@ mod tests {
 
     #[test]
     fn price_bounds_are_plain_non_negative_decimals() {
-        assert_eq!(parse_bound("0"), Ok(0.0));
-        assert_eq!(parse_bound("12.5"), Ok(12.5));
+        assert_eq!(PriceBound::from_param("0"), Ok(PriceBound(0.0)));
+        assert_eq!(PriceBound::from_param("12.5"), Ok(PriceBound(12.5)));
         for bad in ["-1", "NaN", "inf", "1e3", "1.2.3", "", " 1", "0x10"] {
-            assert!(parse_bound(bad).is_err(), "{bad}");
+            assert!(PriceBound::from_param(bad).is_err(), "{bad}");
         }
     }
 }

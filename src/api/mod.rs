@@ -5,6 +5,7 @@ pub mod billing;
 pub mod categories;
 pub mod common;
 pub mod health;
+pub mod input;
 pub mod items;
 pub mod session;
 pub mod users;

@@ -3,15 +3,15 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use garde::Validate;
 use reqwest::Method;
-use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value as Json};
 use uuid::Uuid;
 
-use super::common::{
-    created, field_error, json_response, limit_range, list_response, offset_range, page, validated,
-    NoParams,
+use super::common::{created, json_response, list_response, page, Limit, Offset};
+use super::input::{
+    Body, FromBody, FromJson, FromParam, FromParams, JsonFields, NoParams, Params, Problem,
+    QueryFields,
 };
 use crate::auth::{Admin, AuthUser, User};
 use crate::error::{ApiError, ApiResult};
@@ -66,43 +66,56 @@ pub(crate) struct UserStats {
 
 // ---- list / get ----
 
-#[derive(Deserialize, Validate, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
+#[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Username prefix, case-insensitive (surrounding blanks ignored).
-    #[garde(inner(custom(username_prefix)))]
     #[param(
+        value_type = String,
+        required = false,
         nullable = false,
         pattern = r"^\s*[A-Za-z0-9_]{0,30}\s*$",
         example = "ada"
     )]
-    q: Option<String>,
+    q: Option<UsernamePrefix>,
     /// Page size.
-    #[garde(inner(custom(limit_range)))]
-    #[param(minimum = 1, maximum = 100, nullable = false, default = 20)]
-    limit: Option<i64>,
+    #[param(value_type = i64, required = false, minimum = 1, maximum = 100, nullable = false, default = 20)]
+    limit: Option<Limit>,
     /// Rows to skip.
-    #[garde(inner(custom(offset_range)))]
-    #[param(minimum = 0, maximum = 10000, nullable = false, default = 0)]
-    offset: Option<i64>,
+    #[param(value_type = i64, required = false, minimum = 0, maximum = 10000, nullable = false, default = 0)]
+    offset: Option<Offset>,
+}
+
+impl FromParams for ListQuery {
+    fn from_params(p: &mut QueryFields) -> Option<Self> {
+        let q = p.optional("q");
+        let limit = p.optional("limit");
+        let offset = p.optional("offset");
+        Some(Self {
+            q: q?,
+            limit: limit?,
+            offset: offset?,
+        })
+    }
 }
 
 /// A prefix of a username: same normalisation and alphabet, any length up to 30.
-fn username_prefix(value: &str, _: &()) -> garde::Result {
-    let q = value.trim().to_ascii_lowercase();
-    if q.len() > 30 {
-        return Err(garde::Error::new("must be at most 30 characters"));
+pub struct UsernamePrefix(String);
+
+impl FromParam for UsernamePrefix {
+    fn from_param(text: &str) -> Result<Self, Problem> {
+        let q = text.trim().to_ascii_lowercase();
+        if q.len() > 30 {
+            return Err("must be at most 30 characters".into());
+        }
+        if !q
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err("may contain only letters, digits and underscores".into());
+        }
+        Ok(Self(q))
     }
-    if !q
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-    {
-        return Err(garde::Error::new(
-            "may contain only letters, digits and underscores",
-        ));
-    }
-    Ok(())
 }
 
 #[utoipa::path(
@@ -125,14 +138,11 @@ fn username_prefix(value: &str, _: &()) -> garde::Result {
 pub async fn list(
     state: web::Data<AppState>,
     User(user): User,
-    query: web::Query<ListQuery>,
+    Params(params): Params<ListQuery>,
 ) -> ApiResult<HttpResponse> {
-    let params = validated(query.into_inner())?;
     let mut query = Query::table("profiles").select(PROFILE_COLUMNS);
-    if let Some(q) = params.q.as_deref().map(|q| q.trim().to_ascii_lowercase()) {
-        if !q.is_empty() {
-            query = query.starts_with("username", &q);
-        }
+    if let Some(UsernamePrefix(q)) = params.q.as_ref().filter(|q| !q.0.is_empty()) {
+        query = query.starts_with("username", q);
     }
     let (limit, offset) = page(params.limit, params.offset);
     let query = query
@@ -160,7 +170,7 @@ pub async fn get(
     state: web::Data<AppState>,
     User(user): User,
     id: web::Path<Uuid>,
-    _no_params: web::Query<NoParams>,
+    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
     let query = Query::table("profiles")
         .select(PROFILE_COLUMNS)
@@ -174,55 +184,98 @@ pub async fn get(
 
 // ---- admin create ----
 
-#[derive(Deserialize, Validate, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 #[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery", "username": "ada_l", "full_name": "Ada Lovelace"}))]
 pub struct CreateUser {
-    #[garde(email, length(max = 254))]
-    #[schema(format = Email, max_length = 254)]
-    email: String,
+    #[schema(value_type = String, format = Email, max_length = 254)]
+    email: Email,
     /// 6..=72 *bytes* of UTF-8: Supabase's default minimum is 6; bcrypt reads at most 72 bytes.
-    #[garde(length(bytes, min = 6, max = 72))]
-    #[schema(min_length = 6, max_length = 72)]
-    password: String,
+    #[schema(value_type = String, min_length = 6, max_length = 72)]
+    password: Password,
     /// 3..=30 of `[a-z0-9_]` (lowercased).
-    #[garde(inner(custom(username_text)))]
-    #[schema(pattern = r"^[A-Za-z0-9_]{3,30}$")]
-    username: Option<String>,
-    #[garde(inner(custom(full_name_text)))]
-    #[schema(max_length = 100)]
-    full_name: Option<String>,
+    #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9_]{3,30}$")]
+    username: Option<Username>,
+    #[schema(value_type = Option<String>, max_length = 100)]
+    full_name: Option<FullName>,
 }
 
-fn username_text(value: &str, _: &()) -> garde::Result {
-    username::normalize(value)
-        .map(drop)
-        .map_err(|e| garde::Error::new(e.message()))
-}
-
-fn full_name_text(value: &str, _: &()) -> garde::Result {
-    if value.chars().count() > 100 {
-        Err(garde::Error::new("must be at most 100 characters"))
-    } else {
-        Ok(())
+impl FromBody for CreateUser {
+    fn from_body(f: &mut JsonFields) -> Option<Self> {
+        let email = f.required("email");
+        let password = f.required("password");
+        let username = f.optional("username");
+        let full_name = f.optional("full_name");
+        Some(Self {
+            email: email?,
+            password: password?,
+            username: username?,
+            full_name: full_name?,
+        })
     }
 }
 
-fn avatar_url_text(value: &str, _: &()) -> garde::Result {
-    let ok = value.len() <= 2048
-        && url::Url::parse(value)
-            .map(|u| u.scheme() == "https" && u.host_str().is_some())
-            .unwrap_or(false);
-    if ok {
-        Ok(())
-    } else {
-        Err(garde::Error::new("must be an https URL"))
+/// An email address as garde's `email` rule accepts it, at most 254 characters.
+pub struct Email(String);
+
+impl FromJson for Email {
+    fn from_json(raw: &RawValue) -> Result<Self, Problem> {
+        let text = String::from_json(raw)?;
+        if text.len() > 254 {
+            return Err("must be at most 254 characters".into());
+        }
+        garde::rules::email::apply(&text, ()).map_err(|e| e.message().to_owned())?;
+        Ok(Self(text))
     }
 }
 
-fn normalized(raw: Option<&str>) -> ApiResult<Option<Username>> {
-    raw.map(|u| username::normalize(u).map_err(|e| field_error("username", e.message())))
-        .transpose()
+/// 6..=72 bytes: Supabase's default minimum, bcrypt's maximum. Never printed.
+pub struct Password(String);
+
+impl FromJson for Password {
+    fn from_json(raw: &RawValue) -> Result<Self, Problem> {
+        let text = String::from_json(raw)?;
+        if !(6..=72).contains(&text.len()) {
+            return Err("must be 6 to 72 bytes long".into());
+        }
+        Ok(Self(text))
+    }
+}
+
+impl FromJson for Username {
+    fn from_json(raw: &RawValue) -> Result<Self, Problem> {
+        username::normalize(&String::from_json(raw)?).map_err(|e| e.message().into())
+    }
+}
+
+/// At most 100 characters.
+pub struct FullName(String);
+
+impl FromJson for FullName {
+    fn from_json(raw: &RawValue) -> Result<Self, Problem> {
+        let text = String::from_json(raw)?;
+        if text.chars().count() > 100 {
+            return Err("must be at most 100 characters".into());
+        }
+        Ok(Self(text))
+    }
+}
+
+/// An `https` URL with a host, at most 2048 bytes.
+pub struct AvatarUrl(String);
+
+impl FromJson for AvatarUrl {
+    fn from_json(raw: &RawValue) -> Result<Self, Problem> {
+        let text = String::from_json(raw)?;
+        let ok = text.len() <= 2048
+            && url::Url::parse(&text)
+                .map(|u| u.scheme() == "https" && u.host_str().is_some())
+                .unwrap_or(false);
+        if ok {
+            Ok(Self(text))
+        } else {
+            Err("must be an https URL".into())
+        }
+    }
 }
 
 /// Creates the auth user (secret key), then fills the profile the trigger created, as the
@@ -248,20 +301,18 @@ fn normalized(raw: Option<&str>) -> ApiResult<Option<Username>> {
 pub async fn create(
     state: web::Data<AppState>,
     Admin(admin): Admin,
-    body: web::Json<CreateUser>,
-    _no_params: web::Query<NoParams>,
+    Body(input): Body<CreateUser>,
+    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
-    let input = validated(body.into_inner())?;
-    let username = normalized(input.username.as_deref())?;
     let mut metadata = Map::new();
     if let Some(full_name) = &input.full_name {
-        metadata.insert("full_name".into(), Json::from(full_name.as_str()));
+        metadata.insert("full_name".into(), Json::from(full_name.0.as_str()));
     }
     let id = state
         .supabase
         .admin_create_user(&NewAuthUser {
-            email: &input.email,
-            password: &input.password,
+            email: &input.email.0,
+            password: &input.password.0,
             email_confirm: true,
             user_metadata: Json::Object(metadata),
         })
@@ -270,11 +321,11 @@ pub async fn create(
         .select(PROFILE_COLUMNS)
         .eq("id", id);
     let mut fields = Map::new();
-    if let Some(u) = &username {
+    if let Some(u) = &input.username {
         fields.insert("username".into(), Json::from(u.as_str()));
     }
     if let Some(full_name) = &input.full_name {
-        fields.insert("full_name".into(), Json::from(full_name.as_str()));
+        fields.insert("full_name".into(), Json::from(full_name.0.as_str()));
     }
     let profile = if fields.is_empty() {
         state
@@ -318,26 +369,36 @@ fn ensure_self_or_admin(user: &AuthUser, id: Uuid) -> ApiResult<()> {
 }
 
 /// Full replacement: an omitted field becomes `null`.
-#[derive(Deserialize, Validate, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 #[schema(example = json!({"username": "ada_l", "full_name": "Ada Lovelace", "avatar_url": "https://example.com/ada.png"}))]
 pub struct ProfileInput {
     /// 3..=30 of `[a-z0-9_]` (lowercased); unique.
-    #[garde(inner(custom(username_text)))]
-    #[schema(pattern = r"^[A-Za-z0-9_]{3,30}$")]
-    username: Option<String>,
-    #[garde(inner(custom(full_name_text)))]
-    #[schema(max_length = 100)]
-    full_name: Option<String>,
+    #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9_]{3,30}$")]
+    username: Option<Username>,
+    #[schema(value_type = Option<String>, max_length = 100)]
+    full_name: Option<FullName>,
     /// An `https` URL with a host, at most 2048 characters. The pattern is the portable form
     /// to send (ASCII host name, printable ASCII after it); any other `https` URL whose host
     /// parses is accepted too.
-    #[garde(inner(custom(avatar_url_text)))]
     #[schema(
+        value_type = Option<String>,
         max_length = 2048,
         pattern = r"^https://(?:[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*\.)*[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*(?:[/?#][\x21-\x7E]*)?$"
     )]
-    avatar_url: Option<String>,
+    avatar_url: Option<AvatarUrl>,
+}
+
+impl FromBody for ProfileInput {
+    fn from_body(f: &mut JsonFields) -> Option<Self> {
+        let username = f.optional("username");
+        let full_name = f.optional("full_name");
+        let avatar_url = f.optional("avatar_url");
+        Some(Self {
+            username: username?,
+            full_name: full_name?,
+            avatar_url: avatar_url?,
+        })
+    }
 }
 
 #[utoipa::path(
@@ -361,15 +422,14 @@ pub async fn replace(
     state: web::Data<AppState>,
     User(user): User,
     id: web::Path<Uuid>,
-    body: web::Json<ProfileInput>,
-    _no_params: web::Query<NoParams>,
+    Body(input): Body<ProfileInput>,
+    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
-    let input = validated(body.into_inner())?;
     ensure_self_or_admin(&user, *id)?;
     let row = json!({
-        "username": normalized(input.username.as_deref())?,
-        "full_name": input.full_name,
-        "avatar_url": input.avatar_url,
+        "username": input.username,
+        "full_name": input.full_name.map(|n| n.0),
+        "avatar_url": input.avatar_url.map(|u| u.0),
     });
     let query = Query::table("profiles")
         .select(PROFILE_COLUMNS)
@@ -409,7 +469,7 @@ pub async fn delete(
     state: web::Data<AppState>,
     User(user): User,
     id: web::Path<Uuid>,
-    _no_params: web::Query<NoParams>,
+    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
     ensure_self_or_admin(&user, *id)?;
     state.supabase.admin_delete_user(*id).await?;
@@ -434,7 +494,7 @@ pub async fn stats(
     state: web::Data<AppState>,
     User(user): User,
     id: web::Path<Uuid>,
-    _no_params: web::Query<NoParams>,
+    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
     ensure_self_or_admin(&user, *id)?;
     let body = json!({ "user_id": *id }).to_string().into_bytes();

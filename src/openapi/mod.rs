@@ -110,6 +110,40 @@ impl Modify for PatchNeedsAField {
     }
 }
 
+/// A JSON request body names only its own fields: `api::input` refuses any other, so every
+/// schema a request body refers to says `additionalProperties: false`.
+struct ClosedRequestBodies;
+
+impl Modify for ClosedRequestBodies {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let mut names = Vec::new();
+        for item in doc.paths.paths.values_mut() {
+            for op in operations(item) {
+                let Some(body) = &op.request_body else {
+                    continue;
+                };
+                for content in body.content.values() {
+                    if let Some(RefOr::Ref(r)) = &content.schema {
+                        names.push(r.ref_location.rsplit('/').next().unwrap_or("").to_owned());
+                    }
+                }
+            }
+        }
+        let Some(components) = doc.components.as_mut() else {
+            return;
+        };
+        for name in names {
+            if let Some(RefOr::T(utoipa::openapi::schema::Schema::Object(object))) =
+                components.schemas.get_mut(&name)
+            {
+                object.additional_properties = Some(Box::new(
+                    utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+                ));
+            }
+        }
+    }
+}
+
 /// Every response carries `X-Request-Id`; added here once instead of on every annotation.
 struct RequestIdHeader;
 
@@ -162,7 +196,12 @@ pub fn document() -> utoipa::openapi::OpenApi {
         route.document_into(&mut doc);
     }
     // After the operations are in: these edit them.
-    let modifiers: [&dyn Modify; 3] = [&SecuritySchemes, &RequestIdHeader, &PatchNeedsAField];
+    let modifiers: [&dyn Modify; 4] = [
+        &SecuritySchemes,
+        &RequestIdHeader,
+        &PatchNeedsAField,
+        &ClosedRequestBodies,
+    ];
     for modifier in modifiers {
         modifier.modify(&mut doc);
     }

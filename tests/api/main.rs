@@ -15,4 +15,5 @@ mod shutdown;
 mod support;
 mod upstream_errors;
 mod users;
+mod validation;
 mod webhooks;
