@@ -146,7 +146,7 @@ pub async fn register(
     res.insert_header((header::LOCATION, "/api/auth/user"));
     if let Some(session) = &session {
         token_headers(&mut res);
-        if let Some(stored) = stored_session(session.clone()) {
+        if let Some(stored) = stored_session(session.to_string().as_bytes()) {
             state.session_cookie.store(&req, stored.session_json);
         }
     }
@@ -191,12 +191,13 @@ pub async fn login(
         )
         .await
         .map_err(|e| e.into_api(AuthCall::PasswordGrant))?;
-    let stored = stored_session(session.clone())
-        .ok_or_else(|| ApiError::upstream_error("auth: token grant without access_token"))?;
+    let stored = stored_session(&session)
+        .ok_or_else(|| ApiError::upstream_error("auth: token grant without a session"))?;
     state.session_cookie.store(&req, stored.session_json);
     let mut res = HttpResponse::Ok();
     token_headers(&mut res);
-    Ok(res.json(session))
+    res.content_type(header::ContentType::json());
+    Ok(res.body(session))
 }
 
 /// `POST /api/auth/refresh` → 200 session. The refresh token comes from the body, else from
@@ -266,7 +267,7 @@ pub async fn refresh(
             state.session_cookie.store(&req, new.session_json.clone());
             let mut res = HttpResponse::Ok();
             token_headers(&mut res);
-            res.content_type(actix_web::http::header::ContentType::json());
+            res.content_type(header::ContentType::json());
             Ok(res.body(new.session_json.to_string()))
         }
         RefreshOutcome::Ended => {

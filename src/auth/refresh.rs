@@ -61,9 +61,9 @@ pub enum RefreshOutcome {
 
 impl RefreshOutcome {
     /// Classifies the answer of `POST /token?grant_type=refresh_token`.
-    pub fn from_grant(result: Result<Value, AuthError>) -> Self {
+    pub fn from_grant(result: Result<bytes::Bytes, AuthError>) -> Self {
         match result {
-            Ok(session) => match stored_session(session) {
+            Ok(session) => match stored_session(&session) {
                 Some(refreshed) => Self::Refreshed(Arc::new(refreshed)),
                 None => Self::Transient(Transient::BadAnswer),
             },
@@ -97,11 +97,22 @@ impl RefreshOutcome {
     }
 }
 
-/// Auth's session object as auth-js stores it (`_saveSession`): `expires_at` filled in from
-/// `expires_in` when missing, `weak_password` dropped. `None` without an access token.
-pub fn stored_session(mut session: Value) -> Option<Refreshed> {
+/// Auth's session answer as auth-js stores it (`_saveSession` of `_sessionResponse`):
+/// `JSON.stringify` of the body, so Auth's own text when it already has `expires_at` and no
+/// `weak_password` (the usual case: the cookie is then byte-identical to ssr's); otherwise
+/// `expires_at` is filled in from `expires_in` and `weak_password` dropped. `None` when the
+/// body is not a session.
+pub fn stored_session(body: &[u8]) -> Option<Refreshed> {
+    let mut session: Value = serde_json::from_slice(body).ok()?;
     let obj = session.as_object_mut()?;
     let access_token = obj.get("access_token")?.as_str()?.to_owned();
+    if obj.contains_key("expires_at") && !obj.contains_key("weak_password") {
+        let text = std::str::from_utf8(body).ok()?.trim();
+        return Some(Refreshed {
+            session_json: text.into(),
+            access_token,
+        });
+    }
     obj.remove("weak_password");
     if !obj.contains_key("expires_at") {
         if let Some(expires_in) = obj.get("expires_in").and_then(Value::as_i64) {

@@ -337,17 +337,18 @@ impl Supabase {
         self.auth_json(self.anon_bearer(request)).await
     }
 
-    /// `POST /token?grant_type=<grant>`.
+    /// `POST /token?grant_type=<grant>`: the session as Auth wrote it (stored verbatim in the
+    /// cookie, as auth-js does).
     pub async fn token(
         &self,
         grant: &str,
         body: &Value,
         client: ForClient,
-    ) -> Result<Value, AuthError> {
+    ) -> Result<Bytes, AuthError> {
         let request = auth_request(&self.gotrue, Method::POST, "/token", client)
             .query(&[("grant_type", grant)])
             .json(body);
-        self.auth_json(self.anon_bearer(request)).await
+        auth_call(&self.gotrue, self.anon_bearer(request)).await
     }
 
     /// `POST /logout?scope=<scope>` with the user's access token.
