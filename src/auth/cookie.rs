@@ -75,7 +75,9 @@ pub fn is_session_cookie(name: &str, cookie: &str) -> bool {
     match cookie.strip_prefix(name) {
         Some("") => true,
         Some(rest) => rest.strip_prefix('.').is_some_and(|n| {
-            !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && (n == "0" || !n.starts_with('0'))
+            !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_digit())
+                && (n == "0" || !n.starts_with('0'))
         }),
         None => false,
     }
@@ -323,7 +325,11 @@ impl SessionCookie {
     /// sent a second time host-only, as ssr does, so cookies written before the domain was
     /// set cannot resurrect the session.
     fn deletions(&self, names: &[&str]) -> Vec<Cookie<'static>> {
-        let with_domain = self.options.domain.as_deref().is_some_and(|d| !d.is_empty());
+        let with_domain = self
+            .options
+            .domain
+            .as_deref()
+            .is_some_and(|d| !d.is_empty());
         let mut out: Vec<Cookie<'static>> = names
             .iter()
             .map(|n| self.build((*n).to_owned(), String::new(), 0, true))
@@ -454,10 +460,7 @@ mod tests {
         // it as raw JSON, which it is not.
         let json = session_json("A", "r", "");
         let encoded = URL_SAFE_NO_PAD.encode(&json);
-        let header = format!(
-            "{NAME}=base64l-{}-{encoded}",
-            radix36(encoded.len())
-        );
+        let header = format!("{NAME}=base64l-{}-{encoded}", radix36(encoded.len()));
         assert_eq!(
             read_session(NAME, cookie_pairs(&header)),
             Err(CookieError::NotASession)
@@ -478,7 +481,11 @@ mod tests {
     #[test]
     fn an_empty_whole_cookie_counts_as_missing_so_chunks_are_read() {
         let value = b64(&session_json("A", "r", ""));
-        let header = format!("{NAME}=; {NAME}.0={}; {NAME}.1={}", &value[..10], &value[10..]);
+        let header = format!(
+            "{NAME}=; {NAME}.0={}; {NAME}.1={}",
+            &value[..10],
+            &value[10..]
+        );
         let s = read_session(NAME, cookie_pairs(&header)).unwrap().unwrap();
         assert_eq!(s.access_token, "A");
     }
@@ -511,13 +518,22 @@ mod tests {
 
     #[test]
     fn replacing_a_chunked_session_deletes_stale_chunks_also_host_only_with_a_domain() {
-        let present = vec![format!("{NAME}.0"), format!("{NAME}.1"), format!("{NAME}.2")];
-        let cookies = jar(Some("example.com")).session_cookies(&session_json("A", "r", ""), &present);
+        let present = vec![
+            format!("{NAME}.0"),
+            format!("{NAME}.1"),
+            format!("{NAME}.2"),
+        ];
+        let cookies =
+            jar(Some("example.com")).session_cookies(&session_json("A", "r", ""), &present);
         let rendered: Vec<String> = cookies.iter().map(|c| c.to_string()).collect();
         // Three stale chunks, each cleared with and without the domain, then the new value.
         assert_eq!(rendered.len(), 7, "{rendered:#?}");
-        assert!(rendered[..3].iter().all(|c| c.contains("Max-Age=0") && c.contains("Domain=example.com")));
-        assert!(rendered[3..6].iter().all(|c| c.contains("Max-Age=0") && !c.contains("Domain")));
+        assert!(rendered[..3]
+            .iter()
+            .all(|c| c.contains("Max-Age=0") && c.contains("Domain=example.com")));
+        assert!(rendered[3..6]
+            .iter()
+            .all(|c| c.contains("Max-Age=0") && !c.contains("Domain")));
         assert!(rendered[6].starts_with(&format!("{NAME}=base64-")));
         assert!(rendered[6].contains("Max-Age=34560000"));
     }
@@ -567,7 +583,10 @@ mod tests {
         assert!(is_session_cookie(NAME, &format!("{NAME}.12")));
         assert!(!is_session_cookie(NAME, &format!("{NAME}-code-verifier")));
         assert!(!is_session_cookie(NAME, &format!("{NAME}.")));
-        assert!(!is_session_cookie(NAME, &format!("{NAME}.01")), "ssr: no leading zero");
+        assert!(
+            !is_session_cookie(NAME, &format!("{NAME}.01")),
+            "ssr: no leading zero"
+        );
     }
 
     #[test]

@@ -26,7 +26,9 @@ pub enum Caller {
     /// A session cookie was sent but is no session: unreadable, its access token failed
     /// verification (`ended: false`), or Auth refused to refresh it (`ended: true`). Its
     /// cookies are cleared on the response.
-    SignedOut { ended: bool },
+    SignedOut {
+        ended: bool,
+    },
     User(AuthUser),
 }
 
@@ -113,18 +115,20 @@ async fn cookie_caller(
         // work out the current token serves (auth-js keeps such a session too).
         Ok(user) if cookie.write && user.expires_at.saturating_sub(unix_now()) < margin => {
             match refresh(req, state, &session.refresh_token).await {
-                RefreshOutcome::Refreshed(new) => match state.verifier.verify(&new.access_token).await {
-                    Ok(new_user) => {
-                        cookie.store(req, new.session_json.clone());
-                        Ok(Caller::User(new_user))
+                RefreshOutcome::Refreshed(new) => {
+                    match state.verifier.verify(&new.access_token).await {
+                        Ok(new_user) => {
+                            cookie.store(req, new.session_json.clone());
+                            Ok(Caller::User(new_user))
+                        }
+                        Err(e) => {
+                            // The new refresh token is live: the browser must get it anyway.
+                            cookie.store(req, new.session_json.clone());
+                            log::warn!("refreshed access token failed verification: {}", e.code());
+                            Ok(Caller::User(user))
+                        }
                     }
-                    Err(e) => {
-                        // The new refresh token is live: the browser must get it anyway.
-                        cookie.store(req, new.session_json.clone());
-                        log::warn!("refreshed access token failed verification: {}", e.code());
-                        Ok(Caller::User(user))
-                    }
-                },
+                }
                 RefreshOutcome::Ended | RefreshOutcome::Transient(_) => Ok(Caller::User(user)),
             }
         }
@@ -176,12 +180,7 @@ pub async fn refresh(req: &HttpRequest, state: &AppState, refresh_token: &str) -
                 ));
             }
             let body = serde_json::json!({ "refresh_token": refresh_token });
-            RefreshOutcome::from_grant(
-                state
-                    .supabase
-                    .token("refresh_token", &body, client)
-                    .await,
-            )
+            RefreshOutcome::from_grant(state.supabase.token("refresh_token", &body, client).await)
         })
         .await
 }

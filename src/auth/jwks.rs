@@ -268,7 +268,10 @@ mod tests {
         assert_eq!(keys["ed"].alg, Algorithm::EdDSA);
         assert_eq!(keys["ed-noalg"].alg, Algorithm::EdDSA);
         assert_eq!(keys["rs512"].alg, Algorithm::RS512);
-        assert!(!keys.contains_key("rs384"), "not an algorithm Supabase Auth signs with");
+        assert!(
+            !keys.contains_key("rs384"),
+            "not an algorithm Supabase Auth signs with"
+        );
         assert!(!keys.contains_key("x25519"), "an encryption curve");
     }
 }

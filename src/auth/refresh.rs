@@ -224,7 +224,9 @@ mod tests {
             };
             assert_eq!(r.access_token, "new");
         }
-        let late = refresher.refresh("rt", || async { refreshed("other") }).await;
+        let late = refresher
+            .refresh("rt", || async { refreshed("other") })
+            .await;
         assert!(matches!(late, RefreshOutcome::Refreshed(r) if r.access_token == "new"));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
@@ -246,10 +248,14 @@ mod tests {
     #[tokio::test]
     async fn an_outcome_is_kept_only_for_the_window() {
         let refresher = Refresher::new(Duration::from_secs(10));
-        refresher.refresh("rt", || async { RefreshOutcome::Ended }).await;
+        refresher
+            .refresh("rt", || async { RefreshOutcome::Ended })
+            .await;
         // `Instant` is the std clock: a short window, waited for real.
         let short = Refresher::new(Duration::from_millis(20));
-        short.refresh("rt", || async { RefreshOutcome::Ended }).await;
+        short
+            .refresh("rt", || async { RefreshOutcome::Ended })
+            .await;
         std::thread::sleep(Duration::from_millis(30));
         let again = short.refresh("rt", || async { refreshed("new") }).await;
         assert!(matches!(again, RefreshOutcome::Refreshed(_)));

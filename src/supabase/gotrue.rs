@@ -63,7 +63,9 @@ impl AuthFailure {
         self.status == StatusCode::TOO_MANY_REQUESTS
             || matches!(
                 self.code(),
-                "over_request_rate_limit" | "over_email_send_rate_limit" | "over_sms_send_rate_limit"
+                "over_request_rate_limit"
+                    | "over_email_send_rate_limit"
+                    | "over_sms_send_rate_limit"
             )
     }
 
@@ -112,12 +114,13 @@ impl AuthFailure {
                 ApiError::forbidden("email_not_confirmed", "Email address is not confirmed")
             }
             (_, "user_banned") => ApiError::forbidden("user_banned", "This user is banned"),
-            (_, "user_already_exists" | "email_exists" | "phone_exists" | "identity_already_exists") => {
-                ApiError::conflict(
-                    "user_already_exists",
-                    "An account with this email already exists",
-                )
-            }
+            (
+                _,
+                "user_already_exists" | "email_exists" | "phone_exists" | "identity_already_exists",
+            ) => ApiError::conflict(
+                "user_already_exists",
+                "An account with this email already exists",
+            ),
             (_, "weak_password") => {
                 let e = ApiError::unprocessable("weak_password", "The password is too weak");
                 match &self.reasons {
@@ -129,7 +132,9 @@ impl AuthFailure {
                 "same_password",
                 "The new password must differ from the current one",
             ),
-            (_, "signup_disabled") => ApiError::forbidden("signup_disabled", "Sign-ups are disabled"),
+            (_, "signup_disabled") => {
+                ApiError::forbidden("signup_disabled", "Sign-ups are disabled")
+            }
             (
                 _,
                 "email_provider_disabled"
@@ -163,12 +168,19 @@ impl AuthFailure {
                 "mfa_required",
                 "This action needs a multi-factor authenticated session",
             ),
-            (_, "session_not_found" | "session_expired" | "refresh_token_not_found"
-                | "refresh_token_already_used" | "bad_jwt" | "no_authorization") => {
-                ApiError::session_expired()
-            }
+            (
+                _,
+                "session_not_found"
+                | "session_expired"
+                | "refresh_token_not_found"
+                | "refresh_token_already_used"
+                | "bad_jwt"
+                | "no_authorization",
+            ) => ApiError::session_expired(),
             (_, "user_not_found") => ApiError::not_found("User not found"),
-            (_, "conflict") => ApiError::conflict("conflict", "The request conflicts with the current state"),
+            (_, "conflict") => {
+                ApiError::conflict("conflict", "The request conflicts with the current state")
+            }
             (_, "request_timeout" | "hook_timeout" | "hook_timeout_after_retry") => {
                 ApiError::upstream_timeout("auth: timed out answering")
             }
@@ -418,18 +430,78 @@ mod tests {
     #[test]
     fn client_errors_stay_client_errors_with_a_stable_code() {
         for (status, code, call, want_status, want_code) in [
-            (400, "email_provider_disabled", AuthCall::Signup, 403, "provider_disabled"),
-            (422, "phone_provider_disabled", AuthCall::PasswordGrant, 403, "provider_disabled"),
-            (422, "signup_disabled", AuthCall::Signup, 403, "signup_disabled"),
-            (400, "captcha_failed", AuthCall::PasswordGrant, 400, "captcha_failed"),
-            (400, "email_address_invalid", AuthCall::Signup, 400, "email_address_invalid"),
-            (429, "over_email_send_rate_limit", AuthCall::Signup, 429, "rate_limited"),
-            (400, "invalid_credentials", AuthCall::PasswordGrant, 401, "invalid_credentials"),
-            (400, "refresh_token_already_used", AuthCall::RefreshGrant, 401, "invalid_refresh_token"),
-            (403, "session_not_found", AuthCall::User, 401, "session_expired"),
+            (
+                400,
+                "email_provider_disabled",
+                AuthCall::Signup,
+                403,
+                "provider_disabled",
+            ),
+            (
+                422,
+                "phone_provider_disabled",
+                AuthCall::PasswordGrant,
+                403,
+                "provider_disabled",
+            ),
+            (
+                422,
+                "signup_disabled",
+                AuthCall::Signup,
+                403,
+                "signup_disabled",
+            ),
+            (
+                400,
+                "captcha_failed",
+                AuthCall::PasswordGrant,
+                400,
+                "captcha_failed",
+            ),
+            (
+                400,
+                "email_address_invalid",
+                AuthCall::Signup,
+                400,
+                "email_address_invalid",
+            ),
+            (
+                429,
+                "over_email_send_rate_limit",
+                AuthCall::Signup,
+                429,
+                "rate_limited",
+            ),
+            (
+                400,
+                "invalid_credentials",
+                AuthCall::PasswordGrant,
+                401,
+                "invalid_credentials",
+            ),
+            (
+                400,
+                "refresh_token_already_used",
+                AuthCall::RefreshGrant,
+                401,
+                "invalid_refresh_token",
+            ),
+            (
+                403,
+                "session_not_found",
+                AuthCall::User,
+                401,
+                "session_expired",
+            ),
             (404, "user_not_found", AuthCall::Admin, 404, "not_found"),
             (403, "insufficient_aal", AuthCall::User, 403, "mfa_required"),
-            (422, "a_code_from_the_future", AuthCall::Signup, 400, "auth_rejected"),
+            (
+                422,
+                "a_code_from_the_future",
+                AuthCall::Signup,
+                400,
+                "auth_rejected",
+            ),
             (418, "", AuthCall::Recover, 400, "auth_rejected"),
         ] {
             let e = failure(status, code).to_api_error(call);

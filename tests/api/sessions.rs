@@ -80,7 +80,9 @@ fn auth_error(status: u16, code: &str) -> ResponseTemplate {
 fn user_endpoint() -> Mock {
     Mock::given(method("GET"))
         .and(path("/auth/v1/user"))
-        .respond_with(ok_json(json!({"id": fixture_user_id(), "email": "ann@example.com"})))
+        .respond_with(ok_json(
+            json!({"id": fixture_user_id(), "email": "ann@example.com"}),
+        ))
 }
 
 /// `GET /rest/v1/categories` answering an empty list (an optional-auth route).
@@ -173,7 +175,10 @@ async fn ssr_round_trip_an_expired_ssr_session_is_refreshed_and_written_back_as_
         .collect();
     assert_eq!(
         ours.iter().map(|h| parse_set_cookie(h)).collect::<Vec<_>>(),
-        theirs.iter().map(|h| parse_set_cookie(h)).collect::<Vec<_>>(),
+        theirs
+            .iter()
+            .map(|h| parse_set_cookie(h))
+            .collect::<Vec<_>>(),
         "supagate's Set-Cookie headers are ssr's"
     );
     // The request was served with the new access token.
@@ -186,17 +191,24 @@ async fn ssr_round_trip_an_expired_ssr_session_is_refreshed_and_written_back_as_
             "description": "Set-Cookie headers supagate answered in ssr_round_trip_* (tests/api/sessions.rs); generate.mjs checks createServerClient reads them as the refreshed session",
             "set_cookie_headers": ours,
         });
-        std::fs::write(&recorded, serde_json::to_string_pretty(&doc).unwrap() + "\n").unwrap();
+        std::fs::write(
+            &recorded,
+            serde_json::to_string_pretty(&doc).unwrap() + "\n",
+        )
+        .unwrap();
     }
-    let checked: Value = serde_json::from_str(&std::fs::read_to_string(&recorded).unwrap()).unwrap();
+    let checked: Value =
+        serde_json::from_str(&std::fs::read_to_string(&recorded).unwrap()).unwrap();
     assert_eq!(
-        checked["set_cookie_headers"], json!(ours),
+        checked["set_cookie_headers"],
+        json!(ours),
         "what createServerClient was shown to read is what supagate writes today"
     );
 }
 
 #[tokio::test]
-async fn fifty_concurrent_requests_with_one_expired_session_make_one_refresh_and_get_one_new_session() {
+async fn fifty_concurrent_requests_with_one_expired_session_make_one_refresh_and_get_one_new_session(
+) {
     let new_access = fixture_token("valid_es256");
     let app = cookie_app(vec![
         refresh_grant()
@@ -219,16 +231,24 @@ async fn fifty_concurrent_requests_with_one_expired_session_make_one_refresh_and
         assert_eq!(res.status(), 200);
         written.push(set_cookies(res));
     }
-    assert!(written.iter().all(|w| *w == written[0]), "one identical new session");
+    assert!(
+        written.iter().all(|w| *w == written[0]),
+        "one identical new session"
+    );
     let (name, value, _) = parse_set_cookie(&written[0][0]);
     assert_eq!(name, COOKIE);
-    let stored: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(value.strip_prefix("base64-").unwrap()).unwrap())
-            .unwrap();
+    let stored: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(value.strip_prefix("base64-").unwrap())
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(stored["refresh_token"], "rt-new");
     let users = app.requests_to("GET", "/auth/v1/user").await;
     assert_eq!(users.len(), 50);
-    assert!(users.iter().all(|r| bearer_of(r) == format!("Bearer {new_access}")));
+    assert!(users
+        .iter()
+        .all(|r| bearer_of(r) == format!("Bearer {new_access}")));
     // `.expect(1)` on the refresh grant is verified when the mock server drops.
 }
 
@@ -247,17 +267,38 @@ async fn a_refused_refresh_signs_out_401_session_expired_on_protected_routes_ano
         .await;
         let cookie = cookie_of(&fixture_token("expired_es256"), &format!("rt-{code}"));
 
-        let res = app.get("/api/auth/user").header("cookie", &cookie).send().await.unwrap();
+        let res = app
+            .get("/api/auth/user")
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(deleted(&res), [COOKIE], "{code}: cookies cleared");
-        assert_eq!(res.headers()["www-authenticate"], "Bearer error=\"invalid_token\"");
+        assert_eq!(
+            res.headers()["www-authenticate"],
+            "Bearer error=\"invalid_token\""
+        );
         let (status, body) = json_of(res).await;
-        assert_eq!((status, error_code(&body)), (401, "session_expired"), "{code}");
+        assert_eq!(
+            (status, error_code(&body)),
+            (401, "session_expired"),
+            "{code}"
+        );
 
-        let res = app.get("/api/categories").header("cookie", &cookie).send().await.unwrap();
+        let res = app
+            .get("/api/categories")
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(deleted(&res), [COOKIE]);
         assert_eq!(res.status(), 200, "{code}: anonymous on an optional route");
         let rest = app.requests_to("GET", "/rest/v1/categories").await;
-        assert_eq!(bearer_of(&rest[0]), format!("Bearer {ANON_KEY}"), "as anonymous");
+        assert_eq!(
+            bearer_of(&rest[0]),
+            format!("Bearer {ANON_KEY}"),
+            "as anonymous"
+        );
     }
 }
 
@@ -274,7 +315,12 @@ async fn a_refresh_that_cannot_reach_auth_is_503_or_504_and_leaves_the_cookies_a
             s.upstream.request_timeout_ms = 500;
         })
         .await;
-        let res = app.get("/api/auth/user").header("cookie", &cookie).send().await.unwrap();
+        let res = app
+            .get("/api/auth/user")
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
         assert!(set_cookies(&res).is_empty(), "cookies untouched");
         assert_eq!(res.status(), want);
     }
@@ -284,7 +330,12 @@ async fn a_refresh_that_cannot_reach_auth_is_503_or_504_and_leaves_the_cookies_a
         s.supabase.url = "http://127.0.0.1:9".into();
     })
     .await;
-    let res = app.get("/api/auth/user").header("cookie", &cookie).send().await.unwrap();
+    let res = app
+        .get("/api/auth/user")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert!(set_cookies(&res).is_empty());
     assert_eq!(res.status(), 503);
 }
@@ -350,20 +401,23 @@ async fn a_session_about_to_expire_is_refreshed_ahead_and_served_as_is_if_that_f
 #[tokio::test]
 async fn a_broken_session_cookie_means_signed_out_and_is_cleared() {
     let app = cookie_app(vec![categories_endpoint()]).await;
-    let good = URL_SAFE_NO_PAD.encode(session_json(&fixture_token("valid_es256"), "rt").to_string());
-    let no_access = URL_SAFE_NO_PAD.encode(json!({"refresh_token": "r", "expires_at": 1}).to_string());
+    let good =
+        URL_SAFE_NO_PAD.encode(session_json(&fixture_token("valid_es256"), "rt").to_string());
+    let no_access =
+        URL_SAFE_NO_PAD.encode(json!({"refresh_token": "r", "expires_at": 1}).to_string());
     let cases: Vec<(&str, String)> = vec![
         ("bad base64", format!("{COOKIE}=base64-%%%")),
         ("not JSON", format!("{COOKIE}=%7B%22nope")),
         (
             "missing chunk",
-            format!("{COOKIE}.0=base64-{}; {COOKIE}.2={}", &good[..40], &good[80..]),
+            format!(
+                "{COOKIE}.0=base64-{}; {COOKIE}.2={}",
+                &good[..40],
+                &good[80..]
+            ),
         ),
         ("no access token", format!("{COOKIE}=base64-{no_access}")),
-        (
-            "base64l (ssr 0.6.0)",
-            format!("{COOKIE}=base64l-1k-{good}"),
-        ),
+        ("base64l (ssr 0.6.0)", format!("{COOKIE}=base64l-1k-{good}")),
         (
             "token fails verification",
             cookie_of(&fixture_token("tampered_payload_es256"), "rt"),
@@ -374,13 +428,23 @@ async fn a_broken_session_cookie_means_signed_out_and_is_cleared() {
             .split("; ")
             .map(|c| c.split('=').next().unwrap().to_owned())
             .collect();
-        let res = app.get("/api/auth/user").header("cookie", cookie).send().await.unwrap();
+        let res = app
+            .get("/api/auth/user")
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(deleted(&res), sent, "{what}: cleared");
         assert_eq!(res.headers()["www-authenticate"], "Bearer");
         let (status, body) = json_of(res).await;
         assert_eq!((status, error_code(&body)), (401, "unauthorized"), "{what}");
 
-        let res = app.get("/api/categories").header("cookie", cookie).send().await.unwrap();
+        let res = app
+            .get("/api/categories")
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(deleted(&res), sent, "{what}: cleared");
         assert_eq!(res.status(), 200, "{what}: anonymous");
     }
@@ -418,7 +482,10 @@ async fn logout_refreshes_an_expired_cookie_session_first_revokes_it_and_clears_
     .await;
     let res = app
         .post("/api/auth/logout")
-        .header("cookie", cookie_of(&fixture_token("expired_es256"), "rt-old"))
+        .header(
+            "cookie",
+            cookie_of(&fixture_token("expired_es256"), "rt-old"),
+        )
         .send()
         .await
         .unwrap();
@@ -430,7 +497,10 @@ async fn logout_refreshes_an_expired_cookie_session_first_revokes_it_and_clears_
 #[tokio::test]
 async fn logout_passes_its_scope_and_keeps_the_cookies_for_others() {
     let token = fixture_token("valid_es256");
-    let app = cookie_app(vec![logout_endpoint().respond_with(ResponseTemplate::new(204))]).await;
+    let app = cookie_app(vec![
+        logout_endpoint().respond_with(ResponseTemplate::new(204))
+    ])
+    .await;
     for (scope, cleared) in [("local", true), ("others", false), ("global", true)] {
         let res = app
             .post(&format!("/api/auth/logout?scope={scope}"))
@@ -461,7 +531,10 @@ async fn logout_passes_its_scope_and_keeps_the_cookies_for_others() {
 async fn logout_that_auth_cannot_do_is_503_or_504_and_keeps_the_cookies() {
     let token = fixture_token("valid_es256");
     for (upstream, want) in [(503, 503), (504, 504), (500, 502)] {
-        let app = cookie_app(vec![logout_endpoint().respond_with(ResponseTemplate::new(upstream))]).await;
+        let app = cookie_app(vec![
+            logout_endpoint().respond_with(ResponseTemplate::new(upstream))
+        ])
+        .await;
         let res = app
             .post("/api/auth/logout")
             .header("cookie", cookie_of(&token, "rt"))
@@ -469,11 +542,17 @@ async fn logout_that_auth_cannot_do_is_503_or_504_and_keeps_the_cookies() {
             .await
             .unwrap();
         assert_eq!(res.status(), want);
-        assert!(set_cookies(&res).is_empty(), "{upstream}: not revoked, cookies kept");
+        assert!(
+            set_cookies(&res).is_empty(),
+            "{upstream}: not revoked, cookies kept"
+        );
     }
     // Already revoked (403), user gone (404), bad JWT (401): logged out all the same.
     for upstream in [401, 403, 404] {
-        let app = cookie_app(vec![logout_endpoint().respond_with(auth_error(upstream, "session_not_found"))]).await;
+        let app = cookie_app(vec![
+            logout_endpoint().respond_with(auth_error(upstream, "session_not_found"))
+        ])
+        .await;
         let res = app
             .post("/api/auth/logout")
             .header("cookie", cookie_of(&token, "rt"))
@@ -489,12 +568,17 @@ async fn logout_that_auth_cannot_do_is_503_or_504_and_keeps_the_cookies() {
 async fn logout_of_a_session_that_already_ended_clears_the_cookies() {
     let app = cookie_app(vec![
         refresh_grant().respond_with(auth_error(400, "refresh_token_not_found")),
-        logout_endpoint().respond_with(ResponseTemplate::new(204)).expect(0),
+        logout_endpoint()
+            .respond_with(ResponseTemplate::new(204))
+            .expect(0),
     ])
     .await;
     let res = app
         .post("/api/auth/logout")
-        .header("cookie", cookie_of(&fixture_token("expired_es256"), "rt-dead"))
+        .header(
+            "cookie",
+            cookie_of(&fixture_token("expired_es256"), "rt-dead"),
+        )
         .send()
         .await
         .unwrap();
@@ -507,10 +591,26 @@ async fn logout_of_a_session_that_already_ended_clears_the_cookies() {
 /// Every Auth call made for a client: (route, method, upstream path, body).
 fn auth_routes() -> Vec<(&'static str, &'static str, Value)> {
     vec![
-        ("/api/auth/login", "/auth/v1/token", json!({"email": "ann@example.com", "password": "pw"})),
-        ("/api/auth/register", "/auth/v1/signup", json!({"email": "ann@example.com", "password": "pw"})),
-        ("/api/auth/refresh", "/auth/v1/token", json!({"refresh_token": "rt-body"})),
-        ("/api/auth/recover", "/auth/v1/recover", json!({"email": "ann@example.com"})),
+        (
+            "/api/auth/login",
+            "/auth/v1/token",
+            json!({"email": "ann@example.com", "password": "pw"}),
+        ),
+        (
+            "/api/auth/register",
+            "/auth/v1/signup",
+            json!({"email": "ann@example.com", "password": "pw"}),
+        ),
+        (
+            "/api/auth/refresh",
+            "/auth/v1/token",
+            json!({"refresh_token": "rt-body"}),
+        ),
+        (
+            "/api/auth/recover",
+            "/auth/v1/recover",
+            json!({"email": "ann@example.com"}),
+        ),
         ("/api/auth/logout", "/auth/v1/logout", Value::Null),
         ("/api/auth/user", "/auth/v1/user", Value::Null),
     ]
@@ -536,9 +636,15 @@ async fn call_route(app: &TestApp, route: &str, body: &Value) -> reqwest::Respon
 async fn every_auth_call_carries_the_client_ip_the_rate_limiter_uses_as_sb_forwarded_for() {
     let session = session_json(&fixture_token("valid_es256"), "rt");
     let answers = vec![
-        Mock::given(method("POST")).and(path("/auth/v1/token")).respond_with(ok_json(session.clone())),
-        Mock::given(method("POST")).and(path("/auth/v1/signup")).respond_with(ok_json(session)),
-        Mock::given(method("POST")).and(path("/auth/v1/recover")).respond_with(ok_json(json!({}))),
+        Mock::given(method("POST"))
+            .and(path("/auth/v1/token"))
+            .respond_with(ok_json(session.clone())),
+        Mock::given(method("POST"))
+            .and(path("/auth/v1/signup"))
+            .respond_with(ok_json(session)),
+        Mock::given(method("POST"))
+            .and(path("/auth/v1/recover"))
+            .respond_with(ok_json(json!({}))),
         logout_endpoint().respond_with(ResponseTemplate::new(204)),
         user_endpoint(),
     ];
@@ -551,7 +657,11 @@ async fn every_auth_call_carries_the_client_ip_the_rate_limiter_uses_as_sb_forwa
         let res = call_route(&app, route, &body).await;
         assert!(res.status().is_success(), "{route}: {}", res.status());
         let sent = app.all_upstream_requests().await;
-        let last = sent.iter().rev().find(|r| r.url.path() == upstream).unwrap();
+        let last = sent
+            .iter()
+            .rev()
+            .find(|r| r.url.path() == upstream)
+            .unwrap();
         assert_eq!(sbff(last).as_deref(), Some("203.0.113.7"), "{route}");
     }
     // Without a trusted proxy the peer is the client; a forged header changes nothing.
@@ -559,7 +669,12 @@ async fn every_auth_call_carries_the_client_ip_the_rate_limiter_uses_as_sb_forwa
         .and(path("/auth/v1/recover"))
         .respond_with(ok_json(json!({})))])
     .await;
-    call_route(&app, "/api/auth/recover", &json!({"email": "a@example.com"})).await;
+    call_route(
+        &app,
+        "/api/auth/recover",
+        &json!({"email": "a@example.com"}),
+    )
+    .await;
     let sent = app.requests_to("POST", "/auth/v1/recover").await;
     assert_eq!(sbff(&sent[0]).as_deref(), Some("127.0.0.1"));
 }
@@ -570,16 +685,28 @@ async fn auths_429_is_429_rate_limited_with_retry_after_on_every_auth_route_reco
         .insert_header("retry-after", "17")
         .set_body_json(json!({"code": "over_request_rate_limit", "message": "slow down"}));
     let app = cookie_app_with(
-        vec![Mock::given(wiremock::matchers::path_regex("^/auth/v1/(token|signup|recover|logout|user)$"))
-            .respond_with(limited)],
+        vec![Mock::given(wiremock::matchers::path_regex(
+            "^/auth/v1/(token|signup|recover|logout|user)$",
+        ))
+        .respond_with(limited)],
         |s| s.rate_limit.enabled = false,
     )
     .await;
     for (route, _, body) in auth_routes() {
         let res = call_route(&app, route, &body).await;
-        assert_eq!(res.headers().get("retry-after").map(|v| v.to_str().unwrap()), Some("17"), "{route}");
+        assert_eq!(
+            res.headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap()),
+            Some("17"),
+            "{route}"
+        );
         let (status, body) = json_of(res).await;
-        assert_eq!((status, error_code(&body)), (429, "rate_limited"), "{route}");
+        assert_eq!(
+            (status, error_code(&body)),
+            (429, "rate_limited"),
+            "{route}"
+        );
     }
 }
 
@@ -588,20 +715,92 @@ async fn auths_429_is_429_rate_limited_with_retry_after_on_every_auth_route_reco
 #[tokio::test]
 async fn auth_client_errors_stay_4xx_with_a_stable_code_and_401s_carry_a_challenge() {
     let cases = [
-        ("/auth/v1/signup", "/api/auth/register", 400, "email_provider_disabled", 403, "provider_disabled"),
-        ("/auth/v1/signup", "/api/auth/register", 422, "signup_disabled", 403, "signup_disabled"),
-        ("/auth/v1/signup", "/api/auth/register", 400, "captcha_failed", 400, "captcha_failed"),
-        ("/auth/v1/signup", "/api/auth/register", 400, "email_address_invalid", 400, "email_address_invalid"),
-        ("/auth/v1/signup", "/api/auth/register", 429, "over_email_send_rate_limit", 429, "rate_limited"),
-        ("/auth/v1/token", "/api/auth/login", 422, "phone_provider_disabled", 403, "provider_disabled"),
-        ("/auth/v1/token", "/api/auth/login", 400, "captcha_failed", 400, "captcha_failed"),
-        ("/auth/v1/token", "/api/auth/login", 400, "invalid_credentials", 401, "invalid_credentials"),
-        ("/auth/v1/token", "/api/auth/login", 422, "code_from_a_newer_auth", 400, "auth_rejected"),
-        ("/auth/v1/token", "/api/auth/login", 409, "", 400, "auth_rejected"),
+        (
+            "/auth/v1/signup",
+            "/api/auth/register",
+            400,
+            "email_provider_disabled",
+            403,
+            "provider_disabled",
+        ),
+        (
+            "/auth/v1/signup",
+            "/api/auth/register",
+            422,
+            "signup_disabled",
+            403,
+            "signup_disabled",
+        ),
+        (
+            "/auth/v1/signup",
+            "/api/auth/register",
+            400,
+            "captcha_failed",
+            400,
+            "captcha_failed",
+        ),
+        (
+            "/auth/v1/signup",
+            "/api/auth/register",
+            400,
+            "email_address_invalid",
+            400,
+            "email_address_invalid",
+        ),
+        (
+            "/auth/v1/signup",
+            "/api/auth/register",
+            429,
+            "over_email_send_rate_limit",
+            429,
+            "rate_limited",
+        ),
+        (
+            "/auth/v1/token",
+            "/api/auth/login",
+            422,
+            "phone_provider_disabled",
+            403,
+            "provider_disabled",
+        ),
+        (
+            "/auth/v1/token",
+            "/api/auth/login",
+            400,
+            "captcha_failed",
+            400,
+            "captcha_failed",
+        ),
+        (
+            "/auth/v1/token",
+            "/api/auth/login",
+            400,
+            "invalid_credentials",
+            401,
+            "invalid_credentials",
+        ),
+        (
+            "/auth/v1/token",
+            "/api/auth/login",
+            422,
+            "code_from_a_newer_auth",
+            400,
+            "auth_rejected",
+        ),
+        (
+            "/auth/v1/token",
+            "/api/auth/login",
+            409,
+            "",
+            400,
+            "auth_rejected",
+        ),
     ];
     for (upstream, route, status, code, want_status, want_code) in cases {
         let app = cookie_app_with(
-            vec![Mock::given(method("POST")).and(path(upstream)).respond_with(auth_error(status, code))],
+            vec![Mock::given(method("POST"))
+                .and(path(upstream))
+                .respond_with(auth_error(status, code))],
             |s| s.rate_limit.enabled = false,
         )
         .await;
@@ -615,7 +814,11 @@ async fn auth_client_errors_stay_4xx_with_a_stable_code_and_401s_carry_a_challen
             assert_eq!(res.headers()["www-authenticate"], "Bearer", "{code}");
         }
         let (got, body) = json_of(res).await;
-        assert_eq!((got, error_code(&body)), (want_status, want_code), "{status} {code}");
+        assert_eq!(
+            (got, error_code(&body)),
+            (want_status, want_code),
+            "{status} {code}"
+        );
     }
 }
 
@@ -625,7 +828,12 @@ async fn auth_client_errors_stay_4xx_with_a_stable_code_and_401s_carry_a_challen
 async fn eddsa_and_rs512_tokens_verify_and_each_key_verifies_only_its_own_algorithm() {
     let app = cookie_app(vec![user_endpoint()]).await;
     for name in ["valid_eddsa", "valid_rs512", "valid_es256", "valid_rs256"] {
-        let res = app.get("/api/auth/user").bearer_auth(fixture_token(name)).send().await.unwrap();
+        let res = app
+            .get("/api/auth/user")
+            .bearer_auth(fixture_token(name))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200, "{name}");
     }
     let res = app
