@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use crate::auth::cookie::NO_STORE;
 use crate::auth::extract::FromCookie;
 use crate::auth::refresh::{stored_session, RefreshOutcome};
-use crate::auth::{Caller, User};
+use crate::auth::{Identity, User};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::supabase::gotrue::{AuthCall, AuthError, ForClient, LogoutScope};
@@ -234,7 +234,7 @@ pub async fn refresh(
     // A cookie that is no session counts as no cookie (and is cleared).
     let (refresh_token, from_cookie) = match from_body {
         Some(token) => (token, false),
-        None => match state.session_cookie.read(&req).map(|p| p.session) {
+        None => match state.session_cookie.read(&req) {
             Some(Ok(Some(session))) => (session.refresh_token, true),
             unusable => {
                 if matches!(unusable, Some(Err(_))) {
@@ -305,17 +305,17 @@ pub async fn logout(
     req: HttpRequest,
     state: web::Data<AppState>,
     query: web::Query<LogoutQuery>,
-    caller: Caller,
+    identity: Identity,
 ) -> ApiResult<HttpResponse> {
     let scope = query.scope;
     let mut res = HttpResponse::NoContent();
     token_headers(&mut res);
-    let user = match caller {
-        Caller::User(user) => user,
+    let user = match identity {
+        Identity::User(user) => user,
         // A cookie session that is already over (unreadable, or its refresh was refused):
         // its cookies are being cleared, which is all a logout could still do.
-        Caller::SignedOut { .. } => return Ok(res.finish()),
-        Caller::Anonymous => return Err(ApiError::unauthorized()),
+        Identity::SignedOut { .. } => return Ok(res.finish()),
+        Identity::Anonymous => return Err(ApiError::unauthorized()),
     };
     match state
         .supabase

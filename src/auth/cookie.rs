@@ -237,14 +237,6 @@ pub struct SessionCookie {
     pub options: CookieOptions,
 }
 
-/// The session cookies a request carries.
-pub struct PresentedCookies {
-    /// Names of every `<name>` / `<name>.N` cookie sent, so a write can expire the rest.
-    pub names: Vec<String>,
-    /// What they decode to; `Ok(None)` when all of them are empty.
-    pub session: Result<Option<CookieSession>, CookieError>,
-}
-
 /// A cookie change scheduled on a request, applied once to its response.
 #[derive(Clone)]
 struct Scheduled {
@@ -266,24 +258,31 @@ impl SessionCookie {
         }
     }
 
-    /// The session cookies of `req`; `None` when it carries none at all.
-    pub fn read(&self, req: &HttpRequest) -> Option<PresentedCookies> {
+    /// The session in `req`'s cookies: `None` when it carries no session cookie at all,
+    /// `Some(Ok(None))` when they are all empty, `Some(Err(_))` when they are no session.
+    pub fn read(&self, req: &HttpRequest) -> Option<Result<Option<CookieSession>, CookieError>> {
         let headers: Vec<&str> = req
             .headers()
             .get_all(COOKIE)
             .filter_map(|v| v.to_str().ok())
             .collect();
-        let names: Vec<String> = headers
+        let present = headers
             .iter()
             .flat_map(|h| cookie_pairs(h))
+            .any(|(name, _)| is_session_cookie(&self.name, name));
+        present.then(|| read_session(&self.name, headers.iter().flat_map(|h| cookie_pairs(h))))
+    }
+
+    /// Names of every `<name>` / `<name>.N` cookie `req` carries, so a write can expire the
+    /// ones it does not overwrite.
+    pub fn names(&self, req: &HttpRequest) -> Vec<String> {
+        req.headers()
+            .get_all(COOKIE)
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(cookie_pairs)
             .filter(|(name, _)| is_session_cookie(&self.name, name))
             .map(|(name, _)| name.to_owned())
-            .collect();
-        if names.is_empty() {
-            return None;
-        }
-        let session = read_session(&self.name, headers.iter().flat_map(|h| cookie_pairs(h)));
-        Some(PresentedCookies { names, session })
+            .collect()
     }
 
     /// Schedules `session_json` (Auth's session object) to be written on the response.
@@ -391,10 +390,7 @@ pub fn apply_scheduled<B>(res: &mut ServiceResponse<B>) {
         return;
     };
     let cookie = &scheduled.cookie;
-    let present = cookie
-        .read(res.request())
-        .map(|p| p.names)
-        .unwrap_or_default();
+    let present = cookie.names(res.request());
     let cookies = match &scheduled.store {
         Some(json) => cookie.session_cookies(json, &present),
         None => cookie.clear_cookies(&present),

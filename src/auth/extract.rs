@@ -19,8 +19,9 @@ use crate::middleware::LoggedUser;
 use crate::state::AppState;
 use crate::supabase::gotrue::ForClient;
 
-/// What a request's credentials came to.
-pub enum Caller {
+/// Who a request is from, as its credentials came out (not `postgrest::Caller`, which says
+/// whose rights a PostgREST call uses).
+pub enum Identity {
     /// No credentials at all.
     Anonymous,
     /// A session cookie was sent but is no session: unreadable, its access token failed
@@ -72,30 +73,30 @@ fn unix_now() -> i64 {
 }
 
 /// Works out who is calling; schedules cookie writes and deletions on the request.
-pub async fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
+pub async fn authenticate(req: &HttpRequest) -> Result<Identity, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::internal("application state missing"))?;
     if let Some(token) = bearer_token(req) {
         let user = state.verifier.verify(token?).await?;
         req.extensions_mut().insert(LoggedUser(user.id));
-        return Ok(Caller::User(user));
+        return Ok(Identity::User(user));
     }
     let cookie = &state.session_cookie;
     let Some(presented) = cookie.read(req) else {
-        return Ok(Caller::Anonymous);
+        return Ok(Identity::Anonymous);
     };
-    let session = match presented.session {
+    let session = match presented {
         Ok(Some(session)) => session,
-        Ok(None) => return Ok(Caller::Anonymous),
+        Ok(None) => return Ok(Identity::Anonymous),
         Err(e) => {
             log::debug!("session cookie is no session: {e}");
             cookie.clear(req);
-            return Ok(Caller::SignedOut { ended: false });
+            return Ok(Identity::SignedOut { ended: false });
         }
     };
     let caller = cookie_caller(req, state, session).await?;
-    if let Caller::User(user) = &caller {
+    if let Identity::User(user) = &caller {
         let mut ext = req.extensions_mut();
         ext.insert(LoggedUser(user.id));
         ext.insert(FromCookie);
@@ -107,7 +108,7 @@ async fn cookie_caller(
     req: &HttpRequest,
     state: &AppState,
     session: CookieSession,
-) -> Result<Caller, ApiError> {
+) -> Result<Identity, ApiError> {
     let cookie = &state.session_cookie;
     let margin = i64::try_from(state.settings.auth.refresh_margin_secs).unwrap_or(i64::MAX);
     match state.verifier.verify(&session.access_token).await {
@@ -119,20 +120,20 @@ async fn cookie_caller(
                     match state.verifier.verify(&new.access_token).await {
                         Ok(new_user) => {
                             cookie.store(req, new.session_json.clone());
-                            Ok(Caller::User(new_user))
+                            Ok(Identity::User(new_user))
                         }
                         Err(e) => {
                             // The new refresh token is live: the browser must get it anyway.
                             cookie.store(req, new.session_json.clone());
                             log::warn!("refreshed access token failed verification: {}", e.code());
-                            Ok(Caller::User(user))
+                            Ok(Identity::User(user))
                         }
                     }
                 }
-                RefreshOutcome::Ended | RefreshOutcome::Transient(_) => Ok(Caller::User(user)),
+                RefreshOutcome::Ended | RefreshOutcome::Transient(_) => Ok(Identity::User(user)),
             }
         }
-        Ok(user) => Ok(Caller::User(user)),
+        Ok(user) => Ok(Identity::User(user)),
         // JWKS not loaded yet and the like: nothing is known about the session.
         Err(e) if e.status().is_server_error() => Err(e),
         Err(e) if e.code() == "token_expired" && cookie.write => {
@@ -140,7 +141,7 @@ async fn cookie_caller(
                 RefreshOutcome::Refreshed(new) => {
                     cookie.store(req, new.session_json.clone());
                     match state.verifier.verify(&new.access_token).await {
-                        Ok(user) => Ok(Caller::User(user)),
+                        Ok(user) => Ok(Identity::User(user)),
                         Err(e) if e.status().is_server_error() => Err(e),
                         Err(e) => Err(ApiError::upstream_error(format!(
                             "auth: refreshed access token failed verification: {}",
@@ -150,7 +151,7 @@ async fn cookie_caller(
                 }
                 RefreshOutcome::Ended => {
                     cookie.clear(req);
-                    Ok(Caller::SignedOut { ended: true })
+                    Ok(Identity::SignedOut { ended: true })
                 }
                 // Auth did not decide: the cookies stay as they are.
                 RefreshOutcome::Transient(t) => Err(t.to_api_error()),
@@ -159,7 +160,7 @@ async fn cookie_caller(
         Err(e) => {
             log::debug!("session cookie's access token rejected: {}", e.code());
             cookie.clear(req);
-            Ok(Caller::SignedOut { ended: false })
+            Ok(Identity::SignedOut { ended: false })
         }
     }
 }
@@ -187,7 +188,7 @@ pub async fn refresh(req: &HttpRequest, state: &AppState, refresh_token: &str) -
 
 type Fut<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
 
-impl FromRequest for Caller {
+impl FromRequest for Identity {
     type Error = ApiError;
     type Future = Fut<Self>;
 
@@ -197,12 +198,14 @@ impl FromRequest for Caller {
     }
 }
 
-impl Caller {
+impl Identity {
     fn required(self) -> Result<AuthUser, ApiError> {
         match self {
-            Caller::User(user) => Ok(user),
-            Caller::SignedOut { ended: true } => Err(ApiError::session_expired()),
-            Caller::SignedOut { ended: false } | Caller::Anonymous => Err(ApiError::unauthorized()),
+            Identity::User(user) => Ok(user),
+            Identity::SignedOut { ended: true } => Err(ApiError::session_expired()),
+            Identity::SignedOut { ended: false } | Identity::Anonymous => {
+                Err(ApiError::unauthorized())
+            }
         }
     }
 }
@@ -215,8 +218,8 @@ impl FromRequest for MaybeUser {
         let req = req.clone();
         Box::pin(async move {
             Ok(MaybeUser(match authenticate(&req).await? {
-                Caller::User(user) => Some(user),
-                Caller::Anonymous | Caller::SignedOut { .. } => None,
+                Identity::User(user) => Some(user),
+                Identity::Anonymous | Identity::SignedOut { .. } => None,
             }))
         })
     }

@@ -1127,6 +1127,30 @@ async fn no_token_or_password_reaches_the_log() {
         .await
         .unwrap();
     assert_eq!(res.status(), 204);
+    // A server-side refresh of an expired cookie session, and a broken cookie.
+    let cookie_refresh = "cookie-refresh-secret-abc";
+    let expired_session = session_body(&fixture_token("expired_es256"), cookie_refresh).to_string();
+    let res = client
+        .get(process.url("/api/auth/user"))
+        .header(
+            "cookie",
+            format!(
+                "sb-127-auth-token=base64-{}",
+                URL_SAFE_NO_PAD.encode(&expired_session)
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().contains_key("set-cookie"), "refreshed");
+    let res = client
+        .get(process.url("/api/auth/user"))
+        .header("cookie", format!("sb-127-auth-token={cookie_refresh}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let lines = process.drain_log();
     assert!(
@@ -1144,6 +1168,7 @@ async fn no_token_or_password_reaches_the_log() {
         for secret in [
             password,
             refresh,
+            cookie_refresh,
             signature,
             &expired_sig,
             ANON_KEY,

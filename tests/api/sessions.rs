@@ -396,6 +396,33 @@ async fn a_session_about_to_expire_is_refreshed_ahead_and_served_as_is_if_that_f
     assert_eq!(bearer_of(&users[1]), format!("Bearer {soon}"));
 }
 
+#[tokio::test]
+async fn a_cookie_session_auth_says_is_gone_is_401_session_expired_and_cleared() {
+    let app = cookie_app(vec![Mock::given(method("GET"))
+        .and(path("/auth/v1/user"))
+        .respond_with(auth_error(403, "session_not_found"))])
+    .await;
+    let res = app
+        .get("/api/auth/user")
+        .header("cookie", cookie_of(&fixture_token("valid_es256"), "rt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted(&res), [COOKIE]);
+    let (status, body) = json_of(res).await;
+    assert_eq!((status, error_code(&body)), (401, "session_expired"));
+    // The same answer for a bearer token leaves cookies alone (none were the credential).
+    let res = app
+        .get("/api/auth/user")
+        .bearer_auth(fixture_token("valid_es256"))
+        .header("cookie", cookie_of(&fixture_token("valid_es256"), "rt"))
+        .send()
+        .await
+        .unwrap();
+    assert!(set_cookies(&res).is_empty());
+    assert_eq!(res.status(), 401);
+}
+
 // ---- 2. broken cookies ----
 
 #[tokio::test]
