@@ -150,6 +150,7 @@ async fn ssr_round_trip_an_expired_ssr_session_is_refreshed_and_written_back_as_
             .and(body_json(json!({"refresh_token": "q5vdmm2xzz3k"})))
             .and(header("apikey", ANON_KEY))
             .and(header("x-supabase-api-version", "2024-01-01"))
+            .and(header("sb-forwarded-for", "127.0.0.1"))
             .respond_with(ResponseTemplate::new(200).set_body_raw(answer_text, "application/json"))
             .expect(1),
         user_endpoint(),
@@ -244,6 +245,12 @@ async fn fifty_concurrent_requests_with_one_expired_session_make_one_refresh_and
     )
     .unwrap();
     assert_eq!(stored["refresh_token"], "rt-new");
+    let grants = app.requests_to("POST", "/auth/v1/token").await;
+    assert_eq!(
+        sbff(&grants[0]).as_deref(),
+        Some("127.0.0.1"),
+        "the client's IP"
+    );
     let users = app.requests_to("GET", "/auth/v1/user").await;
     assert_eq!(users.len(), 50);
     assert!(users
