@@ -147,13 +147,14 @@ fn decode_percent(raw: &str) -> Result<String, CookieError> {
 pub fn decode_value(value: &str) -> Result<CookieSession, CookieError> {
     let json = match value.strip_prefix(BASE64_PREFIX) {
         Some(b64) => {
-            let compact: String = b64
-                .chars()
-                .filter(|c| *c != '=' && !c.is_ascii_whitespace())
-                .collect();
-            let bytes = URL_SAFE_NO_PAD
-                .decode(compact)
-                .map_err(|_| CookieError::BadBase64)?;
+            // ssr writes no padding or whitespace: copy only when someone else did.
+            let skipped = |c: char| c == '=' || c.is_ascii_whitespace();
+            let bytes = if b64.contains(skipped) {
+                URL_SAFE_NO_PAD.decode(b64.replace(skipped, ""))
+            } else {
+                URL_SAFE_NO_PAD.decode(b64)
+            }
+            .map_err(|_| CookieError::BadBase64)?;
             String::from_utf8(bytes).map_err(|_| CookieError::BadEncoding)?
         }
         None => value.to_owned(),
