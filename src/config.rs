@@ -177,6 +177,22 @@ pub struct AuthSettings {
     pub jwks_min_refetch_interval_secs: u64,
     /// Verified tokens remembered until their `exp` (0 disables the cache).
     pub token_cache_entries: usize,
+    /// A cookie session whose access token expires within this is refreshed on the server
+    /// (auth-js's `EXPIRY_MARGIN_MS` is 90 s).
+    #[serde(default = "default_refresh_margin_secs")]
+    pub refresh_margin_secs: u64,
+    /// How long the outcome of a server-side refresh is reused for requests carrying the
+    /// same refresh token (Auth's refresh-token reuse interval is 10 s on the platform).
+    #[serde(default = "default_refresh_reuse_secs")]
+    pub refresh_reuse_secs: u64,
+}
+
+fn default_refresh_margin_secs() -> u64 {
+    90
+}
+
+fn default_refresh_reuse_secs() -> u64 {
+    10
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -104,6 +104,17 @@ impl ApiError {
         e.0.extra = Extra::BearerChallenge("invalid_token");
         e
     }
+    /// Auth refused credentials the caller sent in the body (a wrong password, a spent
+    /// refresh token): 401 with a plain `Bearer` challenge, since every 401 carries one.
+    pub fn auth_failed(code: &'static str, message: impl Into<Message>) -> Self {
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, code, message);
+        e.0.extra = Extra::BearerChallenge("");
+        e
+    }
+    /// The session behind the credentials has ended (refresh refused, revoked upstream).
+    pub fn session_expired() -> Self {
+        Self::invalid_token("session_expired", "The session has ended; sign in again")
+    }
     /// A 401 from an upstream login flow (wrong password, bad refresh token): no challenge
     /// about the bearer, since the caller did not send one.
     pub fn unauthenticated(code: &'static str, message: impl Into<Message>) -> Self {

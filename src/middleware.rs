@@ -95,6 +95,9 @@ pub async fn request_context(
         )
     })?;
 
+    // A session refreshed or ended while serving this request reaches the browser whatever
+    // the handler answered.
+    crate::auth::cookie::apply_scheduled(&mut res);
     let headers = res.headers_mut();
     if let Some(value) = id_header.clone() {
         headers.insert(REQUEST_ID, value);

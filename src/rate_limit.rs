@@ -120,26 +120,38 @@ impl ClientLimiter {
         }
     }
 
-    /// Counts this request against `bucket` for its client IP; 429 with `Retry-After` when
-    /// the bucket is empty.
-    pub async fn check(&self, req: &HttpRequest, bucket: &str) -> Result<(), ApiError> {
-        let Some(limiter) = &self.limiter else {
-            return Ok(());
-        };
+    /// The client IP of `req` (trusted proxies honoured): the key of every limit, and what
+    /// Auth calls made for this client send as `Sb-Forwarded-For`.
+    pub fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
         let xff: Vec<&str> = req
             .headers()
             .get_all("x-forwarded-for")
             .filter_map(|v| v.to_str().ok())
             .collect();
-        let ip = client_ip(req.peer_addr(), &xff.join(","), &self.trusted);
+        client_ip(req.peer_addr(), &xff.join(","), &self.trusted)
+    }
+
+    /// Counts this request against `bucket` for its client IP; 429 with `Retry-After` when
+    /// the bucket is empty.
+    pub async fn check(&self, req: &HttpRequest, bucket: &str) -> Result<(), ApiError> {
+        match self.decide(req, bucket).await {
+            Decision::Allowed => Ok(()),
+            Decision::Limited { retry_after_secs } => Err(ApiError::rate_limited(retry_after_secs)),
+        }
+    }
+
+    /// [`ClientLimiter::check`] as a decision, for callers that do not answer at once (the
+    /// server-side session refresh shares its outcome with concurrent requests).
+    pub async fn decide(&self, req: &HttpRequest, bucket: &str) -> Decision {
+        let Some(limiter) = &self.limiter else {
+            return Decision::Allowed;
+        };
+        let ip = self.client_ip(req);
         let key = format!(
             "{bucket}:{}",
             ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string())
         );
-        match limiter.hit(&key).await {
-            Decision::Allowed => Ok(()),
-            Decision::Limited { retry_after_secs } => Err(ApiError::rate_limited(retry_after_secs)),
-        }
+        limiter.hit(&key).await
     }
 }
 

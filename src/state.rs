@@ -1,8 +1,10 @@
 //! What every handler can reach: settings and the upstream clients, built once at start-up.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::auth::cookie::SessionCookie;
+use crate::auth::refresh::Refresher;
 use crate::auth::Verifier;
 use crate::config::Settings;
 use crate::rate_limit::ClientLimiter;
@@ -16,6 +18,8 @@ pub struct AppState {
     /// Per-client-IP limits on the unauthenticated Auth routes.
     pub limiter: Arc<ClientLimiter>,
     pub session_cookie: Arc<SessionCookie>,
+    /// Server-side refreshes of cookie sessions, one per refresh token at a time.
+    pub refresher: Arc<Refresher>,
 }
 
 impl AppState {
@@ -29,7 +33,11 @@ impl AppState {
             &settings.server.trusted_proxies,
         ));
         let session_cookie = Arc::new(SessionCookie::from_settings(&settings));
+        let refresher = Arc::new(Refresher::new(Duration::from_secs(
+            settings.auth.refresh_reuse_secs,
+        )));
         Ok(Self {
+            refresher,
             settings: Arc::new(settings),
             supabase,
             verifier,

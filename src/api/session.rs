@@ -1,5 +1,6 @@
 //! `/api/auth/*`: register, login, refresh, logout, user, recover — forwarded to Supabase
-//! Auth with our validation, rate limits, error mapping (API.md) and `@supabase/ssr` cookies.
+//! Auth with our validation, rate limits, the client's IP (`Sb-Forwarded-For`), Auth's error
+//! table (`supabase::gotrue`) and `@supabase/ssr` cookies (`auth::cookie`).
 
 use actix_web::error::JsonPayloadError;
 use actix_web::http::header::{self, HeaderValue};
@@ -8,17 +9,21 @@ use garde::Validate;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::auth::cookie::{clear_cookies, session_cookies};
-use crate::auth::extract::{cookie_session, present_session_cookies};
-use crate::auth::User;
+use crate::auth::cookie::NO_STORE;
+use crate::auth::extract::FromCookie;
+use crate::auth::refresh::{stored_session, RefreshOutcome};
+use crate::auth::{Identity, User};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::supabase::gotrue::{AuthError, AuthFailure};
+use crate::supabase::gotrue::{AuthCall, AuthError, ForClient, LogoutScope};
 
 /// `data` becomes user_metadata, which lands in every access token: keep it small.
 const MAX_DATA_BYTES: usize = 4096;
-/// What `@supabase/ssr` sends with auth cookies; also keeps tokens out of every cache.
-const NO_STORE: &str = "private, no-cache, no-store, must-revalidate, max-age=0";
+
+/// The client an Auth call is made for (its IP goes out as `Sb-Forwarded-For`).
+fn for_client(req: &HttpRequest, state: &AppState) -> ForClient {
+    ForClient(state.limiter.client_ip(req))
+}
 
 #[derive(Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -69,6 +74,17 @@ pub struct RecoverBody {
     email: String,
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LogoutQuery {
+    /// Which sessions end: `global` (every session of the user, the default, as in Auth and
+    /// auth-js), `local` (this one) or `others` (all but this one; the cookies stay).
+    #[serde(default)]
+    #[param(inline)]
+    scope: LogoutScope,
+}
+
 /// `POST /api/auth/register` → 201 `{user, session}` (`session` null until confirmed).
 #[utoipa::path(
     post,
@@ -82,7 +98,7 @@ pub struct RecoverBody {
         (status = 400, response = crate::openapi::responses::BadRequest),
         (status = 413, response = crate::openapi::responses::PayloadTooLarge),
         (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
-        (status = 403, description = "`signup_disabled`", body = crate::error::ErrorBody, example = json!({"error": "Sign-ups are disabled", "code": "signup_disabled"})),
+        (status = 403, description = "`signup_disabled`, or `provider_disabled` (email sign-in is off for the project). Also 400 `captcha_failed` and `email_address_invalid`, any other Auth refusal 400 `auth_rejected`", body = crate::error::ErrorBody, example = json!({"error": "Sign-ups are disabled", "code": "signup_disabled"})),
         (status = 409, description = "`user_already_exists`", body = crate::error::ErrorBody, example = json!({"error": "An account with this email already exists", "code": "user_already_exists"})),
         (status = 422, description = "`weak_password` (`details.reasons` lists Auth's reasons when given)", body = crate::error::ErrorBody, example = json!({"error": "The password is too weak", "code": "weak_password"})),
         (status = 429, response = crate::openapi::responses::RateLimited),
@@ -113,9 +129,9 @@ pub async fn register(
     }
     let answer = state
         .supabase
-        .signup(&upstream)
+        .signup(&upstream, for_client(&req, &state))
         .await
-        .map_err(|e| map_error(e, register_error))?;
+        .map_err(|e| e.into_api(AuthCall::Signup))?;
     // Auto-confirm answers a session (with `user` inside); confirmation-required answers the
     // bare user. Auth says 200 either way; a created account is 201 here.
     let (user, session) = if answer.get("access_token").is_some() {
@@ -130,7 +146,9 @@ pub async fn register(
     res.insert_header((header::LOCATION, "/api/auth/user"));
     if let Some(session) = &session {
         token_headers(&mut res);
-        write_session_cookies(&mut res, &req, &state, session);
+        if let Some(stored) = stored_session(session.to_string().as_bytes()) {
+            state.session_cookie.store(&req, stored.session_json);
+        }
     }
     Ok(res.json(json!({ "user": user, "session": session })))
 }
@@ -148,8 +166,8 @@ pub async fn register(
         (status = 400, response = crate::openapi::responses::BadRequest),
         (status = 413, response = crate::openapi::responses::PayloadTooLarge),
         (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
-        (status = 401, description = "`invalid_credentials`", body = crate::error::ErrorBody, example = json!({"error": "Invalid login credentials", "code": "invalid_credentials"})),
-        (status = 403, description = "`email_not_confirmed` or `user_banned`", body = crate::error::ErrorBody, example = json!({"error": "Email address is not confirmed", "code": "email_not_confirmed"})),
+        (status = 401, description = "`invalid_credentials` (with `WWW-Authenticate: Bearer`)", body = crate::error::ErrorBody, example = json!({"error": "Invalid login credentials", "code": "invalid_credentials"})),
+        (status = 403, description = "`email_not_confirmed`, `user_banned` or `provider_disabled`; also 400 `captcha_failed`, and 400 `auth_rejected` for any Auth refusal without a code of its own", body = crate::error::ErrorBody, example = json!({"error": "Email address is not confirmed", "code": "email_not_confirmed"})),
         (status = 429, response = crate::openapi::responses::RateLimited),
         (status = 502, response = crate::openapi::responses::BadGateway),
         (status = 503, response = crate::openapi::responses::Unavailable),
@@ -169,10 +187,17 @@ pub async fn login(
         .token(
             "password",
             &json!({ "email": body.email, "password": body.password }),
+            for_client(&req, &state),
         )
         .await
-        .map_err(|e| map_error(e, login_error))?;
-    session_response(&req, &state, session)
+        .map_err(|e| e.into_api(AuthCall::PasswordGrant))?;
+    let stored = stored_session(&session)
+        .ok_or_else(|| ApiError::upstream_error("auth: token grant without a session"))?;
+    state.session_cookie.store(&req, stored.session_json);
+    let mut res = HttpResponse::Ok();
+    token_headers(&mut res);
+    res.content_type(header::ContentType::json());
+    Ok(res.body(session))
 }
 
 /// `POST /api/auth/refresh` → 200 session. The refresh token comes from the body, else from
@@ -182,14 +207,14 @@ pub async fn login(
     path = "/api/auth/refresh",
     operation_id = "refreshSession",
     tag = "auth",
-    request_body(content = RefreshBody, description = "With cookie sessions, send no body instead: the refresh token is then read from the `@supabase/ssr` session cookie (400 `validation_failed` when there is none)."),
+    request_body(content = RefreshBody, description = "With cookie sessions, send no body instead: the refresh token is then read from the `@supabase/ssr` session cookie (400 `validation_failed` when there is none or it is unreadable). Requests carrying the same refresh token within `auth.refresh_reuse_secs` share one refresh and get the same new session."),
     security(()),
     responses(
         (status = 200, description = "A new session", body = crate::openapi::schemas::Session, headers(("Cache-Control" = String, description = "`private, no-cache, no-store, must-revalidate, max-age=0`"), ("Set-Cookie" = String, description = "The `@supabase/ssr` session cookies, when cookie sessions are enabled"))),
         (status = 400, response = crate::openapi::responses::BadRequest),
         (status = 413, response = crate::openapi::responses::PayloadTooLarge),
         (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
-        (status = 401, description = "`invalid_refresh_token` (unknown, reused, expired or revoked), or `invalid_session_cookie`", body = crate::error::ErrorBody, example = json!({"error": "The refresh token is invalid", "code": "invalid_refresh_token"})),
+        (status = 401, description = "`invalid_refresh_token` (unknown, reused, expired or revoked; a session cookie it came from is cleared)", body = crate::error::ErrorBody, example = json!({"error": "The refresh token is invalid", "code": "invalid_refresh_token"})),
         (status = 429, response = crate::openapi::responses::RateLimited),
         (status = 502, response = crate::openapi::responses::BadGateway),
         (status = 503, response = crate::openapi::responses::Unavailable),
@@ -206,20 +231,56 @@ pub async fn refresh(
         .map(|b| b.validate().map(|()| b.refresh_token))
         .transpose()?
         .flatten();
-    let refresh_token = match from_body {
-        Some(token) => token,
-        None => cookie_session(&req, &state.session_cookie.name)?
-            .and_then(|s| s.refresh_token)
-            .ok_or_else(|| {
-                ApiError::validation(json!({ "refresh_token": ["is required"] }), vec![])
-            })?,
+    // A cookie that is no session counts as no cookie (and is cleared).
+    let (refresh_token, from_cookie) = match from_body {
+        Some(token) => (token, false),
+        None => match state.session_cookie.read(&req) {
+            Some(Ok(Some(session))) => (session.refresh_token, true),
+            unusable => {
+                if matches!(unusable, Some(Err(_))) {
+                    state.session_cookie.clear(&req);
+                }
+                return Err(ApiError::validation(
+                    json!({ "refresh_token": ["is required"] }),
+                    vec![],
+                ));
+            }
+        },
     };
-    let session = state
-        .supabase
-        .token("refresh_token", &json!({ "refresh_token": refresh_token }))
-        .await
-        .map_err(|e| map_error(e, refresh_error))?;
-    session_response(&req, &state, session)
+    // The same single-flight as the server-side refresh: a page refreshing explicitly while
+    // its other requests refresh implicitly spends the token once.
+    let client = for_client(&req, &state);
+    let grant_body = json!({ "refresh_token": refresh_token });
+    let outcome = state
+        .refresher
+        .refresh(&refresh_token, || async {
+            RefreshOutcome::from_grant(
+                state
+                    .supabase
+                    .token("refresh_token", &grant_body, client)
+                    .await,
+            )
+        })
+        .await;
+    match outcome {
+        RefreshOutcome::Refreshed(new) => {
+            state.session_cookie.store(&req, new.session_json.clone());
+            let mut res = HttpResponse::Ok();
+            token_headers(&mut res);
+            res.content_type(header::ContentType::json());
+            Ok(res.body(new.session_json.to_string()))
+        }
+        RefreshOutcome::Ended => {
+            if from_cookie {
+                state.session_cookie.clear(&req);
+            }
+            Err(ApiError::auth_failed(
+                "invalid_refresh_token",
+                "The refresh token is invalid",
+            ))
+        }
+        RefreshOutcome::Transient(t) => Err(t.to_api_error()),
+    }
 }
 
 /// `POST /api/auth/logout` → 204; the Supabase session is revoked and cookies cleared.
@@ -228,9 +289,11 @@ pub async fn refresh(
     path = "/api/auth/logout",
     operation_id = "logout",
     tag = "auth",
+    params(LogoutQuery),
     security(("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
-        (status = 204, description = "The Supabase session is revoked and the session cookies cleared"),
+        (status = 204, description = "The sessions named by `scope` are revoked and, unless `scope=others`, the session cookies cleared. An expired cookie session is refreshed first so it can be revoked; a cookie session that is already over (unreadable, or its refresh refused) answers 204 with its cookies cleared. Auth's 401/403/404 (already revoked, user gone) count as success.", headers(("Set-Cookie" = String, description = "Deletions of the `@supabase/ssr` session cookies, when cookie sessions are enabled"))),
+        (status = 400, response = crate::openapi::responses::BadRequest),
         (status = 401, response = crate::openapi::responses::Unauthorized),
         (status = 429, response = crate::openapi::responses::RateLimited),
         (status = 502, response = crate::openapi::responses::BadGateway),
@@ -241,22 +304,33 @@ pub async fn refresh(
 pub async fn logout(
     req: HttpRequest,
     state: web::Data<AppState>,
-    user: User,
+    query: web::Query<LogoutQuery>,
+    identity: Identity,
 ) -> ApiResult<HttpResponse> {
-    match state.supabase.logout(user.0.token()).await {
-        Ok(()) => {}
-        // Already revoked, expired upstream or the user is gone: the caller is logged out.
-        Err(AuthError::Auth(f)) if matches!(f.status.as_u16(), 401 | 403 | 404) => {}
-        Err(e) => return Err(map_error(e, |_| None)),
-    }
+    let scope = query.scope;
     let mut res = HttpResponse::NoContent();
     token_headers(&mut res);
-    let cookie = &state.session_cookie;
-    if cookie.write {
-        let present = present_session_cookies(&req, &cookie.name);
-        for c in clear_cookies(&cookie.name, &present, &cookie.options) {
-            res.cookie(c);
-        }
+    let user = match identity {
+        Identity::User(user) => user,
+        // A cookie session that is already over (unreadable, or its refresh was refused):
+        // its cookies are being cleared, which is all a logout could still do.
+        Identity::SignedOut { .. } => return Ok(res.finish()),
+        Identity::Anonymous => return Err(ApiError::unauthorized()),
+    };
+    match state
+        .supabase
+        .logout(user.token(), scope, for_client(&req, &state))
+        .await
+    {
+        Ok(()) => {}
+        // Already revoked, expired upstream or the user is gone: the caller is logged out
+        // (auth-js ignores the same three).
+        Err(AuthError::Auth(f)) if matches!(f.status.as_u16(), 401 | 403 | 404) => {}
+        // Not revoked: the cookies stay, so the caller can try again.
+        Err(e) => return Err(e.into_api(AuthCall::Logout)),
+    }
+    if scope != LogoutScope::Others {
+        state.session_cookie.clear(&req);
     }
     Ok(res.finish())
 }
@@ -277,12 +351,26 @@ pub async fn logout(
         (status = 504, response = crate::openapi::responses::Timeout),
     )
 )]
-pub async fn user(state: web::Data<AppState>, user: User) -> ApiResult<HttpResponse> {
-    let answer = state
+pub async fn user(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: User,
+) -> ApiResult<HttpResponse> {
+    let answer = match state
         .supabase
-        .user(user.0.token())
+        .user(user.0.token(), for_client(&req, &state))
         .await
-        .map_err(|e| map_error(e, user_error))?;
+    {
+        Ok(answer) => answer,
+        Err(e) => {
+            let e = e.into_api(AuthCall::User);
+            // Auth says the session is gone: a cookie session ends here too, as under ssr.
+            if e.code() == "session_expired" && req.extensions().get::<FromCookie>().is_some() {
+                state.session_cookie.clear(&req);
+            }
+            return Err(e);
+        }
+    };
     let mut res = HttpResponse::Ok();
     res.insert_header((header::CACHE_CONTROL, NO_STORE));
     Ok(res.json(answer))
@@ -298,7 +386,7 @@ pub async fn user(state: web::Data<AppState>, user: User) -> ApiResult<HttpRespo
     request_body = RecoverBody,
     security(()),
     responses(
-        (status = 202, description = "Always, whether or not the account exists", body = crate::openapi::schemas::RecoverAccepted),
+        (status = 202, description = "Whether or not the account exists, and for any Auth refusal that could tell (only Auth's rate limits are passed on, as 429)", body = crate::openapi::schemas::RecoverAccepted),
         (status = 400, response = crate::openapi::responses::BadRequest),
         (status = 413, response = crate::openapi::responses::PayloadTooLarge),
         (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
@@ -316,9 +404,19 @@ pub async fn recover(
     state.limiter.check(&req, "recover").await?;
     let body = body.into_inner();
     body.validate()?;
-    match state.supabase.recover(&body.email).await {
-        Ok(()) | Err(AuthError::Auth(_)) => {}
-        Err(AuthError::Upstream(e)) => return Err(e.into()),
+    match state
+        .supabase
+        .recover(&body.email, for_client(&req, &state))
+        .await
+    {
+        Ok(()) => {}
+        // Auth's per-IP or mail quota: not hidden, or reset mails would stop silently.
+        Err(AuthError::Auth(f)) if f.is_rate_limit() => {
+            return Err(f.to_api_error(AuthCall::Recover))
+        }
+        // Anything else Auth says could tell whether the account exists.
+        Err(AuthError::Auth(_)) => {}
+        Err(e) => return Err(e.into_api(AuthCall::Recover)),
     }
     Ok(HttpResponse::Accepted().json(json!({
         "message": "If an account exists for this address, a recovery email is on its way"
@@ -331,51 +429,6 @@ fn token_headers(res: &mut HttpResponseBuilder) {
     res.insert_header((header::CACHE_CONTROL, NO_STORE))
         .insert_header((header::EXPIRES, HeaderValue::from_static("0")))
         .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));
-}
-
-/// 200 with Auth's session, plus the cookies when cookie sessions are on.
-fn session_response(
-    req: &HttpRequest,
-    state: &AppState,
-    session: Value,
-) -> ApiResult<HttpResponse> {
-    if !session.get("access_token").is_some_and(Value::is_string) {
-        return Err(ApiError::upstream_error(
-            "auth: token grant without access_token",
-        ));
-    }
-    let mut res = HttpResponse::Ok();
-    token_headers(&mut res);
-    write_session_cookies(&mut res, req, state, &session);
-    Ok(res.json(session))
-}
-
-/// Writes the session as `@supabase/ssr` stores it: auth-js's session object (no
-/// `weak_password`, `expires_at` filled in), base64url-encoded, chunked, stale chunks expired.
-fn write_session_cookies(
-    res: &mut HttpResponseBuilder,
-    req: &HttpRequest,
-    state: &AppState,
-    session: &Value,
-) {
-    let cookie = &state.session_cookie;
-    if !cookie.write {
-        return;
-    }
-    let mut stored = session.clone();
-    if let Some(obj) = stored.as_object_mut() {
-        obj.remove("weak_password");
-        if !obj.contains_key("expires_at") {
-            if let Some(expires_in) = obj.get("expires_in").and_then(Value::as_i64) {
-                let now = jsonwebtoken::get_current_timestamp() as i64;
-                obj.insert("expires_at".into(), json!(now + expires_in));
-            }
-        }
-    }
-    let present = present_session_cookies(req, &cookie.name);
-    for c in session_cookies(&cookie.name, &stored.to_string(), &present, &cookie.options) {
-        res.cookie(c);
-    }
 }
 
 /// A JSON body that may also be absent (empty or `null`). Present bodies follow the same rules as
@@ -401,80 +454,4 @@ fn optional_json<T: serde::de::DeserializeOwned>(
     // A JSON `null` body means "no body", like an empty one.
     serde_json::from_slice::<Option<T>>(body)
         .map_err(|e| super::json_error(JsonPayloadError::Deserialize(e), limit))
-}
-
-// ---- Auth error mapping (by error code + status, never by message) ----
-
-/// Route-specific mapping first; then what every route shares; anything else Auth refuses
-/// means we sent something it did not expect: 502, with the detail in the log only.
-fn map_error(e: AuthError, specific: impl Fn(&AuthFailure) -> Option<ApiError>) -> ApiError {
-    let f = match e {
-        AuthError::Upstream(e) => return e.into(),
-        AuthError::Auth(f) => f,
-    };
-    if let Some(mapped) = specific(&f) {
-        return mapped;
-    }
-    let code = f.code();
-    if f.status.as_u16() == 429 || code.starts_with("over_") {
-        return ApiError::rate_limited(60);
-    }
-    match code {
-        "validation_failed"
-        | "bad_json"
-        | "email_address_invalid"
-        | "email_address_not_authorized" => {
-            ApiError::validation(json!({}), f.message.clone().into_iter().collect())
-        }
-        _ => ApiError::upstream_error(format!(
-            "auth: answered {} with code `{code}`",
-            f.status.as_u16()
-        )),
-    }
-}
-
-fn register_error(f: &AuthFailure) -> Option<ApiError> {
-    Some(match f.code() {
-        "user_already_exists" | "email_exists" | "phone_exists" => ApiError::conflict(
-            "user_already_exists",
-            "An account with this email already exists",
-        ),
-        "weak_password" => {
-            let e = ApiError::unprocessable("weak_password", "The password is too weak");
-            match &f.reasons {
-                Some(reasons) => e.with_details(json!({ "reasons": reasons })),
-                None => e,
-            }
-        }
-        "signup_disabled" | "email_provider_disabled" => {
-            ApiError::forbidden("signup_disabled", "Sign-ups are disabled")
-        }
-        _ => return None,
-    })
-}
-
-fn login_error(f: &AuthFailure) -> Option<ApiError> {
-    Some(match f.code() {
-        // `invalid_grant` is the OAuth-shaped answer of older Auth versions.
-        "invalid_credentials" | "invalid_grant" => {
-            ApiError::unauthenticated("invalid_credentials", "Invalid login credentials")
-        }
-        "email_not_confirmed" | "phone_not_confirmed" => {
-            ApiError::forbidden("email_not_confirmed", "Email address is not confirmed")
-        }
-        "user_banned" => ApiError::forbidden("user_banned", "This user is banned"),
-        _ => return None,
-    })
-}
-
-fn refresh_error(f: &AuthFailure) -> Option<ApiError> {
-    // Unknown, reused, expired or revoked: whatever the reason, the token is spent.
-    (f.status.as_u16() != 429 && !f.code().starts_with("over_"))
-        .then(|| ApiError::unauthenticated("invalid_refresh_token", "The refresh token is invalid"))
-}
-
-fn user_error(f: &AuthFailure) -> Option<ApiError> {
-    // The token verified locally but Auth no longer knows its session or user.
-    matches!(f.status.as_u16(), 401 | 403 | 404)
-        .then(|| ApiError::invalid_token("session_not_found", "The session is no longer valid"))
 }

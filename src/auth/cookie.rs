@@ -1,8 +1,19 @@
-//! The `@supabase/ssr` session cookie, as pure functions: reading (`sb-<ref>-auth-token`,
-//! raw JSON or `base64-` prefixed, possibly chunked `.0`, `.1`, ...) and writing the same
-//! names, encoding and chunking so a Next.js app using `@supabase/ssr` shares the login.
+//! The one home of the `@supabase/ssr` session cookie: reading it from a request
+//! (`sb-<ref>-auth-token`, raw JSON or `base64-` prefixed, possibly chunked `.0`, `.1`, ...),
+//! and writing or clearing it on the response with the names, encoding, chunking and options
+//! `@supabase/ssr` 0.12 uses, so a Next.js app and supagate share one login.
+//!
+//! Writes are *scheduled* on the request ([`SessionCookie::store`], [`SessionCookie::clear`])
+//! and applied to whatever response leaves ([`apply_scheduled`], called by the request
+//! middleware): a refresh done by the extractor must reach the browser even when the handler
+//! then fails, or the browser would keep a spent refresh token.
+
+use std::sync::Arc;
 
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
+use actix_web::dev::ServiceResponse;
+use actix_web::http::header::{self, HeaderValue, COOKIE};
+use actix_web::{HttpMessage, HttpRequest};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -13,8 +24,8 @@ pub const MAX_CHUNK_SIZE: usize = 3180;
 /// What `@supabase/ssr` forces on every write: 400 days.
 pub const MAX_AGE_SECS: i64 = 34_560_000;
 const BASE64_PREFIX: &str = "base64-";
-/// A short-lived `@supabase/ssr` variant wrote this prefix; its payload is base64url too.
-const BASE64L_PREFIX: &str = "base64l-";
+/// What `@supabase/ssr` sends with every cookie write; also keeps tokens out of every cache.
+pub const NO_STORE: &str = "private, no-cache, no-store, must-revalidate, max-age=0";
 /// More chunks than this is not a session anyone wrote; refuse rather than allocate.
 const MAX_CHUNKS: usize = 32;
 
@@ -22,7 +33,7 @@ const MAX_CHUNKS: usize = 32;
 #[derive(Clone, PartialEq, Eq)]
 pub struct CookieSession {
     pub access_token: String,
-    pub refresh_token: Option<String>,
+    pub refresh_token: String,
 }
 
 impl std::fmt::Debug for CookieSession {
@@ -58,13 +69,16 @@ pub fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
     })
 }
 
-/// Whether `cookie` is the session cookie `name` itself or one of its `.N` chunks.
+/// Whether `cookie` is the session cookie `name` itself or one of its `.N` chunks (ssr's
+/// `isChunkLike`: `N` is `0` or has no leading zero).
 pub fn is_session_cookie(name: &str, cookie: &str) -> bool {
     match cookie.strip_prefix(name) {
         Some("") => true,
-        Some(rest) => rest
-            .strip_prefix('.')
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
+        Some(rest) => rest.strip_prefix('.').is_some_and(|n| {
+            !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_digit())
+                && (n == "0" || !n.starts_with('0'))
+        }),
         None => false,
     }
 }
@@ -82,9 +96,18 @@ pub fn read_session<'a>(
         let Some(rest) = cookie.strip_prefix(name) else {
             continue;
         };
+        if value.is_empty() {
+            // ssr reads an empty cookie as a missing one (a deletion the browser has not
+            // applied yet).
+            continue;
+        }
         if rest.is_empty() {
             whole.get_or_insert(value);
-        } else if let Some(index) = rest.strip_prefix('.').and_then(|n| n.parse::<usize>().ok()) {
+        } else if let Some(index) = rest
+            .strip_prefix('.')
+            .filter(|_| is_session_cookie(name, cookie))
+            .and_then(|n| n.parse::<usize>().ok())
+        {
             if index >= MAX_CHUNKS {
                 return Err(CookieError::TooManyChunks);
             }
@@ -117,16 +140,21 @@ fn decode_percent(raw: &str) -> Result<String, CookieError> {
         .map_err(|_| CookieError::BadEncoding)
 }
 
-/// A joined cookie value → the session in it.
+/// A joined cookie value → the session in it. Like ssr 0.12: `base64-` is base64url (padding
+/// and whitespace skipped), anything else is raw JSON. That includes `base64l-<len>-<data>`,
+/// which ssr 0.6.0 wrote for one day and no release since reads: such a cookie is not JSON,
+/// so it is no session, exactly as ssr sees it (decoding it as base64url would mis-read it).
 pub fn decode_value(value: &str) -> Result<CookieSession, CookieError> {
-    let json = match value
-        .strip_prefix(BASE64_PREFIX)
-        .or_else(|| value.strip_prefix(BASE64L_PREFIX))
-    {
+    let json = match value.strip_prefix(BASE64_PREFIX) {
         Some(b64) => {
-            let bytes = URL_SAFE_NO_PAD
-                .decode(b64.trim_end_matches('='))
-                .map_err(|_| CookieError::BadBase64)?;
+            // ssr writes no padding or whitespace: copy only when someone else did.
+            let skipped = |c: char| c == '=' || c.is_ascii_whitespace();
+            let bytes = if b64.contains(skipped) {
+                URL_SAFE_NO_PAD.decode(b64.replace(skipped, ""))
+            } else {
+                URL_SAFE_NO_PAD.decode(b64)
+            }
+            .map_err(|_| CookieError::BadBase64)?;
             String::from_utf8(bytes).map_err(|_| CookieError::BadEncoding)?
         }
         None => value.to_owned(),
@@ -138,11 +166,16 @@ pub fn decode_value(value: &str) -> Result<CookieSession, CookieError> {
         .filter(|t| !t.is_empty())
         .ok_or(CookieError::NotASession)?
         .to_owned();
+    // auth-js (`_isValidSession`) drops a stored session lacking any of these three.
     let refresh_token = session
         .get("refresh_token")
         .and_then(Value::as_str)
         .filter(|t| !t.is_empty())
-        .map(str::to_owned);
+        .ok_or(CookieError::NotASession)?
+        .to_owned();
+    if session.get("expires_at").is_none() {
+        return Err(CookieError::NotASession);
+    }
     Ok(CookieSession {
         access_token,
         refresh_token,
@@ -196,13 +229,21 @@ pub struct CookieOptions {
     pub domain: Option<String>,
 }
 
-/// The session cookie as configured: its name (`sb-<ref>-auth-token`), whether login and
-/// refresh write it, and the flags written cookies carry.
+/// The session cookie as configured: its name (`sb-<ref>-auth-token`), whether supagate
+/// writes it (login, refresh, server-side refresh, clearing), and the flags it carries.
 #[derive(Clone, Debug)]
 pub struct SessionCookie {
     pub name: String,
     pub write: bool,
     pub options: CookieOptions,
+}
+
+/// A cookie change scheduled on a request, applied once to its response.
+#[derive(Clone)]
+struct Scheduled {
+    cookie: Arc<SessionCookie>,
+    /// `Some(session JSON)`: store it; `None`: clear the session.
+    store: Option<Arc<str>>,
 }
 
 impl SessionCookie {
@@ -217,62 +258,156 @@ impl SessionCookie {
             },
         }
     }
-}
 
-fn build(name: String, value: String, max_age: i64, opts: &CookieOptions) -> Cookie<'static> {
-    let mut cookie = Cookie::build(name, value)
-        .path("/")
-        .same_site(SameSite::Lax)
-        .http_only(opts.http_only)
-        .secure(opts.secure)
-        .max_age(CookieDuration::seconds(max_age))
-        .finish();
-    if let Some(domain) = opts.domain.as_deref().filter(|d| !d.is_empty()) {
-        cookie.set_domain(domain.to_owned());
-    }
-    cookie
-}
-
-/// The cookies that store `session_json` under `name` (base64url encoding, the ssr default),
-/// preceded by deletions for every cookie in `present` (request cookie names) that the new
-/// write does not overwrite — stale chunks would otherwise be joined into the next read.
-pub fn session_cookies(
-    name: &str,
-    session_json: &str,
-    present: &[String],
-    opts: &CookieOptions,
-) -> Vec<Cookie<'static>> {
-    let value = format!("{BASE64_PREFIX}{}", URL_SAFE_NO_PAD.encode(session_json));
-    let chunks = chunk_value(&value, MAX_CHUNK_SIZE);
-    let written: Vec<(String, &str)> = if chunks.len() == 1 {
-        vec![(name.to_owned(), value.as_str())]
-    } else {
-        chunks
+    /// The session in `req`'s cookies: `None` when it carries no session cookie at all,
+    /// `Some(Ok(None))` when they are all empty, `Some(Err(_))` when they are no session.
+    pub fn read(&self, req: &HttpRequest) -> Option<Result<Option<CookieSession>, CookieError>> {
+        let headers: Vec<&str> = req
+            .headers()
+            .get_all(COOKIE)
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let present = headers
             .iter()
-            .enumerate()
-            .map(|(i, c)| (format!("{name}.{i}"), *c))
+            .flat_map(|h| cookie_pairs(h))
+            .any(|(name, _)| is_session_cookie(&self.name, name));
+        present.then(|| read_session(&self.name, headers.iter().flat_map(|h| cookie_pairs(h))))
+    }
+
+    /// Names of every `<name>` / `<name>.N` cookie `req` carries, so a write can expire the
+    /// ones it does not overwrite.
+    pub fn names(&self, req: &HttpRequest) -> Vec<String> {
+        req.headers()
+            .get_all(COOKIE)
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(cookie_pairs)
+            .filter(|(name, _)| is_session_cookie(&self.name, name))
+            .map(|(name, _)| name.to_owned())
             .collect()
-    };
-    let mut out: Vec<Cookie<'static>> = present
-        .iter()
-        .filter(|p| is_session_cookie(name, p) && !written.iter().any(|(w, _)| w == *p))
-        .map(|p| build(p.clone(), String::new(), 0, opts))
-        .collect();
-    out.extend(
-        written
-            .into_iter()
-            .map(|(n, v)| build(n, v.to_owned(), MAX_AGE_SECS, opts)),
-    );
-    out
+    }
+
+    /// Schedules `session_json` (Auth's session object) to be written on the response.
+    /// A later call on the same request replaces an earlier one. No-op when writes are off.
+    pub fn store(self: &Arc<Self>, req: &HttpRequest, session_json: Arc<str>) {
+        self.schedule(req, Some(session_json));
+    }
+
+    /// Schedules the deletion of every session cookie the request carries.
+    pub fn clear(self: &Arc<Self>, req: &HttpRequest) {
+        self.schedule(req, None);
+    }
+
+    fn schedule(self: &Arc<Self>, req: &HttpRequest, store: Option<Arc<str>>) {
+        if self.write {
+            req.extensions_mut().insert(Scheduled {
+                cookie: Arc::clone(self),
+                store,
+            });
+        }
+    }
+
+    fn build(&self, name: String, value: String, max_age: i64, domain: bool) -> Cookie<'static> {
+        let opts = &self.options;
+        let mut cookie = Cookie::build(name, value)
+            .path("/")
+            .same_site(SameSite::Lax)
+            .http_only(opts.http_only)
+            .secure(opts.secure)
+            .max_age(CookieDuration::seconds(max_age))
+            .finish();
+        if let Some(d) = opts.domain.as_deref().filter(|d| domain && !d.is_empty()) {
+            cookie.set_domain(d.to_owned());
+        }
+        cookie
+    }
+
+    /// Deletions (empty value, `Max-Age=0`) for `names`. With a `Domain` configured each is
+    /// sent a second time host-only, as ssr does, so cookies written before the domain was
+    /// set cannot resurrect the session.
+    fn deletions(&self, names: &[&str]) -> Vec<Cookie<'static>> {
+        let with_domain = self
+            .options
+            .domain
+            .as_deref()
+            .is_some_and(|d| !d.is_empty());
+        let mut out: Vec<Cookie<'static>> = names
+            .iter()
+            .map(|n| self.build((*n).to_owned(), String::new(), 0, true))
+            .collect();
+        if with_domain {
+            out.extend(
+                names
+                    .iter()
+                    .map(|n| self.build((*n).to_owned(), String::new(), 0, false)),
+            );
+        }
+        out
+    }
+
+    /// The cookies that store `session_json`, in ssr's order: deletions of the `present`
+    /// cookies the write does not overwrite (stale chunks would be joined into the next
+    /// read), then the new value (`base64-` + base64url, chunked).
+    pub fn session_cookies(&self, session_json: &str, present: &[String]) -> Vec<Cookie<'static>> {
+        let value = format!("{BASE64_PREFIX}{}", URL_SAFE_NO_PAD.encode(session_json));
+        let chunks = chunk_value(&value, MAX_CHUNK_SIZE);
+        let written: Vec<(String, &str)> = if chunks.len() == 1 {
+            vec![(self.name.clone(), value.as_str())]
+        } else {
+            chunks
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("{}.{i}", self.name), *c))
+                .collect()
+        };
+        let stale: Vec<&str> = present
+            .iter()
+            .filter(|p| is_session_cookie(&self.name, p) && !written.iter().any(|(w, _)| w == *p))
+            .map(String::as_str)
+            .collect();
+        let mut out = self.deletions(&stale);
+        out.extend(
+            written
+                .into_iter()
+                .map(|(n, v)| self.build(n, v.to_owned(), MAX_AGE_SECS, true)),
+        );
+        out
+    }
+
+    /// Deletions for every session cookie in `present`.
+    pub fn clear_cookies(&self, present: &[String]) -> Vec<Cookie<'static>> {
+        let names: Vec<&str> = present
+            .iter()
+            .filter(|p| is_session_cookie(&self.name, p))
+            .map(String::as_str)
+            .collect();
+        self.deletions(&names)
+    }
 }
 
-/// Deletions (empty value, `Max-Age=0`) for every session cookie in `present`.
-pub fn clear_cookies(name: &str, present: &[String], opts: &CookieOptions) -> Vec<Cookie<'static>> {
-    present
-        .iter()
-        .filter(|p| is_session_cookie(name, p))
-        .map(|p| build(p.clone(), String::new(), 0, opts))
-        .collect()
+/// Applies the cookie change scheduled on the response's request, if any: `Set-Cookie`
+/// headers plus the no-store headers ssr sends with them (the response now carries tokens).
+pub fn apply_scheduled<B>(res: &mut ServiceResponse<B>) {
+    let Some(scheduled) = res.request().extensions_mut().remove::<Scheduled>() else {
+        return;
+    };
+    let cookie = &scheduled.cookie;
+    let present = cookie.names(res.request());
+    let cookies = match &scheduled.store {
+        Some(json) => cookie.session_cookies(json, &present),
+        None => cookie.clear_cookies(&present),
+    };
+    if cookies.is_empty() {
+        return;
+    }
+    let headers = res.headers_mut();
+    for c in cookies {
+        if let Ok(value) = HeaderValue::from_str(&c.to_string()) {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
+    headers.insert(header::EXPIRES, HeaderValue::from_static("0"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
 #[cfg(test)]
@@ -300,12 +435,104 @@ mod tests {
             .join("; ")
     }
 
-    fn opts() -> CookieOptions {
-        CookieOptions {
-            http_only: true,
-            secure: true,
-            domain: None,
+    fn jar(domain: Option<&str>) -> SessionCookie {
+        SessionCookie {
+            name: NAME.to_owned(),
+            write: true,
+            options: CookieOptions {
+                http_only: true,
+                secure: true,
+                domain: domain.map(str::to_owned),
+            },
         }
+    }
+
+    fn b64(json: &str) -> String {
+        format!("base64-{}", URL_SAFE_NO_PAD.encode(json))
+    }
+
+    #[test]
+    fn a_base64l_cookie_is_no_session_as_in_current_ssr() {
+        // ssr 0.6.0's format: `base64l-<length in base 36>-<base64url>`. Current ssr reads
+        // it as raw JSON, which it is not.
+        let json = session_json("A", "r", "");
+        let encoded = URL_SAFE_NO_PAD.encode(&json);
+        let header = format!("{NAME}=base64l-{}-{encoded}", radix36(encoded.len()));
+        assert_eq!(
+            read_session(NAME, cookie_pairs(&header)),
+            Err(CookieError::NotASession)
+        );
+    }
+
+    fn radix36(mut n: usize) -> String {
+        let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        let mut out = Vec::new();
+        while n > 0 {
+            out.push(digits[n % 36]);
+            n /= 36;
+        }
+        out.reverse();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn an_empty_whole_cookie_counts_as_missing_so_chunks_are_read() {
+        let value = b64(&session_json("A", "r", ""));
+        let header = format!(
+            "{NAME}=; {NAME}.0={}; {NAME}.1={}",
+            &value[..10],
+            &value[10..]
+        );
+        let s = read_session(NAME, cookie_pairs(&header)).unwrap().unwrap();
+        assert_eq!(s.access_token, "A");
+    }
+
+    #[test]
+    fn a_session_without_refresh_token_or_expires_at_is_not_a_session() {
+        for json in [
+            r#"{"access_token":"A","expires_at":1}"#,
+            r#"{"access_token":"A","refresh_token":"r"}"#,
+        ] {
+            let header = format!("{NAME}={}", b64(json));
+            assert_eq!(
+                read_session(NAME, cookie_pairs(&header)),
+                Err(CookieError::NotASession),
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn padded_base64_with_whitespace_is_read_like_ssr() {
+        let json = session_json("A", "r", "");
+        let padded = base64::engine::general_purpose::URL_SAFE.encode(&json);
+        let header = format!("{NAME}=base64-{}", padded.replace('A', "A "));
+        // Spaces inside a cookie value arrive percent-encoded.
+        let header = header.replace(' ', "%20");
+        let s = read_session(NAME, cookie_pairs(&header)).unwrap().unwrap();
+        assert_eq!(s.access_token, "A");
+    }
+
+    #[test]
+    fn replacing_a_chunked_session_deletes_stale_chunks_also_host_only_with_a_domain() {
+        let present = vec![
+            format!("{NAME}.0"),
+            format!("{NAME}.1"),
+            format!("{NAME}.2"),
+        ];
+        let cookies =
+            jar(Some("example.com")).session_cookies(&session_json("A", "r", ""), &present);
+        let rendered: Vec<String> = cookies.iter().map(|c| c.to_string()).collect();
+        // Three stale chunks, each cleared with and without the domain, then the new value.
+        assert_eq!(rendered.len(), 7, "{rendered:#?}");
+        assert!(rendered[..3]
+            .iter()
+            .all(|c| c.contains("Max-Age=0") && c.contains("Domain=example.com")));
+        assert!(rendered[3..6]
+            .iter()
+            .all(|c| c.contains("Max-Age=0") && !c.contains("Domain")));
+        assert!(rendered[6].starts_with(&format!("{NAME}=base64-")));
+        assert!(rendered[6].contains("Max-Age=34560000"));
     }
 
     #[test]
@@ -353,6 +580,10 @@ mod tests {
         assert!(is_session_cookie(NAME, &format!("{NAME}.12")));
         assert!(!is_session_cookie(NAME, &format!("{NAME}-code-verifier")));
         assert!(!is_session_cookie(NAME, &format!("{NAME}.")));
+        assert!(
+            !is_session_cookie(NAME, &format!("{NAME}.01")),
+            "ssr: no leading zero"
+        );
     }
 
     #[test]
@@ -372,11 +603,11 @@ mod tests {
             meta in "\\PC{0,3000}",
         ) {
             let json = session_json(&access, &refresh, &meta);
-            let cookies = session_cookies(NAME, &json, &[], &opts());
+            let cookies = jar(None).session_cookies(&json, &[]);
             let header = header_of(&cookies);
             let s = read_session(NAME, cookie_pairs(&header)).unwrap().unwrap();
             prop_assert_eq!(s.access_token, access);
-            prop_assert_eq!(s.refresh_token, Some(refresh));
+            prop_assert_eq!(s.refresh_token, refresh);
         }
 
         /// Any chunking (cut points anywhere for base64url, on char boundaries for raw JSON,

@@ -1,35 +1,58 @@
-//! Extractors: where the token comes from and what a handler receives.
+//! Extractors: where the credentials come from, what they come to, and what a handler
+//! receives. A bearer token is strict (any failure is 401). A cookie session behaves as under
+//! `@supabase/ssr`: refreshed on the server when its access token is expired or about to
+//! expire, and "signed out" (cookies cleared) when it is unreadable, fails verification or
+//! its refresh is refused.
 
-use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::http::header::{AUTHORIZATION, COOKIE};
+use actix_web::http::header::AUTHORIZATION;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 
-use super::cookie::{cookie_pairs, is_session_cookie, read_session, CookieSession};
+use super::cookie::CookieSession;
+use super::refresh::RefreshOutcome;
 use super::verify::AuthUser;
 use crate::error::ApiError;
 use crate::middleware::LoggedUser;
 use crate::state::AppState;
+use crate::supabase::gotrue::ForClient;
 
-/// A signed-in caller; 401 without valid credentials.
+/// Who a request is from, as its credentials came out (not `postgrest::Caller`, which says
+/// whose rights a PostgREST call uses).
+pub enum Identity {
+    /// No credentials at all.
+    Anonymous,
+    /// A session cookie was sent but is no session: unreadable, its access token failed
+    /// verification (`ended: false`), or Auth refused to refresh it (`ended: true`). Its
+    /// cookies are cleared on the response.
+    SignedOut {
+        ended: bool,
+    },
+    User(AuthUser),
+}
+
+/// A signed-in caller; 401 without valid credentials (`session_expired` when a cookie
+/// session's refresh was refused).
 pub struct User(pub AuthUser);
 
-/// Anonymous allowed — but a *bad* token is still 401, never a silent downgrade.
+/// Anonymous allowed. A *bad bearer token* is still 401, never a silent downgrade; a cookie
+/// session that is no session is anonymous, as under `@supabase/ssr`.
 pub struct MaybeUser(pub Option<AuthUser>);
 
 /// A caller whose `app_metadata.role` is `admin`; 401 without credentials, 403 otherwise.
 pub struct Admin(pub AuthUser);
 
-/// The raw credential of a request: `Authorization: Bearer` (borrowed from the header),
-/// else the session cookie.
-fn presented_token<'r>(
-    req: &'r HttpRequest,
-    cookie_name: &str,
-) -> Result<Option<Cow<'r, str>>, ApiError> {
-    if let Some(value) = req.headers().get(AUTHORIZATION) {
+/// Marks a request whose user came from the session cookie (so a route that learns from
+/// Auth that the session is gone can clear the cookies).
+#[derive(Clone, Copy)]
+pub struct FromCookie;
+
+/// `Authorization: Bearer <token>`, when the header is present.
+fn bearer_token(req: &HttpRequest) -> Option<Result<&str, ApiError>> {
+    let value = req.headers().get(AUTHORIZATION)?;
+    Some((|| {
         let value = value.to_str().map_err(|_| {
             ApiError::invalid_token("invalid_token", "Malformed Authorization header")
         })?;
@@ -41,56 +64,151 @@ fn presented_token<'r>(
                 "Authorization must be `Bearer <token>`",
             ));
         }
-        return Ok(Some(Cow::Borrowed(token)));
-    }
-    Ok(cookie_session(req, cookie_name)?.map(|s| Cow::Owned(s.access_token)))
+        Ok(token)
+    })())
 }
 
-/// The `@supabase/ssr` session in the request's cookies, if any. A cookie that is present but
-/// unreadable is a bad credential (401), not an anonymous request.
-pub fn cookie_session(
-    req: &HttpRequest,
-    cookie_name: &str,
-) -> Result<Option<CookieSession>, ApiError> {
-    let headers: Vec<&str> = req
-        .headers()
-        .get_all(COOKIE)
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    if headers.is_empty() {
-        return Ok(None);
-    }
-    read_session(cookie_name, headers.iter().flat_map(|h| cookie_pairs(h))).map_err(|e| {
-        ApiError::invalid_token("invalid_session_cookie", "The session cookie is unreadable")
-            .with_internal(e)
-    })
+fn unix_now() -> i64 {
+    jsonwebtoken::get_current_timestamp() as i64
 }
 
-/// Names of the session cookies (`<name>`, `<name>.N`) the request carries, so a write can
-/// expire the ones it does not replace.
-pub fn present_session_cookies(req: &HttpRequest, cookie_name: &str) -> Vec<String> {
-    req.headers()
-        .get_all(COOKIE)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(cookie_pairs)
-        .filter(|(name, _)| is_session_cookie(cookie_name, name))
-        .map(|(name, _)| name.to_owned())
-        .collect()
-}
-
-async fn authenticate(req: HttpRequest) -> Result<Option<AuthUser>, ApiError> {
+/// Works out who is calling; schedules cookie writes and deletions on the request.
+pub async fn authenticate(req: &HttpRequest) -> Result<Identity, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::internal("application state missing"))?;
-    let Some(token) = presented_token(&req, &state.session_cookie.name)? else {
-        return Ok(None);
+    if let Some(token) = bearer_token(req) {
+        let user = state.verifier.verify(token?).await?;
+        req.extensions_mut().insert(LoggedUser(user.id));
+        return Ok(Identity::User(user));
+    }
+    let cookie = &state.session_cookie;
+    let Some(presented) = cookie.read(req) else {
+        return Ok(Identity::Anonymous);
     };
-    let user = state.verifier.verify(&token).await?;
-    req.extensions_mut().insert(LoggedUser(user.id));
-    Ok(Some(user))
+    let session = match presented {
+        Ok(Some(session)) => session,
+        Ok(None) => return Ok(Identity::Anonymous),
+        Err(e) => {
+            log::debug!("session cookie is no session: {e}");
+            cookie.clear(req);
+            return Ok(Identity::SignedOut { ended: false });
+        }
+    };
+    let caller = cookie_caller(req, state, session).await?;
+    if let Identity::User(user) = &caller {
+        let mut ext = req.extensions_mut();
+        ext.insert(LoggedUser(user.id));
+        ext.insert(FromCookie);
+    }
+    Ok(caller)
+}
+
+async fn cookie_caller(
+    req: &HttpRequest,
+    state: &AppState,
+    session: CookieSession,
+) -> Result<Identity, ApiError> {
+    let cookie = &state.session_cookie;
+    let margin = i64::try_from(state.settings.auth.refresh_margin_secs).unwrap_or(i64::MAX);
+    match state.verifier.verify(&session.access_token).await {
+        // Still valid but close to expiry: refresh ahead, as auth-js does. If that does not
+        // work out the current token serves (auth-js keeps such a session too).
+        Ok(user) if cookie.write && user.expires_at.saturating_sub(unix_now()) < margin => {
+            match refresh(req, state, &session.refresh_token).await {
+                RefreshOutcome::Refreshed(new) => {
+                    match state.verifier.verify(&new.access_token).await {
+                        Ok(new_user) => {
+                            cookie.store(req, new.session_json.clone());
+                            Ok(Identity::User(new_user))
+                        }
+                        Err(e) => {
+                            // The new refresh token is live: the browser must get it anyway.
+                            cookie.store(req, new.session_json.clone());
+                            log::warn!("refreshed access token failed verification: {}", e.code());
+                            Ok(Identity::User(user))
+                        }
+                    }
+                }
+                RefreshOutcome::Ended | RefreshOutcome::Transient(_) => Ok(Identity::User(user)),
+            }
+        }
+        Ok(user) => Ok(Identity::User(user)),
+        // JWKS not loaded yet and the like: nothing is known about the session.
+        Err(e) if e.status().is_server_error() => Err(e),
+        Err(e) if e.code() == "token_expired" && cookie.write => {
+            match refresh(req, state, &session.refresh_token).await {
+                RefreshOutcome::Refreshed(new) => {
+                    cookie.store(req, new.session_json.clone());
+                    match state.verifier.verify(&new.access_token).await {
+                        Ok(user) => Ok(Identity::User(user)),
+                        Err(e) if e.status().is_server_error() => Err(e),
+                        Err(e) => Err(ApiError::upstream_error(format!(
+                            "auth: refreshed access token failed verification: {}",
+                            e.code()
+                        ))),
+                    }
+                }
+                RefreshOutcome::Ended => {
+                    cookie.clear(req);
+                    Ok(Identity::SignedOut { ended: true })
+                }
+                // Auth did not decide: the cookies stay as they are.
+                RefreshOutcome::Transient(t) => Err(t.to_api_error()),
+            }
+        }
+        Err(e) => {
+            log::debug!("session cookie's access token rejected: {}", e.code());
+            cookie.clear(req);
+            Ok(Identity::SignedOut { ended: false })
+        }
+    }
+}
+
+/// Refreshes through the single-flight (one grant per refresh token and window); the
+/// caller starting a flight is counted against the `refresh` rate limit, as the explicit
+/// refresh route is.
+pub async fn refresh(req: &HttpRequest, state: &AppState, refresh_token: &str) -> RefreshOutcome {
+    let client = ForClient(state.limiter.client_ip(req));
+    state
+        .refresher
+        .refresh(refresh_token, || async {
+            if let crate::rate_limit::Decision::Limited { retry_after_secs } =
+                state.limiter.decide(req, "refresh").await
+            {
+                return RefreshOutcome::Transient(super::refresh::Transient::RateLimited(
+                    retry_after_secs,
+                ));
+            }
+            let body = serde_json::json!({ "refresh_token": refresh_token });
+            RefreshOutcome::from_grant(state.supabase.token("refresh_token", &body, client).await)
+        })
+        .await
 }
 
 type Fut<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
+
+impl FromRequest for Identity {
+    type Error = ApiError;
+    type Future = Fut<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move { authenticate(&req).await })
+    }
+}
+
+impl Identity {
+    fn required(self) -> Result<AuthUser, ApiError> {
+        match self {
+            Identity::User(user) => Ok(user),
+            Identity::SignedOut { ended: true } => Err(ApiError::session_expired()),
+            Identity::SignedOut { ended: false } | Identity::Anonymous => {
+                Err(ApiError::unauthorized())
+            }
+        }
+    }
+}
 
 impl FromRequest for MaybeUser {
     type Error = ApiError;
@@ -98,7 +216,12 @@ impl FromRequest for MaybeUser {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
-        Box::pin(async move { authenticate(req).await.map(MaybeUser) })
+        Box::pin(async move {
+            Ok(MaybeUser(match authenticate(&req).await? {
+                Identity::User(user) => Some(user),
+                Identity::Anonymous | Identity::SignedOut { .. } => None,
+            }))
+        })
     }
 }
 
@@ -108,12 +231,7 @@ impl FromRequest for User {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
-        Box::pin(async move {
-            authenticate(req)
-                .await?
-                .map(User)
-                .ok_or_else(ApiError::unauthorized)
-        })
+        Box::pin(async move { authenticate(&req).await?.required().map(User) })
     }
 }
 
@@ -124,9 +242,7 @@ impl FromRequest for Admin {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let user = authenticate(req)
-                .await?
-                .ok_or_else(ApiError::unauthorized)?;
+            let user = authenticate(&req).await?.required()?;
             if user.is_admin {
                 Ok(Admin(user))
             } else {

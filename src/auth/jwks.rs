@@ -17,7 +17,8 @@ use crate::error::ApiError;
 use crate::http_client::JsonApi;
 
 /// One published key and the only algorithm it may verify (the per-key allowlist: an EC
-/// P-256 key verifies ES256 and nothing else, an RSA key RS256 and nothing else).
+/// P-256 key verifies ES256 and nothing else, an Ed25519 key EdDSA, an RSA key the one of
+/// RS256/RS512 its `alg` names, RS256 when it names none).
 pub struct VerifyKey {
     pub alg: Algorithm,
     pub key: DecodingKey,
@@ -27,7 +28,9 @@ type KeyMap = HashMap<String, Arc<VerifyKey>>;
 
 /// Parses a JWKS document. Keys we cannot or must not use (symmetric, other curves or
 /// algorithms, encryption keys, no `kid`) are skipped, so one odd key cannot hide the rest;
-/// unknown members (`ext`, `key_ops`, ...) are ignored.
+/// unknown members (`ext`, `key_ops`, ...) are ignored. Supabase Auth signs with RS256,
+/// RS512, ES256, ES512 or EdDSA (its `GetSigningAlg`); all but ES512 (which `jsonwebtoken`
+/// cannot verify) are accepted.
 pub fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<VerifyKey>>, String> {
     #[derive(serde::Deserialize)]
     struct Doc {
@@ -52,6 +55,12 @@ pub fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<VerifyKey>>, String
                 Algorithm::ES256
             }
             (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => Algorithm::RS256,
+            (AlgorithmParameters::RSA(_), Some(KeyAlgorithm::RS512)) => Algorithm::RS512,
+            (AlgorithmParameters::OctetKeyPair(p), None | Some(KeyAlgorithm::EdDSA))
+                if p.curve == EllipticCurve::Ed25519 =>
+            {
+                Algorithm::EdDSA
+            }
             _ => continue,
         };
         if let Ok(key) = DecodingKey::from_jwk(&jwk) {
@@ -239,5 +248,30 @@ mod tests {
         let keys = parse_jwks(doc.to_string().as_bytes()).unwrap();
         assert_eq!(keys.len(), 1);
         assert_eq!(keys["ec"].alg, Algorithm::ES256);
+    }
+
+    #[test]
+    fn ed25519_and_rs512_keys_are_bound_to_their_algorithm() {
+        let doc = serde_json::json!({"keys": [
+            {"kid": "ed", "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA",
+             "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+            {"kid": "ed-noalg", "kty": "OKP", "crv": "Ed25519",
+             "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+            {"kid": "rs512", "kty": "RSA", "alg": "RS512", "e": "AQAB",
+             "n": "u1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0_IzW7yWR7QkrmBL7jTKEn5u-qKhbwKfBstIs-bMY2Zkp18gnTxKLxoS2tFczGkPLPgizskuemMghRniWaoLcyehkd3qqGElvW_VDL5AaWTg0nLVkjRo9z-40RQzuVaE8AkAFmxZzow3x-VJYKdjykkJ0iT9wCS0DRTXu269V264Vf_3jvredZiKRkgwlL9xNAwxXFg0x_XFw005UWVRIkdgcKWTjpBP2dPwVZ4WWC-9aGVd-Gyn1o0CLelf4rEjGoXbAAEgAqeGUxrcIlbjXfbcmw"},
+            {"kid": "rs384", "kty": "RSA", "alg": "RS384", "e": "AQAB",
+             "n": "u1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0_IzW7yWR7QkrmBL7jTKEn5u-qKhbwKfBstIs-bMY2Zkp18gnTxKLxoS2tFczGkPLPgizskuemMghRniWaoLcyehkd3qqGElvW_VDL5AaWTg0nLVkjRo9z-40RQzuVaE8AkAFmxZzow3x-VJYKdjykkJ0iT9wCS0DRTXu269V264Vf_3jvredZiKRkgwlL9xNAwxXFg0x_XFw005UWVRIkdgcKWTjpBP2dPwVZ4WWC-9aGVd-Gyn1o0CLelf4rEjGoXbAAEgAqeGUxrcIlbjXfbcmw"},
+            {"kid": "x25519", "kty": "OKP", "crv": "X25519",
+             "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+        ]});
+        let keys = parse_jwks(doc.to_string().as_bytes()).unwrap();
+        assert_eq!(keys["ed"].alg, Algorithm::EdDSA);
+        assert_eq!(keys["ed-noalg"].alg, Algorithm::EdDSA);
+        assert_eq!(keys["rs512"].alg, Algorithm::RS512);
+        assert!(
+            !keys.contains_key("rs384"),
+            "not an algorithm Supabase Auth signs with"
+        );
+        assert!(!keys.contains_key("x25519"), "an encryption curve");
     }
 }

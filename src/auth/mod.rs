@@ -1,13 +1,15 @@
-//! Who is calling: token extraction (bearer, then the `@supabase/ssr` cookie), local JWT
-//! verification (JWKS and HS256), and the extractors handlers use (`User`, `MaybeUser`, `Admin`).
+//! Who is calling: token extraction (bearer, then the `@supabase/ssr` cookie session, refreshed
+//! on the server), local JWT verification (JWKS and HS256), and the extractors handlers use
+//! (`User`, `MaybeUser`, `Admin`, `Identity`).
 
 pub mod cache;
 pub mod cookie;
 pub mod extract;
 pub mod jwks;
+pub mod refresh;
 mod user;
 pub mod verify;
 
-pub use extract::{Admin, MaybeUser, User};
+pub use extract::{Admin, Identity, MaybeUser, User};
 pub use user::AuthUser;
 pub use verify::Verifier;

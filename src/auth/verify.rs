@@ -29,13 +29,13 @@ struct Claims {
 }
 
 /// Verifies tokens against the configured keys: the legacy HS256 secret (when set) and the
-/// project's JWKS (ES256/RS256). Each key verifies exactly one algorithm.
+/// project's JWKS (ES256, RS256, RS512, EdDSA). Each key verifies exactly one algorithm.
 pub struct Verifier {
     hs256: Option<DecodingKey>,
     jwks: Arc<Jwks>,
     hs256_validation: Validation,
-    es256_validation: Validation,
-    rs256_validation: Validation,
+    /// One per asymmetric algorithm a published key can be bound to.
+    asymmetric: [(Algorithm, Validation); 4],
     cache: TokenCache,
 }
 
@@ -81,8 +81,7 @@ impl Verifier {
                 .map(|s| DecodingKey::from_secret(s.expose().as_bytes())),
             jwks,
             hs256_validation: validation(Algorithm::HS256),
-            es256_validation: validation(Algorithm::ES256),
-            rs256_validation: validation(Algorithm::RS256),
+            asymmetric: ASYMMETRIC.map(|alg| (alg, validation(alg))),
             cache: TokenCache::new(settings.auth.token_cache_entries, settings.auth.leeway_secs),
         }
     }
@@ -143,7 +142,7 @@ impl Verifier {
                 })?;
                 (key, &self.hs256_validation)
             }
-            alg @ ("ES256" | "RS256") => {
+            alg if ASYMMETRIC.iter().any(|a| alg_name(*a) == alg) => {
                 let kid = header
                     .kid
                     .as_deref()
@@ -152,13 +151,16 @@ impl Verifier {
                         ApiError::invalid_token("unknown_key", "Token names no signing key")
                     })?;
                 let found = self.jwks.key(kid).await?;
-                let (key_alg, validation) = match found.alg {
-                    Algorithm::ES256 => ("ES256", &self.es256_validation),
-                    _ => ("RS256", &self.rs256_validation),
-                };
-                if key_alg != alg {
+                // The key's own algorithm decides; the header must merely agree with it.
+                if alg_name(found.alg) != alg {
                     return Err(bad_alg());
                 }
+                let validation = self
+                    .asymmetric
+                    .iter()
+                    .find(|(a, _)| *a == found.alg)
+                    .map(|(_, v)| v)
+                    .ok_or_else(bad_alg)?;
                 let data =
                     decode::<Claims>(token, &found.key, validation).map_err(map_jwt_error)?;
                 return user_from_claims(data.claims, token);
@@ -167,6 +169,25 @@ impl Verifier {
         };
         let data = decode::<Claims>(token, key, validation).map_err(map_jwt_error)?;
         user_from_claims(data.claims, token)
+    }
+}
+
+/// The asymmetric algorithms a JWKS key may be bound to (see `jwks::parse_jwks`).
+const ASYMMETRIC: [Algorithm; 4] = [
+    Algorithm::ES256,
+    Algorithm::RS256,
+    Algorithm::RS512,
+    Algorithm::EdDSA,
+];
+
+/// The JOSE `alg` name of an algorithm.
+fn alg_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::ES256 => "ES256",
+        Algorithm::RS256 => "RS256",
+        Algorithm::RS512 => "RS512",
+        Algorithm::EdDSA => "EdDSA",
+        _ => "",
     }
 }
 

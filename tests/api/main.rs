@@ -11,6 +11,7 @@ mod items;
 mod metrics;
 mod openapi;
 mod secrets;
+mod sessions;
 mod shutdown;
 mod support;
 mod upstream_errors;
