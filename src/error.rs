@@ -297,25 +297,3 @@ impl ResponseError for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
-
-/// garde's report in the zod `flatten()` shape: one place turns validation into 400s.
-impl From<garde::Report> for ApiError {
-    fn from(report: garde::Report) -> Self {
-        let mut fields = serde_json::Map::new();
-        let mut form = Vec::new();
-        for (path, error) in report.iter() {
-            let path = path.to_string();
-            if path.is_empty() {
-                form.push(error.message().to_owned());
-                continue;
-            }
-            if let Value::Array(list) = fields
-                .entry(path)
-                .or_insert_with(|| Value::Array(Vec::new()))
-            {
-                list.push(Value::String(error.message().to_owned()));
-            }
-        }
-        ApiError::validation(Value::Object(fields), form)
-    }
-}

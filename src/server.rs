@@ -106,7 +106,6 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
             App::new()
                 .app_data(data.clone())
                 .app_data(api::json_config(settings.server.body_limit_bytes))
-                .app_data(api::query_config())
                 .app_data(api::path_config())
                 .configure(|cfg| configure(cfg, &settings))
                 .default_service(web::to(api::not_found))

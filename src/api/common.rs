@@ -35,6 +35,27 @@ impl FromJson for Name {
     }
 }
 
+/// An email address as garde's `email` rule accepts it, at most 254 bytes (RFC 5321's limit
+/// on a path).
+pub struct Email(String);
+
+impl Email {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromJson for Email {
+    fn from_json(raw: &RawValue) -> Result<Self, Problem> {
+        let text = String::from_json(raw)?;
+        if text.len() > 254 {
+            return Err("must be at most 254 characters".into());
+        }
+        garde::rules::email::apply(&text, ()).map_err(|e| e.message().to_owned())?;
+        Ok(Self(text))
+    }
+}
+
 /// Text a client types into a search box: at most 100 characters and no control characters
 /// (PostgreSQL text cannot hold NUL, and none of them belongs in a name).
 pub struct SearchText(String);

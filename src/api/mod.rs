@@ -11,15 +11,15 @@ pub mod session;
 pub mod users;
 pub mod webhooks;
 
-use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::error::{JsonPayloadError, PathError};
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::config::Settings;
 use crate::error::ApiError;
 
-/// JSON bodies: size limit (413), `Content-Type` required (415), syntax errors (400
-/// `invalid_json`) and shape errors such as unknown fields (400 `validation_failed`).
+/// JSON bodies: size limit (413), `Content-Type` required (415) and syntax errors (400
+/// `invalid_json`); the shape is `input::Body`'s to check.
 pub fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(limit)
@@ -36,7 +36,7 @@ pub(crate) fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
             ApiError::payload_too_large(limit)
         }
         JsonPayloadError::ContentType => ApiError::unsupported_media_type(),
-        JsonPayloadError::Deserialize(e) if e.is_data() => shape_error(&e.to_string()),
+        // Bodies are read as any JSON value first (`input::Body`), so only syntax fails here.
         JsonPayloadError::Deserialize(e) => {
             ApiError::invalid_json(format!("Malformed JSON body: {e}"))
         }
@@ -44,48 +44,6 @@ pub(crate) fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
             ApiError::payload_too_large(limit)
         }
         other => ApiError::invalid_json(format!("Unreadable JSON body: {other}")),
-    }
-}
-
-/// A well-formed body of the wrong shape, in the `validation_failed` shape so frontends show
-/// it next to the field when serde names one.
-fn shape_error(message: &str) -> ApiError {
-    if let Some(field) = backticked_after(message, "unknown field `") {
-        return ApiError::validation(
-            serde_json::json!({ field: ["is not an allowed field"] }),
-            vec![],
-        );
-    }
-    if let Some(field) = backticked_after(message, "missing field `") {
-        return ApiError::validation(serde_json::json!({ field: ["is required"] }), vec![]);
-    }
-    ApiError::validation(serde_json::json!({}), vec![message.to_owned()])
-}
-
-fn backticked_after<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
-    let rest = &message[message.find(prefix)? + prefix.len()..];
-    rest.split('`').next()
-}
-
-/// Query strings deserialize into typed structs with `deny_unknown_fields`; an unknown name
-/// is `unknown_parameter`, anything else `validation_failed`.
-pub fn query_config() -> web::QueryConfig {
-    web::QueryConfig::default().error_handler(|err, _req| query_error(err).into())
-}
-
-fn query_error(err: QueryPayloadError) -> ApiError {
-    let message = match &err {
-        QueryPayloadError::Deserialize(e) => e.to_string(),
-        other => other.to_string(),
-    };
-    match backticked_after(&message, "unknown field `") {
-        Some(name) => ApiError::unknown_parameter(name),
-        None => match backticked_after(&message, "missing field `") {
-            Some(name) => {
-                ApiError::validation(serde_json::json!({ name: ["is required"] }), vec![])
-            }
-            None => ApiError::validation(serde_json::json!({}), vec![message]),
-        },
     }
 }
 
@@ -267,18 +225,19 @@ pub fn no_content() -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use actix_web::{test, web, App, HttpResponse};
-    use serde::Deserialize;
 
+    use super::input::{Body, FromBody, JsonFields};
     use super::*;
 
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
-    struct Body {
-        name: String,
+    struct Named;
+
+    impl FromBody for Named {
+        fn from_body(f: &mut JsonFields) -> Option<Self> {
+            f.required::<String>("name").map(|_| Named)
+        }
     }
 
-    async fn echo(_: web::Json<Body>) -> HttpResponse {
+    async fn echo(_: Body<Named>) -> HttpResponse {
         HttpResponse::Ok().finish()
     }
 

@@ -2,18 +2,22 @@
 //! Auth with our validation, rate limits, the client's IP (`Sb-Forwarded-For`), Auth's error
 //! table (`supabase::gotrue`) and `@supabase/ssr` cookies (`auth::cookie`).
 
-use actix_web::error::JsonPayloadError;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder};
-use garde::Validate;
-use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
+use super::common::Email;
+use super::input::{
+    decode_body, Body, FromBody, FromJson, FromParam, FromParams, JsonFields, Params, Problem,
+    QueryFields,
+};
 use crate::auth::cookie::NO_STORE;
 use crate::auth::extract::FromCookie;
 use crate::auth::refresh::{stored_session, RefreshOutcome};
 use crate::auth::{Identity, User};
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::responses;
 use crate::state::AppState;
 use crate::supabase::gotrue::{AuthCall, AuthError, ForClient, LogoutScope};
 
@@ -25,64 +29,151 @@ fn for_client(req: &HttpRequest, state: &AppState) -> ForClient {
     ForClient(state.limiter.client_ip(req))
 }
 
-#[derive(Deserialize, Validate, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 #[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery", "data": {"full_name": "Ada Lovelace"}}))]
 pub struct RegisterBody {
-    #[garde(email, length(max = 320))]
-    #[schema(format = Email, max_length = 320)]
-    email: String,
+    #[schema(value_type = String, format = Email, max_length = 254)]
+    email: Email,
     /// Supabase Auth's password policy applies on top (422 `weak_password`).
-    #[garde(length(min = 1, max = 1024))]
-    #[schema(min_length = 1, max_length = 1024)]
-    password: String,
+    #[schema(value_type = String, min_length = 1, max_length = 1024)]
+    password: AuthPassword,
     /// Becomes `user_metadata` (at most 4 KiB of JSON). Never used for authorization.
-    #[garde(skip)]
     #[schema(value_type = Option<Object>)]
-    data: Option<Map<String, Value>>,
+    data: Option<Metadata>,
 }
 
-#[derive(Deserialize, Validate, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+impl FromBody for RegisterBody {
+    fn from_body(f: &mut JsonFields) -> Option<Self> {
+        let email = f.required("email");
+        let password = f.required("password");
+        let data = f.optional("data");
+        Some(Self {
+            email: email?,
+            password: password?,
+            data: data?,
+        })
+    }
+}
+
+#[derive(utoipa::ToSchema)]
 #[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery"}))]
 pub struct LoginBody {
-    #[garde(email, length(max = 320))]
-    #[schema(format = Email, max_length = 320)]
-    email: String,
-    #[garde(length(min = 1, max = 1024))]
-    #[schema(min_length = 1, max_length = 1024)]
-    password: String,
+    #[schema(value_type = String, format = Email, max_length = 254)]
+    email: Email,
+    #[schema(value_type = String, min_length = 1, max_length = 1024)]
+    password: AuthPassword,
 }
 
-#[derive(Deserialize, Validate, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+impl FromBody for LoginBody {
+    fn from_body(f: &mut JsonFields) -> Option<Self> {
+        let email = f.required("email");
+        let password = f.required("password");
+        Some(Self {
+            email: email?,
+            password: password?,
+        })
+    }
+}
+
+#[derive(utoipa::ToSchema)]
 #[schema(example = json!({"refresh_token": "v3ryr4nd0m"}))]
 pub struct RefreshBody {
     /// The refresh token. To use the `@supabase/ssr` session cookie's instead, send no body.
     /// (`{}` with a session cookie also works, but is not part of the contract.)
-    #[garde(inner(length(min = 1, max = 4096)))]
     #[schema(value_type = String, required = true, min_length = 1, max_length = 4096)]
-    refresh_token: Option<String>,
+    refresh_token: Option<RefreshToken>,
 }
 
-#[derive(Deserialize, Validate, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+impl FromBody for RefreshBody {
+    fn from_body(f: &mut JsonFields) -> Option<Self> {
+        Some(Self {
+            refresh_token: f.optional("refresh_token")?,
+        })
+    }
+}
+
+#[derive(utoipa::ToSchema)]
 #[schema(example = json!({"email": "ada@example.com"}))]
 pub struct RecoverBody {
-    #[garde(email, length(max = 320))]
-    #[schema(format = Email, max_length = 320)]
-    email: String,
+    #[schema(value_type = String, format = Email, max_length = 254)]
+    email: Email,
 }
 
-#[derive(Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
+impl FromBody for RecoverBody {
+    fn from_body(f: &mut JsonFields) -> Option<Self> {
+        Some(Self {
+            email: f.required("email")?,
+        })
+    }
+}
+
+/// A password as sent to Auth: 1..=1024 characters (Auth's own policy decides the rest).
+pub struct AuthPassword(String);
+
+impl FromJson for AuthPassword {
+    fn from_json(raw: &RawValue) -> Result<Self, Problem> {
+        let text = String::from_json(raw)?;
+        if !(1..=1024).contains(&text.chars().count()) {
+            return Err("must be 1 to 1024 characters long".into());
+        }
+        Ok(Self(text))
+    }
+}
+
+/// `user_metadata` for a new account: a JSON object of at most 4 KiB, because it lands in
+/// every access token.
+pub struct Metadata(Map<String, Value>);
+
+impl FromJson for Metadata {
+    fn from_json(raw: &RawValue) -> Result<Self, Problem> {
+        if raw.get().len() > MAX_DATA_BYTES {
+            return Err(format!("must be at most {MAX_DATA_BYTES} bytes of JSON").into());
+        }
+        serde_json::from_str(raw.get())
+            .map(Self)
+            .map_err(|_| "must be an object".into())
+    }
+}
+
+/// A refresh token: 1..=4096 characters.
+pub struct RefreshToken(String);
+
+impl FromJson for RefreshToken {
+    fn from_json(raw: &RawValue) -> Result<Self, Problem> {
+        let text = String::from_json(raw)?;
+        if !(1..=4096).contains(&text.chars().count()) {
+            return Err("must be 1 to 4096 characters long".into());
+        }
+        Ok(Self(text))
+    }
+}
+
+#[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LogoutQuery {
     /// Which sessions end: `global` (every session of the user, the default, as in Auth and
     /// auth-js), `local` (this one) or `others` (all but this one; the cookies stay).
-    #[serde(default)]
-    #[param(inline)]
+    #[param(inline, required = false)]
     scope: LogoutScope,
+}
+
+impl FromParams for LogoutQuery {
+    fn from_params(p: &mut QueryFields) -> Option<Self> {
+        Some(Self {
+            scope: p.optional("scope")?.unwrap_or_default(),
+        })
+    }
+}
+
+impl FromParam for LogoutScope {
+    fn from_param(text: &str) -> Result<Self, Problem> {
+        match text {
+            "global" => Ok(Self::Global),
+            "local" => Ok(Self::Local),
+            "others" => Ok(Self::Others),
+            _ => Err("must be global, local or others".into()),
+        }
+    }
 }
 
 /// `POST /api/auth/register` → 201 `{user, session}` (`session` null until confirmed).
@@ -94,38 +185,25 @@ pub struct LogoutQuery {
     request_body = RegisterBody,
     security(()),
     responses(
-        (status = 201, description = "Account created; `session` is `null` while email confirmation is on", body = crate::openapi::schemas::Registered, headers(("Location" = String, description = "Always `/api/auth/user`"))),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
-        (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
+        responses::UpstreamErrors,
+        responses::BodyErrors,
+        (status = 201, description = "Account created; `session` is `null` while email confirmation is on", body = Registered, headers(("Location" = String, description = "Always `/api/auth/user`"))),
+        (status = 400, response = responses::BadRequest),
         (status = 403, description = "`signup_disabled`, or `provider_disabled` (email sign-in is off for the project). Also 400 `captcha_failed` and `email_address_invalid`, any other Auth refusal 400 `auth_rejected`", body = crate::error::ErrorBody, example = json!({"error": "Sign-ups are disabled", "code": "signup_disabled"})),
         (status = 409, description = "`user_already_exists`", body = crate::error::ErrorBody, example = json!({"error": "An account with this email already exists", "code": "user_already_exists"})),
         (status = 422, description = "`weak_password` (`details.reasons` lists Auth's reasons when given)", body = crate::error::ErrorBody, example = json!({"error": "The password is too weak", "code": "weak_password"})),
-        (status = 429, response = crate::openapi::responses::RateLimited),
-        (status = 502, response = crate::openapi::responses::BadGateway),
-        (status = 503, response = crate::openapi::responses::Unavailable),
-        (status = 504, response = crate::openapi::responses::Timeout),
+        (status = 429, response = responses::RateLimited),
     )
 )]
 pub async fn register(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<RegisterBody>,
+    Body(body): Body<RegisterBody>,
 ) -> ApiResult<HttpResponse> {
     state.limiter.check(&req, "register").await?;
-    let body = body.into_inner();
-    body.validate()?;
-    if let Some(data) = &body.data {
-        if serde_json::to_vec(data).map_or(true, |b| b.len() > MAX_DATA_BYTES) {
-            return Err(ApiError::validation(
-                json!({ "data": [format!("must be at most {MAX_DATA_BYTES} bytes of JSON")] }),
-                vec![],
-            ));
-        }
-    }
-    let mut upstream = json!({ "email": body.email, "password": body.password });
+    let mut upstream = json!({ "email": body.email.as_str(), "password": body.password.0 });
     if let Some(data) = body.data {
-        upstream["data"] = Value::Object(data);
+        upstream["data"] = Value::Object(data.0);
     }
     let answer = state
         .supabase
@@ -162,31 +240,26 @@ pub async fn register(
     request_body = LoginBody,
     security(()),
     responses(
-        (status = 200, description = "A session", body = crate::openapi::schemas::Session, headers(("Cache-Control" = String, description = "`private, no-cache, no-store, must-revalidate, max-age=0`"), ("Set-Cookie" = String, description = "The `@supabase/ssr` session cookies, when cookie sessions are enabled"))),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
-        (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
+        responses::UpstreamErrors,
+        responses::BodyErrors,
+        (status = 200, description = "A session", body = Session, headers(("Cache-Control" = String, description = "`private, no-cache, no-store, must-revalidate, max-age=0`"), ("Set-Cookie" = String, description = "The `@supabase/ssr` session cookies, when cookie sessions are enabled"))),
+        (status = 400, response = responses::BadRequest),
         (status = 401, description = "`invalid_credentials` (with `WWW-Authenticate: Bearer`)", body = crate::error::ErrorBody, example = json!({"error": "Invalid login credentials", "code": "invalid_credentials"})),
         (status = 403, description = "`email_not_confirmed`, `user_banned` or `provider_disabled`; also 400 `captcha_failed`, and 400 `auth_rejected` for any Auth refusal without a code of its own", body = crate::error::ErrorBody, example = json!({"error": "Email address is not confirmed", "code": "email_not_confirmed"})),
-        (status = 429, response = crate::openapi::responses::RateLimited),
-        (status = 502, response = crate::openapi::responses::BadGateway),
-        (status = 503, response = crate::openapi::responses::Unavailable),
-        (status = 504, response = crate::openapi::responses::Timeout),
+        (status = 429, response = responses::RateLimited),
     )
 )]
 pub async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<LoginBody>,
+    Body(body): Body<LoginBody>,
 ) -> ApiResult<HttpResponse> {
     state.limiter.check(&req, "login").await?;
-    let body = body.into_inner();
-    body.validate()?;
     let session = state
         .supabase
         .token(
             "password",
-            &json!({ "email": body.email, "password": body.password }),
+            &json!({ "email": body.email.as_str(), "password": body.password.0 }),
             for_client(&req, &state),
         )
         .await
@@ -210,15 +283,12 @@ pub async fn login(
     request_body(content = RefreshBody, description = "With cookie sessions, send no body instead: the refresh token is then read from the `@supabase/ssr` session cookie (400 `validation_failed` when there is none or it is unreadable). Requests carrying the same refresh token within `auth.refresh_reuse_secs` share one refresh and get the same new session."),
     security(()),
     responses(
-        (status = 200, description = "A new session", body = crate::openapi::schemas::Session, headers(("Cache-Control" = String, description = "`private, no-cache, no-store, must-revalidate, max-age=0`"), ("Set-Cookie" = String, description = "The `@supabase/ssr` session cookies, when cookie sessions are enabled"))),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
-        (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
+        responses::UpstreamErrors,
+        responses::BodyErrors,
+        (status = 200, description = "A new session", body = Session, headers(("Cache-Control" = String, description = "`private, no-cache, no-store, must-revalidate, max-age=0`"), ("Set-Cookie" = String, description = "The `@supabase/ssr` session cookies, when cookie sessions are enabled"))),
+        (status = 400, response = responses::BadRequest),
         (status = 401, description = "`invalid_refresh_token` (unknown, reused, expired or revoked; a session cookie it came from is cleared)", body = crate::error::ErrorBody, example = json!({"error": "The refresh token is invalid", "code": "invalid_refresh_token"})),
-        (status = 429, response = crate::openapi::responses::RateLimited),
-        (status = 502, response = crate::openapi::responses::BadGateway),
-        (status = 503, response = crate::openapi::responses::Unavailable),
-        (status = 504, response = crate::openapi::responses::Timeout),
+        (status = 429, response = responses::RateLimited),
     )
 )]
 pub async fn refresh(
@@ -227,10 +297,9 @@ pub async fn refresh(
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
     state.limiter.check(&req, "refresh").await?;
-    let from_body = optional_json::<RefreshBody>(&req, &state, &body)?
-        .map(|b| b.validate().map(|()| b.refresh_token))
-        .transpose()?
-        .flatten();
+    let from_body = optional_body::<RefreshBody>(&req, &state, &body)?
+        .and_then(|b| b.refresh_token)
+        .map(|t| t.0);
     // A cookie that is no session counts as no cookie (and is cleared).
     let (refresh_token, from_cookie) = match from_body {
         Some(token) => (token, false),
@@ -292,19 +361,17 @@ pub async fn refresh(
     params(LogoutQuery),
     security(("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
+        responses::UpstreamErrors,
         (status = 204, description = "The sessions named by `scope` are revoked and, unless `scope=others`, the session cookies cleared. An expired cookie session is refreshed first so it can be revoked; a cookie session that is already over (unreadable, or its refresh refused) answers 204 with its cookies cleared. Auth's 401/403/404 (already revoked, user gone) count as success.", headers(("Set-Cookie" = String, description = "Deletions of the `@supabase/ssr` session cookies, when cookie sessions are enabled"))),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 429, response = crate::openapi::responses::RateLimited),
-        (status = 502, response = crate::openapi::responses::BadGateway),
-        (status = 503, response = crate::openapi::responses::Unavailable),
-        (status = 504, response = crate::openapi::responses::Timeout),
+        (status = 400, response = responses::BadRequest),
+        (status = 401, response = responses::Unauthorized),
+        (status = 429, response = responses::RateLimited),
     )
 )]
 pub async fn logout(
     req: HttpRequest,
     state: web::Data<AppState>,
-    query: web::Query<LogoutQuery>,
+    Params(query): Params<LogoutQuery>,
     identity: Identity,
 ) -> ApiResult<HttpResponse> {
     let scope = query.scope;
@@ -343,12 +410,10 @@ pub async fn logout(
     tag = "auth",
     security(("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
-        (status = 200, description = "The Supabase user object", body = crate::openapi::schemas::SupabaseUser),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 429, response = crate::openapi::responses::RateLimited),
-        (status = 502, response = crate::openapi::responses::BadGateway),
-        (status = 503, response = crate::openapi::responses::Unavailable),
-        (status = 504, response = crate::openapi::responses::Timeout),
+        responses::UpstreamErrors,
+        (status = 200, description = "The Supabase user object", body = SupabaseUser),
+        (status = 401, response = responses::Unauthorized),
+        (status = 429, response = responses::RateLimited),
     )
 )]
 pub async fn user(
@@ -386,27 +451,22 @@ pub async fn user(
     request_body = RecoverBody,
     security(()),
     responses(
-        (status = 202, description = "Whether or not the account exists, and for any Auth refusal that could tell (only Auth's rate limits are passed on, as 429)", body = crate::openapi::schemas::RecoverAccepted),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
-        (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
-        (status = 429, response = crate::openapi::responses::RateLimited),
-        (status = 502, response = crate::openapi::responses::BadGateway),
-        (status = 503, response = crate::openapi::responses::Unavailable),
-        (status = 504, response = crate::openapi::responses::Timeout),
+        responses::UpstreamErrors,
+        responses::BodyErrors,
+        (status = 202, description = "Whether or not the account exists, and for any Auth refusal that could tell (only Auth's rate limits are passed on, as 429)", body = RecoverAccepted),
+        (status = 400, response = responses::BadRequest),
+        (status = 429, response = responses::RateLimited),
     )
 )]
 pub async fn recover(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<RecoverBody>,
+    Body(body): Body<RecoverBody>,
 ) -> ApiResult<HttpResponse> {
     state.limiter.check(&req, "recover").await?;
-    let body = body.into_inner();
-    body.validate()?;
     match state
         .supabase
-        .recover(&body.email, for_client(&req, &state))
+        .recover(body.email.as_str(), for_client(&req, &state))
         .await
     {
         Ok(()) => {}
@@ -418,12 +478,62 @@ pub async fn recover(
         Err(AuthError::Auth(_)) => {}
         Err(e) => return Err(e.into_api(AuthCall::Recover)),
     }
-    Ok(HttpResponse::Accepted().json(json!({
-        "message": "If an account exists for this address, a recovery email is on its way"
-    })))
+    Ok(HttpResponse::Accepted().json(RecoverAccepted {
+        message: "If an account exists for this address, a recovery email is on its way",
+    }))
 }
 
 // ---- responses ----
+
+/// Supabase Auth's user object, forwarded as Auth answers it (more fields than listed here
+/// may be present).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // never built: Auth's answer is forwarded as it came; this is its shape
+#[schema(example = json!({
+    "id": "4b8e5d0c-6f1a-4c7e-9a3b-2d5f8e1c7a90", "aud": "authenticated", "role": "authenticated",
+    "email": "ada@example.com", "app_metadata": {"provider": "email"}, "user_metadata": {}
+}))]
+pub(crate) struct SupabaseUser {
+    id: uuid::Uuid,
+    aud: Option<String>,
+    role: Option<String>,
+    email: Option<String>,
+    app_metadata: Option<Map<String, Value>>,
+    user_metadata: Option<Map<String, Value>>,
+}
+
+/// A Supabase Auth session, forwarded as Auth answers it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // never built: Auth's answer is forwarded as it came; this is its shape
+#[schema(example = json!({
+    "access_token": "eyJhbGciOiJFUzI1NiIsImtpZCI6Ii4uLiJ9...", "token_type": "bearer",
+    "expires_in": 3600, "expires_at": 1748779200, "refresh_token": "v3ryr4nd0m",
+    "user": {"id": "4b8e5d0c-6f1a-4c7e-9a3b-2d5f8e1c7a90", "email": "ada@example.com"}
+}))]
+pub(crate) struct Session {
+    access_token: String,
+    token_type: String,
+    expires_in: i64,
+    expires_at: Option<i64>,
+    refresh_token: String,
+    user: SupabaseUser,
+}
+
+/// `POST /api/auth/register`'s answer; `session` is `null` while email confirmation is pending.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // never built: Auth's answer is forwarded as it came; this is its shape
+pub(crate) struct Registered {
+    user: SupabaseUser,
+    #[schema(required = true)]
+    session: Option<Session>,
+}
+
+/// `POST /api/auth/recover`'s answer, the same whether or not the account exists.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"message": "If an account exists for this address, a recovery email is on its way"}))]
+pub(crate) struct RecoverAccepted {
+    message: &'static str,
+}
 
 fn token_headers(res: &mut HttpResponseBuilder) {
     res.insert_header((header::CACHE_CONTROL, NO_STORE))
@@ -431,9 +541,10 @@ fn token_headers(res: &mut HttpResponseBuilder) {
         .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));
 }
 
-/// A JSON body that may also be absent (empty or `null`). Present bodies follow the same rules as
-/// `web::Json` (415 without a JSON content type, 413, 400 `invalid_json`/`validation_failed`).
-fn optional_json<T: serde::de::DeserializeOwned>(
+/// A JSON body that may also be absent (empty or `null`). A present body follows the same
+/// rules as [`Body`] (415 without a JSON content type, 413, 400 `invalid_json` or
+/// `validation_failed` with every problem).
+fn optional_body<T: FromBody>(
     req: &HttpRequest,
     state: &AppState,
     body: &[u8],
@@ -451,7 +562,11 @@ fn optional_json<T: serde::de::DeserializeOwned>(
     if !is_json {
         return Err(ApiError::unsupported_media_type());
     }
+    let raw: Box<RawValue> = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid_json(format!("Malformed JSON body: {e}")))?;
     // A JSON `null` body means "no body", like an empty one.
-    serde_json::from_slice::<Option<T>>(body)
-        .map_err(|e| super::json_error(JsonPayloadError::Deserialize(e), limit))
+    if raw.get() == "null" {
+        return Ok(None);
+    }
+    decode_body(&raw).map(Some)
 }

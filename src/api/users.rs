@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value as Json};
 use uuid::Uuid;
 
-use super::common::{created, json_response, list_response, page, Limit, Offset};
+use super::common::{created, json_response, list_response, page, Email, Limit, Offset};
 use super::input::{
     Body, FromBody, FromJson, FromParam, FromParams, JsonFields, NoParams, Params, Problem,
     QueryFields,
@@ -214,20 +214,6 @@ impl FromBody for CreateUser {
     }
 }
 
-/// An email address as garde's `email` rule accepts it, at most 254 characters.
-pub struct Email(String);
-
-impl FromJson for Email {
-    fn from_json(raw: &RawValue) -> Result<Self, Problem> {
-        let text = String::from_json(raw)?;
-        if text.len() > 254 {
-            return Err("must be at most 254 characters".into());
-        }
-        garde::rules::email::apply(&text, ()).map_err(|e| e.message().to_owned())?;
-        Ok(Self(text))
-    }
-}
-
 /// 6..=72 bytes: Supabase's default minimum, bcrypt's maximum. Never printed.
 pub struct Password(String);
 
@@ -311,7 +297,7 @@ pub async fn create(
     let id = state
         .supabase
         .admin_create_user(&NewAuthUser {
-            email: &input.email.0,
+            email: input.email.as_str(),
             password: &input.password.0,
             email_confirm: true,
             user_metadata: Json::Object(metadata),

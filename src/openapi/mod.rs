@@ -2,7 +2,6 @@
 //! annotations and their request types; served at `/openapi.json`, printed by `supagate openapi`.
 
 pub mod responses;
-pub mod schemas;
 
 use std::sync::LazyLock;
 
