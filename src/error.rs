@@ -115,12 +115,6 @@ impl ApiError {
     pub fn session_expired() -> Self {
         Self::invalid_token("session_expired", "The session has ended; sign in again")
     }
-    /// A 401 from an upstream login flow (wrong password, bad refresh token): no challenge
-    /// about the bearer, since the caller did not send one.
-    pub fn unauthenticated(code: &'static str, message: impl Into<Message>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, code, message)
-    }
-
     // 403 / 404 / 405 / 409 / 413 / 415 / 422 / 429
     pub fn forbidden(code: &'static str, message: impl Into<Message>) -> Self {
         Self::new(StatusCode::FORBIDDEN, code, message)

@@ -9,7 +9,6 @@ use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::config::{Secret, UpstreamSettings};
 use crate::metrics::metrics;
@@ -174,16 +173,6 @@ impl JsonApi {
         }
     }
 
-    /// Sends exactly once, whatever the method (no retry).
-    pub async fn send_once(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, UpstreamError> {
-        let (client, request) = request.build_split();
-        let request = request.map_err(|e| UpstreamError::from_reqwest(self.name, e))?;
-        self.attempt(&client, request).await
-    }
-
     async fn attempt(
         &self,
         client: &reqwest::Client,
@@ -298,32 +287,11 @@ impl JsonApi {
         Ok((status, headers, body))
     }
 
-    /// JSON in, JSON out.
-    pub async fn json<T: DeserializeOwned>(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<T, UpstreamError> {
-        let (_, _, body) = self.execute(request).await?;
-        self.decode(&body)
-    }
-
     pub fn decode<T: DeserializeOwned>(&self, body: &[u8]) -> Result<T, UpstreamError> {
         serde_json::from_slice(body).map_err(|e| UpstreamError::InvalidBody {
             upstream: self.name,
             cause: e.to_string(),
         })
-    }
-
-    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, UpstreamError> {
-        self.json(self.request(Method::GET, path)).await
-    }
-
-    pub async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<T, UpstreamError> {
-        self.json(self.request(Method::POST, path).json(body)).await
     }
 }
 

@@ -3,16 +3,16 @@
 
 pub mod api;
 pub mod auth;
-pub mod body_timeout;
+pub(crate) mod body_timeout;
 pub mod config;
-pub mod docs;
+pub(crate) mod docs;
 pub mod error;
 pub mod http_client;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod middleware;
 pub mod openapi;
-pub mod rate_limit;
-pub mod rules;
+pub(crate) mod rate_limit;
+pub(crate) mod rules;
 pub mod server;
 pub mod state;
 pub mod supabase;

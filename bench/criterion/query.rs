@@ -4,7 +4,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use supagate::api::items::ITEM_COLUMNS;
-use supagate::supabase::postgrest::{quote_list_item, regex_literal, Query, Value};
+use supagate::supabase::postgrest::{regex_literal, Query, Value};
 use uuid::Uuid;
 
 fn bench(c: &mut Criterion) {
@@ -40,9 +40,6 @@ fn bench(c: &mut Criterion) {
 
     c.bench_function("escape_regex_literal", |b| {
         b.iter(|| regex_literal(black_box(search)))
-    });
-    c.bench_function("escape_quote_list_item", |b| {
-        b.iter(|| quote_list_item(black_box(r#"say "hi" \ bye, (x)"#)))
     });
 }
 

@@ -1,15 +1,15 @@
 //! HTTP resources: one file per resource with its request/response types and short handlers,
 //! plus the input-handling rules every resource shares (JSON, query and path errors).
 
-pub mod billing;
-pub mod categories;
-pub mod common;
-pub mod health;
+pub(crate) mod billing;
+pub(crate) mod categories;
+pub(crate) mod common;
+pub(crate) mod health;
 pub mod input;
 pub mod items;
-pub mod session;
+pub(crate) mod session;
 pub mod users;
-pub mod webhooks;
+pub(crate) mod webhooks;
 
 use actix_web::error::{JsonPayloadError, PathError};
 use actix_web::http::Method;

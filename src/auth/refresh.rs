@@ -179,10 +179,12 @@ impl Refresher {
     }
 
     /// Flights currently remembered (for tests).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.flights.lock().len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -12,9 +12,7 @@ use crate::config::Secret;
 pub struct AuthUser {
     pub id: Uuid,
     pub role: String,
-    pub email: Option<String>,
     pub is_admin: bool,
-    pub session_id: Option<String>,
     pub expires_at: i64,
     /// Shared, so a cache hit hands out the verified token without copying it.
     pub(super) token: Arc<Secret>,
@@ -41,9 +39,7 @@ impl AuthUser {
         Self {
             id,
             role: "authenticated".to_owned(),
-            email: None,
             is_admin: false,
-            session_id: None,
             expires_at,
             token: Arc::new(Secret::new(token)),
         }

@@ -21,11 +21,9 @@ use crate::http_client::JsonApi;
 struct Claims {
     sub: String,
     role: Option<String>,
-    email: Option<String>,
     exp: i64,
     #[serde(default)]
     app_metadata: Value,
-    session_id: Option<String>,
 }
 
 /// Verifies tokens against the configured keys: the legacy HS256 secret (when set) and the
@@ -247,9 +245,7 @@ fn user_from_claims(claims: Claims, token: &str) -> Result<AuthUser, ApiError> {
     Ok(AuthUser {
         id,
         role,
-        email: claims.email.filter(|e| !e.is_empty()),
         is_admin,
-        session_id: claims.session_id,
         expires_at: claims.exp,
         token: Arc::new(Secret::new(token)),
     })

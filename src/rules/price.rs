@@ -67,11 +67,6 @@ impl Price {
         }
         Ok(Price { cents })
     }
-
-    /// Only for values below the limit; used by filters (`min_price`), never for writes.
-    pub fn from_cents(cents: u64) -> Option<Price> {
-        (cents <= MAX_CENTS).then_some(Price { cents })
-    }
 }
 
 /// Splits a JSON number into (sign, all digits, decimal scale): `-12.50e1` → (true, "1250", 1).
@@ -208,7 +203,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn any_cent_amount_round_trips(c in 1u64..=MAX_CENTS) {
-            let p = Price::from_cents(c).unwrap();
+            let p = Price { cents: c };
             proptest::prop_assert_eq!(Price::parse_json_number(&p.to_string()), Ok(p));
         }
     }

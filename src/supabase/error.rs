@@ -1,5 +1,6 @@
-//! The one upstream error: what PostgREST answered, or that a Supabase surface could not be
-//! used at all, and the one place either becomes the client's `ApiError`.
+//! The one upstream error: what PostgREST or Auth answered, or that a Supabase surface could
+//! not be used at all, and the one place each becomes the client's `ApiError` (PostgREST's
+//! table, Auth's table, transport failures).
 //!
 //! The same upstream answer gets the same client answer on every route: a handler never maps
 //! an upstream status itself. What only a call site knows (which conflict a unique violation
@@ -12,6 +13,9 @@ use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde::Deserialize;
 
+use serde_json::json;
+
+use super::gotrue::{AuthCall, AuthError, AuthFailure};
 use crate::error::ApiError;
 use crate::http_client::UpstreamError;
 
@@ -139,6 +143,16 @@ impl From<SupabaseError> for ApiError {
             SupabaseError::Transport(t) => match t {
                 UpstreamError::Unavailable { .. } => ApiError::upstream_unavailable(&e),
                 UpstreamError::Timeout { .. } => ApiError::upstream_timeout(&e),
+                // A surface saying it is unavailable or timed out is just that; the caller
+                // may retry. Any other error status we do not interpret is a bad gateway.
+                UpstreamError::Status { status, .. }
+                    if *status == StatusCode::SERVICE_UNAVAILABLE =>
+                {
+                    ApiError::upstream_unavailable(&e)
+                }
+                UpstreamError::Status { status, .. } if *status == StatusCode::GATEWAY_TIMEOUT => {
+                    ApiError::upstream_timeout(&e)
+                }
                 UpstreamError::Status { .. }
                 | UpstreamError::InvalidBody { .. }
                 | UpstreamError::TooLarge { .. } => ApiError::upstream_error(&e),
@@ -187,6 +201,138 @@ fn rest_error(r: &RestFailure) -> ApiError {
             _ => ApiError::upstream_error("postgrest answered without an error code"),
         },
         _ => ApiError::upstream_error("postgrest answered with an unexpected error"),
+    }
+}
+
+// ---- Supabase Auth ----
+
+/// When Auth's 429 says nothing about when to retry.
+const DEFAULT_RETRY_AFTER_SECS: u64 = 60;
+
+impl AuthFailure {
+    /// The table: Auth's `error_code` (its `apierrors/errorcode.go` list) → our answer. Client
+    /// errors stay 4xx with a stable code of ours; a 4xx we do not know is 400
+    /// `auth_rejected`, never a 502 (502 means Auth broke). `call` says which Auth call
+    /// answered, for the few codes whose meaning depends on it.
+    pub fn to_api_error(&self, call: AuthCall) -> ApiError {
+        let log = format!(
+            "auth {call:?}: answered {} with code `{}`: {}",
+            self.status.as_u16(),
+            self.code(),
+            self.message.as_deref().unwrap_or("")
+        );
+        if self.is_rate_limit() {
+            return ApiError::rate_limited(self.retry_after.unwrap_or(DEFAULT_RETRY_AFTER_SECS))
+                .with_internal(log);
+        }
+        let code = self.code();
+        let e = match (call, code) {
+            // Whatever the reason (unknown, reused, expired, revoked), the token is spent.
+            // A token we verified locally, whose session or user Auth no longer has.
+            (
+                AuthCall::User | AuthCall::Logout,
+                "bad_jwt" | "no_authorization" | "session_not_found" | "session_expired"
+                | "user_not_found",
+            ) => ApiError::session_expired(),
+            (AuthCall::Admin, "user_not_found") => ApiError::not_found("User not found"),
+            // Auth refused our secret key: our configuration is broken, not the request.
+            (AuthCall::Admin, "not_admin" | "no_authorization" | "bad_jwt") => {
+                ApiError::internal("Auth refused the service-role key")
+            }
+            (_, "invalid_credentials" | "invalid_grant") => {
+                ApiError::auth_failed("invalid_credentials", "Invalid login credentials")
+            }
+            (_, "email_not_confirmed" | "phone_not_confirmed") => {
+                ApiError::forbidden("email_not_confirmed", "Email address is not confirmed")
+            }
+            (_, "user_banned") => ApiError::forbidden("user_banned", "This user is banned"),
+            (
+                _,
+                "user_already_exists" | "email_exists" | "phone_exists" | "identity_already_exists",
+            ) => ApiError::conflict(
+                "user_already_exists",
+                "An account with this email already exists",
+            ),
+            (_, "weak_password") => {
+                let e = ApiError::unprocessable("weak_password", "The password is too weak");
+                match &self.reasons {
+                    Some(reasons) => e.with_details(json!({ "reasons": reasons })),
+                    None => e,
+                }
+            }
+            (_, "same_password") => ApiError::unprocessable(
+                "same_password",
+                "The new password must differ from the current one",
+            ),
+            (_, "signup_disabled") => {
+                ApiError::forbidden("signup_disabled", "Sign-ups are disabled")
+            }
+            (
+                _,
+                "email_provider_disabled"
+                | "phone_provider_disabled"
+                | "anonymous_provider_disabled"
+                | "provider_disabled"
+                | "oauth_provider_not_supported"
+                | "saml_provider_disabled"
+                | "sso_provider_disabled"
+                | "web3_provider_disabled",
+            ) => ApiError::forbidden(
+                "provider_disabled",
+                "This sign-in method is disabled for the project",
+            ),
+            (_, "captcha_failed") => {
+                ApiError::bad_request("captcha_failed", "The CAPTCHA check failed")
+            }
+            (_, "email_address_invalid") => ApiError::bad_request(
+                "email_address_invalid",
+                "Supabase Auth cannot send mail to this address",
+            ),
+            (_, "email_address_not_authorized") => ApiError::bad_request(
+                "email_address_not_authorized",
+                "The project's mail sender may not send to this address",
+            ),
+            (_, "validation_failed" | "bad_json") => ApiError::validation(
+                json!({}),
+                vec!["Supabase Auth rejected the request data".to_owned()],
+            ),
+            (_, "insufficient_aal") => ApiError::forbidden(
+                "mfa_required",
+                "This action needs a multi-factor authenticated session",
+            ),
+            (
+                _,
+                "session_not_found"
+                | "session_expired"
+                | "refresh_token_not_found"
+                | "refresh_token_already_used"
+                | "bad_jwt"
+                | "no_authorization",
+            ) => ApiError::session_expired(),
+            (_, "user_not_found") => ApiError::not_found("User not found"),
+            (_, "conflict") => {
+                ApiError::conflict("conflict", "The request conflicts with the current state")
+            }
+            (_, "request_timeout" | "hook_timeout" | "hook_timeout_after_retry") => {
+                ApiError::upstream_timeout("auth: timed out answering")
+            }
+            (AuthCall::Admin, _) if self.status == StatusCode::NOT_FOUND => {
+                ApiError::not_found("User not found")
+            }
+            _ => ApiError::bad_request("auth_rejected", "Supabase Auth refused the request"),
+        };
+        e.with_internal(log)
+    }
+}
+
+impl AuthError {
+    /// An Auth call's failure as the client's answer: Auth's 4xx through the table above,
+    /// anything else (unreachable, timed out, 5xx, unreadable) as every upstream's is.
+    pub fn into_api(self, call: AuthCall) -> ApiError {
+        match self {
+            AuthError::Auth(f) => f.to_api_error(call),
+            AuthError::Upstream(e) => SupabaseError::Transport(e).into(),
+        }
     }
 }
 

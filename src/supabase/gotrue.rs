@@ -1,6 +1,6 @@
-//! Supabase Auth (GoTrue): the user flows (signup, token grants, logout, user, recover), the
-//! one parser for its three error-body shapes, and the one table from its `error_code`s to
-//! our [`ApiError`]s (the admin API in `gotrue_admin` uses both too).
+//! Supabase Auth (GoTrue): the user flows (signup, token grants, logout, user, recover) and the
+//! one parser for its three error-body shapes (the admin API in `gotrue_admin` uses it too).
+//! Its `error_code` table is in `supabase::error`, beside every other upstream mapping.
 
 use std::net::IpAddr;
 
@@ -10,7 +10,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::Supabase;
-use crate::error::ApiError;
 use crate::http_client::{bearer, JsonApi, UpstreamError};
 
 /// An error answer from Auth, normalised across its three body shapes:
@@ -68,140 +67,13 @@ impl AuthFailure {
                     | "over_sms_send_rate_limit"
             )
     }
-
-    /// A refresh grant refused this way ends the session (auth-js: every non-retryable error
-    /// does; a rate limit is only a "not now").
-    pub fn ends_session(&self) -> bool {
-        self.status.is_client_error() && !self.is_rate_limit()
-    }
-
-    /// The table: Auth's `error_code` (its `apierrors/errorcode.go` list) → our answer. Client
-    /// errors stay 4xx with a stable code of ours; a 4xx we do not know is 400
-    /// `auth_rejected`, never a 502 (502 means Auth broke). `call` says which Auth call
-    /// answered, for the few codes whose meaning depends on it.
-    pub fn to_api_error(&self, call: AuthCall) -> ApiError {
-        let log = format!(
-            "auth {call:?}: answered {} with code `{}`: {}",
-            self.status.as_u16(),
-            self.code(),
-            self.message.as_deref().unwrap_or("")
-        );
-        if self.is_rate_limit() {
-            return ApiError::rate_limited(self.retry_after.unwrap_or(DEFAULT_RETRY_AFTER_SECS))
-                .with_internal(log);
-        }
-        let code = self.code();
-        let e = match (call, code) {
-            // Whatever the reason (unknown, reused, expired, revoked), the token is spent.
-            (AuthCall::RefreshGrant, _) => {
-                ApiError::auth_failed("invalid_refresh_token", "The refresh token is invalid")
-            }
-            // A token we verified locally, whose session or user Auth no longer has.
-            (
-                AuthCall::User | AuthCall::Logout,
-                "bad_jwt" | "no_authorization" | "session_not_found" | "session_expired"
-                | "user_not_found",
-            ) => ApiError::session_expired(),
-            (AuthCall::Admin, "user_not_found") => ApiError::not_found("User not found"),
-            // Auth refused our secret key: our configuration is broken, not the request.
-            (AuthCall::Admin, "not_admin" | "no_authorization" | "bad_jwt") => {
-                ApiError::internal("Auth refused the service-role key")
-            }
-            (_, "invalid_credentials" | "invalid_grant") => {
-                ApiError::auth_failed("invalid_credentials", "Invalid login credentials")
-            }
-            (_, "email_not_confirmed" | "phone_not_confirmed") => {
-                ApiError::forbidden("email_not_confirmed", "Email address is not confirmed")
-            }
-            (_, "user_banned") => ApiError::forbidden("user_banned", "This user is banned"),
-            (
-                _,
-                "user_already_exists" | "email_exists" | "phone_exists" | "identity_already_exists",
-            ) => ApiError::conflict(
-                "user_already_exists",
-                "An account with this email already exists",
-            ),
-            (_, "weak_password") => {
-                let e = ApiError::unprocessable("weak_password", "The password is too weak");
-                match &self.reasons {
-                    Some(reasons) => e.with_details(json!({ "reasons": reasons })),
-                    None => e,
-                }
-            }
-            (_, "same_password") => ApiError::unprocessable(
-                "same_password",
-                "The new password must differ from the current one",
-            ),
-            (_, "signup_disabled") => {
-                ApiError::forbidden("signup_disabled", "Sign-ups are disabled")
-            }
-            (
-                _,
-                "email_provider_disabled"
-                | "phone_provider_disabled"
-                | "anonymous_provider_disabled"
-                | "provider_disabled"
-                | "oauth_provider_not_supported"
-                | "saml_provider_disabled"
-                | "sso_provider_disabled"
-                | "web3_provider_disabled",
-            ) => ApiError::forbidden(
-                "provider_disabled",
-                "This sign-in method is disabled for the project",
-            ),
-            (_, "captcha_failed") => {
-                ApiError::bad_request("captcha_failed", "The CAPTCHA check failed")
-            }
-            (_, "email_address_invalid") => ApiError::bad_request(
-                "email_address_invalid",
-                "Supabase Auth cannot send mail to this address",
-            ),
-            (_, "email_address_not_authorized") => ApiError::bad_request(
-                "email_address_not_authorized",
-                "The project's mail sender may not send to this address",
-            ),
-            (_, "validation_failed" | "bad_json") => ApiError::validation(
-                json!({}),
-                vec!["Supabase Auth rejected the request data".to_owned()],
-            ),
-            (_, "insufficient_aal") => ApiError::forbidden(
-                "mfa_required",
-                "This action needs a multi-factor authenticated session",
-            ),
-            (
-                _,
-                "session_not_found"
-                | "session_expired"
-                | "refresh_token_not_found"
-                | "refresh_token_already_used"
-                | "bad_jwt"
-                | "no_authorization",
-            ) => ApiError::session_expired(),
-            (_, "user_not_found") => ApiError::not_found("User not found"),
-            (_, "conflict") => {
-                ApiError::conflict("conflict", "The request conflicts with the current state")
-            }
-            (_, "request_timeout" | "hook_timeout" | "hook_timeout_after_retry") => {
-                ApiError::upstream_timeout("auth: timed out answering")
-            }
-            (AuthCall::Admin, _) if self.status == StatusCode::NOT_FOUND => {
-                ApiError::not_found("User not found")
-            }
-            _ => ApiError::bad_request("auth_rejected", "Supabase Auth refused the request"),
-        };
-        e.with_internal(log)
-    }
 }
-
-/// When Auth's 429 says nothing about when to retry.
-const DEFAULT_RETRY_AFTER_SECS: u64 = 60;
 
 /// Which Auth call answered (the table is the same; a few codes mean different things).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthCall {
     Signup,
     PasswordGrant,
-    RefreshGrant,
     User,
     Logout,
     Recover,
@@ -220,35 +92,6 @@ pub enum AuthError {
 impl From<UpstreamError> for AuthError {
     fn from(e: UpstreamError) -> Self {
         AuthError::Upstream(e)
-    }
-}
-
-impl AuthError {
-    /// The one place an Auth outcome becomes an [`ApiError`]. Auth's 503/504 stay 503/504
-    /// (the caller may retry); any other 5xx or a body we cannot read is a 502.
-    pub fn into_api(self, call: AuthCall) -> ApiError {
-        match self {
-            AuthError::Auth(f) => f.to_api_error(call),
-            AuthError::Upstream(e) => upstream_to_api(e),
-        }
-    }
-
-    /// Auth could not be used at all (unreachable, timed out, 5xx, garbage): nothing about
-    /// the request or the session was decided.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, AuthError::Upstream(_))
-    }
-}
-
-fn upstream_to_api(e: UpstreamError) -> ApiError {
-    match &e {
-        UpstreamError::Status { status, .. } if *status == StatusCode::SERVICE_UNAVAILABLE => {
-            ApiError::upstream_unavailable(e)
-        }
-        UpstreamError::Status { status, .. } if *status == StatusCode::GATEWAY_TIMEOUT => {
-            ApiError::upstream_timeout(e)
-        }
-        _ => e.into(),
     }
 }
 
@@ -478,13 +321,6 @@ mod tests {
                 AuthCall::PasswordGrant,
                 401,
                 "invalid_credentials",
-            ),
-            (
-                400,
-                "refresh_token_already_used",
-                AuthCall::RefreshGrant,
-                401,
-                "invalid_refresh_token",
             ),
             (
                 403,

@@ -3,9 +3,9 @@
 
 pub mod error;
 pub mod gotrue;
-pub mod gotrue_admin;
+pub(crate) mod gotrue_admin;
 pub mod postgrest;
-pub mod stripe_data;
+pub(crate) mod stripe_data;
 
 use crate::config::{Secret, Settings};
 use crate::http_client::{bearer, build_client, JsonApi, UpstreamError};

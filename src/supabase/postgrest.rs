@@ -48,8 +48,6 @@ pub enum Value {
     Uuid(Uuid),
     /// A finite decimal, rendered without exponent (`f64`'s `Display` never uses one).
     Number(f64),
-    /// Exact decimal text produced by a validated type (e.g. a `Price`).
-    Decimal(String),
 }
 
 impl std::fmt::Display for Value {
@@ -57,7 +55,6 @@ impl std::fmt::Display for Value {
         match self {
             Value::Uuid(u) => write!(f, "{u}"),
             Value::Number(n) => write!(f, "{n}"),
-            Value::Decimal(d) => f.write_str(d),
         }
     }
 }
@@ -80,21 +77,6 @@ pub fn regex_literal(text: &str) -> String {
         }
         out.push(c);
     }
-    out
-}
-
-/// Quotes one element of an `in.(...)` list or `or=(...)` tree (SUPABASE_CONTRACT 1.5.3):
-/// wrap in `"`, backslash-escape `\` and `"`.
-pub fn quote_list_item(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
     out
 }
 
@@ -184,25 +166,6 @@ impl Query {
             offset: None,
             ..self.clone()
         }
-    }
-
-    /// The decoded `(name, value)` pairs, in order.
-    pub fn params(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::with_capacity(self.filters.len() + 4);
-        if let Some(s) = self.select {
-            out.push(("select", s.to_owned()));
-        }
-        out.extend(self.filters.iter().cloned());
-        if let Some(o) = self.order {
-            out.push(("order", o.to_owned()));
-        }
-        if let Some(l) = self.limit {
-            out.push(("limit", l.to_string()));
-        }
-        if let Some(o) = self.offset {
-            out.push(("offset", o.to_string()));
-        }
-        out
     }
 
     /// `/<path>?<percent-encoded params>`, written into one buffer (no per-parameter strings).
@@ -507,13 +470,6 @@ mod tests {
             decoded(&q),
             vec![("username".into(), r"match.^ann\_".into())]
         );
-    }
-
-    #[test]
-    fn list_items_are_quoted_as_the_contract_shows() {
-        assert_eq!(quote_list_item("a,b"), r#""a,b""#);
-        assert_eq!(quote_list_item(r#"say "hi""#), r#""say \"hi\"""#);
-        assert_eq!(quote_list_item(r"a\b"), r#""a\\b""#);
     }
 
     #[test]

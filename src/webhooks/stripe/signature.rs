@@ -161,12 +161,6 @@ pub fn verify<S: AsRef<[u8]>>(
     Err(SignatureError::Mismatch)
 }
 
-/// A complete header for `payload`, as `stripe.webhooks.generateTestHeaderString` builds it.
-/// For tests, benches and local tooling.
-pub fn test_header(payload: &[u8], secret: &[u8], timestamp: i64) -> String {
-    format!("t={timestamp},v1={}", sign(payload, secret, timestamp))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,7 +234,10 @@ mod tests {
                 Ok(t)
             );
             assert_eq!(
-                test_header(payload.as_bytes(), secret.as_bytes(), t),
+                format!(
+                    "t={t},v1={}",
+                    sign(payload.as_bytes(), secret.as_bytes(), t)
+                ),
                 header
             );
         }
@@ -266,7 +263,7 @@ mod tests {
     const SECRET: &str = "whsec_unit";
 
     fn header_at(payload: &[u8], t: i64) -> String {
-        test_header(payload, SECRET.as_bytes(), t)
+        format!("t={t},v1={}", sign(payload, SECRET.as_bytes(), t))
     }
 
     #[test]
