@@ -107,7 +107,7 @@ async fn handle(
             ));
         }
         Err(reason) => {
-            log::debug!("stripe webhook refused: {reason}");
+            tracing::debug!("stripe webhook refused: {reason}");
             return Err(invalid_signature());
         }
     }
@@ -152,7 +152,7 @@ async fn apply(state: &AppState, event: &Event) -> ApiResult<()> {
             let session: CheckoutSession = event.object()?;
             match session.link() {
                 Some((user, customer)) => supabase.link_stripe_customer(user, &customer).await?,
-                None => log::info!(
+                None => tracing::info!(
                     "stripe {}: checkout session without a user id or customer; nothing to link",
                     event.id
                 ),
@@ -164,7 +164,7 @@ async fn apply(state: &AppState, event: &Event) -> ApiResult<()> {
             let subscription: Subscription = event.object()?;
             let state = subscription.into_state(event.created);
             if !supabase.apply_subscription_event(&state).await? {
-                log::info!(
+                tracing::info!(
                     "stripe {}: older than the stored state of {}; ignored",
                     event.id,
                     state.p_subscription_id

@@ -6,12 +6,12 @@ use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::http::header::{AUTHORIZATION, COOKIE};
-use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use actix_web::{web, FromRequest, HttpRequest};
 
 use super::cookie::{cookie_pairs, is_session_cookie, read_session, CookieSession};
 use super::verify::AuthUser;
 use crate::error::ApiError;
-use crate::middleware::LoggedUser;
+use crate::middleware::set_logged_user;
 use crate::state::AppState;
 
 /// A signed-in caller; 401 without valid credentials.
@@ -86,7 +86,7 @@ async fn authenticate(req: HttpRequest) -> Result<Option<AuthUser>, ApiError> {
         return Ok(None);
     };
     let user = state.verifier.verify(&token).await?;
-    req.extensions_mut().insert(LoggedUser(user.id));
+    set_logged_user(&req, user.id);
     Ok(Some(user))
 }
 

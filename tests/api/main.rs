@@ -13,5 +13,6 @@ mod openapi;
 mod secrets;
 mod shutdown;
 mod support;
+mod telemetry;
 mod users;
 mod webhooks;
