@@ -215,7 +215,10 @@ impl JsonApi {
             if let Ok(value) = HeaderValue::from_bytes(&trace.traceparent()) {
                 headers.insert(TRACEPARENT, value);
             }
-            if let Some(value) = trace.tracestate().and_then(|s| HeaderValue::from_str(s).ok()) {
+            if let Some(value) = trace
+                .tracestate()
+                .and_then(|s| HeaderValue::from_str(s).ok())
+            {
                 headers.insert(TRACESTATE, value);
             }
         });

@@ -117,15 +117,19 @@ pub async fn request_context(
     // Handlers' and extractors' errors arrive here already rendered as responses; an `Err`
     // only comes from inner middleware, and actix renders it after us. The access line is
     // logged outside the span: it names the request and the user itself, as it always has.
-    let mut res = trace.scope(inner).instrument(span).await.inspect_err(|err| {
-        tracing::warn!(
-            target: "supagate::access",
-            "{method} {path} {status} request_id={id} (middleware error)",
-            path = uri.path(),
-            status = err.as_response_error().status_code().as_u16(),
-            id = id_header.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
-        )
-    })?;
+    let mut res = trace
+        .scope(inner)
+        .instrument(span)
+        .await
+        .inspect_err(|err| {
+            tracing::warn!(
+                target: "supagate::access",
+                "{method} {path} {status} request_id={id} (middleware error)",
+                path = uri.path(),
+                status = err.as_response_error().status_code().as_u16(),
+                id = id_header.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
+            )
+        })?;
 
     let headers = res.headers_mut();
     if let Some(value) = id_header.clone() {

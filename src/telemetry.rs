@@ -18,7 +18,11 @@ pub fn env_filter() -> EnvFilter {
 
 /// The subscriber: one line per event, prefixed with the spans it happened in (the request
 /// span names the request), written by `writer`.
-pub fn subscriber<W>(filter: EnvFilter, writer: W, ansi: bool) -> impl Subscriber + Send + Sync + 'static
+pub fn subscriber<W>(
+    filter: EnvFilter,
+    writer: W,
+    ansi: bool,
+) -> impl Subscriber + Send + Sync + 'static
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {

@@ -245,6 +245,10 @@ mod tests {
         let parsed = TraceParent::parse(&sent).unwrap();
         assert_ne!(a.trace_id, b.trace_id);
         assert_eq!(parsed.flags, 0);
-        assert_eq!(a.tracestate(), None, "a tracestate without its trace is meaningless");
+        assert_eq!(
+            a.tracestate(),
+            None,
+            "a tracestate without its trace is meaningless"
+        );
     }
 }

@@ -144,10 +144,7 @@ async fn rust_log_warn_hides_the_access_line_but_keeps_failures_with_their_reque
             .any(|l| l.contains("supagate::access") || l.contains(" INFO ")),
         "RUST_LOG=warn still logs at info: {log:#?}"
     );
-    assert!(
-        !log.iter().any(|l| l.contains("quiet-success")),
-        "{log:#?}"
-    );
+    assert!(!log.iter().any(|l| l.contains("quiet-success")), "{log:#?}");
     assert!(
         log.iter()
             .any(|l| l.contains("ERROR") && l.contains("request_id=loud-failure")),
@@ -208,7 +205,11 @@ async fn a_client_traceparent_continues_into_every_upstream_call_with_a_new_pare
         parents.push(parent_id);
     }
     parents.dedup();
-    assert_eq!(parents.len(), 1, "one request, one supagate span: {parents:?}");
+    assert_eq!(
+        parents.len(),
+        1,
+        "one request, one supagate span: {parents:?}"
+    );
 }
 
 #[tokio::test]
@@ -218,13 +219,18 @@ async fn without_a_valid_traceparent_each_request_starts_its_own_trace_upstream(
     for traceparent in [
         None,
         // Invalid: upper-case hex, an all-zero trace id, a wrong length.
-        Some(format!("00-{}-{CLIENT_PARENT_ID}-01", CLIENT_TRACE_ID.to_uppercase())),
+        Some(format!(
+            "00-{}-{CLIENT_PARENT_ID}-01",
+            CLIENT_TRACE_ID.to_uppercase()
+        )),
         Some(format!("00-{}-{CLIENT_PARENT_ID}-01", "0".repeat(32))),
         Some(format!("00-{CLIENT_TRACE_ID}-{CLIENT_PARENT_ID}-1")),
     ] {
         let mut req = app.get("/api/items");
         if let Some(value) = &traceparent {
-            req = req.header("traceparent", value).header("tracestate", "congo=x");
+            req = req
+                .header("traceparent", value)
+                .header("tracestate", "congo=x");
         }
         assert_eq!(req.send().await.unwrap().status(), 200);
     }
@@ -244,4 +250,66 @@ async fn without_a_valid_traceparent_each_request_starts_its_own_trace_upstream(
         traces.insert(trace_id);
     }
     assert_eq!(traces.len(), 4, "every request starts its own trace");
+}
+
+#[tokio::test]
+async fn a_signing_key_fetch_caused_by_a_request_carries_its_trace_and_background_ones_none() {
+    let app = TestApp::spawn_with_mocks(vec![jwks_mock("jwks_initial")], |s| {
+        s.auth.jwks_min_refetch_interval_secs = 0;
+    })
+    .await;
+    // The start-up load runs in the background, for no request.
+    for _ in 0..100 {
+        if jwks_fetches(&app).await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let res = app
+        .get("/api/items")
+        .bearer_auth(fixture_token("unknown_kid_es256"))
+        .header(
+            "traceparent",
+            format!("00-{CLIENT_TRACE_ID}-{CLIENT_PARENT_ID}-00"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+
+    let fetches: Vec<wiremock::Request> = app
+        .all_upstream_requests()
+        .await
+        .into_iter()
+        .filter(|r| r.url.path() == JWKS_PATH)
+        .collect();
+    assert!(fetches.len() >= 2, "the unknown kid caused a refetch");
+    assert!(
+        headers_of(&fetches[0], "traceparent").is_empty(),
+        "the start-up load belongs to no request"
+    );
+    let (trace_id, _, _) = traceparent_of(fetches.last().unwrap());
+    assert_eq!(trace_id, CLIENT_TRACE_ID);
+}
+
+#[tokio::test]
+async fn a_browser_on_an_allowed_origin_may_send_its_trace_headers() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/api/items"))
+        .header("origin", "http://localhost:3000")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "traceparent,tracestate")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let allowed = res.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for h in ["traceparent", "tracestate"] {
+        assert!(allowed.contains(h), "{allowed}");
+    }
 }
