@@ -41,32 +41,11 @@ pub fn sane_request_id(raw: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-thread_local! {
-    /// Per-worker generator of request ids (SplitMix64 seeded once from the OS): a fresh id
-    /// costs a few instructions instead of a `getrandom` system call. Ids only need to be
-    /// unique, not secret.
-    static ID_STATE: std::cell::Cell<u64> = std::cell::Cell::new({
-        let seed = Uuid::new_v4().as_u64_pair();
-        seed.0 ^ seed.1.rotate_left(17)
-    });
-}
-
-fn splitmix(state: &std::cell::Cell<u64>) -> u64 {
-    let s = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-    state.set(s);
-    let mut z = s;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// A new random (version 4) UUID for a request without a usable `X-Request-Id`.
+/// A new random (version 4) UUID for a request without a usable `X-Request-Id`. uuid's
+/// `fast-rng` draws it from `rand`'s per-thread generator, seeded from the OS: no system call
+/// per id. Ids only need to be unique, not secret.
 pub fn new_request_id() -> Uuid {
-    let (hi, lo) = ID_STATE.with(|s| (splitmix(s), splitmix(s)));
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&hi.to_le_bytes());
-    bytes[8..].copy_from_slice(&lo.to_le_bytes());
-    uuid::Builder::from_random_bytes(bytes).into_uuid()
+    Uuid::new_v4()
 }
 
 pub async fn request_context(
