@@ -313,3 +313,35 @@ async fn a_browser_on_an_allowed_origin_may_send_its_trace_headers() {
         assert!(allowed.contains(h), "{allowed}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_clients_own_log_records_are_filtered_by_rust_log_and_name_the_request() {
+    let (process, _upstream) =
+        process_with_failing_postgrest(Some("warn,hyper_util=debug,reqwest=debug")).await;
+    let res = reqwest::Client::new()
+        .get(process.url("/api/categories"))
+        .header("X-Request-Id", "bridged-log-record")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    let log = settled_log(&process).await;
+    // hyper-util and reqwest log through the `log` crate; the bridge turns their records
+    // into events, and those emitted while the request's future runs are inside its span.
+    // (Lines from their own background tasks, like the start-up JWKS load, name no request.)
+    let bridged: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("hyper_util::") || l.contains("reqwest::"))
+        .collect();
+    assert!(
+        bridged.iter().any(|l| l
+            .contains("request{request_id=bridged-log-record method=GET route=/api/categories")),
+        "no bridged log record names the request: {bridged:#?}"
+    );
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("actix_server") || l.contains(" INFO ")),
+        "other crates stay at warn: {log:#?}"
+    );
+}
