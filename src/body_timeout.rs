@@ -61,7 +61,7 @@ pub async fn body_deadline(
         Ok(res) => res.into_parts().0,
         Err(e) => return Err(e),
     };
-    log::info!("request body not complete after {ms} ms: 408, connection closed");
+    tracing::info!("request body not complete after {ms} ms: 408, connection closed");
     let mut response = ApiError::request_timeout().error_response();
     response
         .head_mut()

@@ -258,9 +258,9 @@ impl ResponseError for ApiError {
         let this = &self.0;
         if let Some(internal) = &this.internal {
             if this.status.is_server_error() {
-                log::error!("{} {}: {internal}", this.status.as_u16(), this.code);
+                tracing::error!("{} {}: {internal}", this.status.as_u16(), this.code);
             } else {
-                log::debug!("{} {}: {internal}", this.status.as_u16(), this.code);
+                tracing::debug!("{} {}: {internal}", this.status.as_u16(), this.code);
             }
         }
         let mut res = HttpResponse::build(this.status);

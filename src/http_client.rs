@@ -12,6 +12,10 @@ use serde::de::DeserializeOwned;
 
 use crate::config::{Secret, UpstreamSettings};
 use crate::metrics::metrics;
+use crate::trace_context;
+
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// Why an outbound call failed, before any upstream-specific interpretation.
 #[derive(Debug, thiserror::Error)]
@@ -166,18 +170,34 @@ impl JsonApi {
         let first = self.attempt(&client, request).await;
         match (first, retry) {
             (Err(e), Some(again)) if e.is_retryable() => {
-                log::debug!("{}: retrying an idempotent read once after: {e}", self.name);
+                tracing::debug!("{}: retrying an idempotent read once after: {e}", self.name);
                 self.attempt(&client, again).await
             }
             (first, _) => first,
         }
     }
 
+    /// The one place every outbound call passes: it carries the trace of the request being
+    /// served (W3C `traceparent`, and the client's `tracestate` with a continued trace), so
+    /// Supabase's logs can be matched to ours. Background calls (the periodic JWKS refresh)
+    /// serve no request and carry none.
     async fn attempt(
         &self,
         client: &reqwest::Client,
-        request: reqwest::Request,
+        mut request: reqwest::Request,
     ) -> Result<reqwest::Response, UpstreamError> {
+        trace_context::with_current(|trace| {
+            let headers = request.headers_mut();
+            if let Ok(value) = HeaderValue::from_bytes(&trace.traceparent()) {
+                headers.insert(TRACEPARENT, value);
+            }
+            if let Some(value) = trace
+                .tracestate()
+                .and_then(|s| HeaderValue::from_str(s).ok())
+            {
+                headers.insert(TRACESTATE, value);
+            }
+        });
         let started = std::time::Instant::now();
         let result = client
             .execute(request)
@@ -210,6 +230,9 @@ impl JsonApi {
             });
         }
         let name = self.name;
+        // The body is polled after the handler returned, outside the request's span: the
+        // span is kept so an aborted stream is still logged under its request.
+        let span = tracing::Span::current();
         let mut seen = 0usize;
         let mut failed = false;
         let stream = res.bytes_stream().map(move |chunk| {
@@ -233,7 +256,9 @@ impl JsonApi {
             };
             if let Err(e) = &result {
                 failed = true;
-                log::warn!("{name}: streamed body aborted after {seen} bytes: {e}");
+                span.in_scope(|| {
+                    tracing::warn!("{name}: streamed body aborted after {seen} bytes: {e}")
+                });
                 metrics().observe_upstream(name, "aborted_stream", Duration::ZERO);
             }
             result

@@ -16,4 +16,6 @@ pub(crate) mod rules;
 pub mod server;
 pub mod state;
 pub mod supabase;
+pub mod telemetry;
+pub mod trace_context;
 pub mod webhooks;

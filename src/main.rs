@@ -49,18 +49,21 @@ fn main() -> ExitCode {
 }
 
 fn serve(settings: Settings) -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if let Err(e) = supagate::telemetry::init() {
+        eprintln!("error: logging not started: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let result = actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings)?;
-        log::info!("supagate listening on port {}", app.port());
+        tracing::info!("supagate listening on port {}", app.port());
         app.run().await?;
-        log::info!("supagate stopped");
+        tracing::info!("supagate stopped");
         anyhow::Ok(())
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{e:#}");
+            tracing::error!("{e:#}");
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }

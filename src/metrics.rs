@@ -203,7 +203,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         if let Err(e) = encode(&mut out, &self.registry) {
-            log::error!("metrics encoding failed: {e}");
+            tracing::error!("metrics encoding failed: {e}");
         }
         out
     }

@@ -1,5 +1,6 @@
-//! Cross-cutting request handling: request id, security headers and the access log line.
-//! CORS and body limits are configured in `server.rs`, next to the route table.
+//! Cross-cutting request handling: request id, the request's tracing span and trace
+//! context, security headers and the access log line. CORS and body limits are configured in
+//! `server.rs`, next to the route table.
 
 use std::time::Instant;
 
@@ -7,8 +8,11 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::HttpMessage;
+use actix_web::{HttpMessage, HttpRequest};
+use tracing::Instrument;
 use uuid::Uuid;
+
+use crate::trace_context::TraceContext;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -16,9 +20,17 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
-/// Set by the authentication extractor so the access log can name the caller.
+/// Set by the authentication extractor (through [`set_logged_user`]) so the access log can
+/// name the caller.
 #[derive(Clone, Copy, Debug)]
 pub struct LoggedUser(pub Uuid);
+
+/// Names the caller of the request being served: in the request extensions for the access
+/// log line, and as the `user_id` of the request's span for every line logged after it.
+pub fn set_logged_user(req: &HttpRequest, id: Uuid) {
+    req.extensions_mut().insert(LoggedUser(id));
+    tracing::Span::current().record("user_id", tracing::field::display(id));
+}
 
 /// An incoming id is reused when it is 1–128 characters of `[A-Za-z0-9._:-]` (API.md), so a
 /// caller cannot inject log lines or oversized values through it.
@@ -29,32 +41,11 @@ pub fn sane_request_id(raw: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-thread_local! {
-    /// Per-worker generator of request ids (SplitMix64 seeded once from the OS): a fresh id
-    /// costs a few instructions instead of a `getrandom` system call. Ids only need to be
-    /// unique, not secret.
-    static ID_STATE: std::cell::Cell<u64> = std::cell::Cell::new({
-        let seed = Uuid::new_v4().as_u64_pair();
-        seed.0 ^ seed.1.rotate_left(17)
-    });
-}
-
-fn splitmix(state: &std::cell::Cell<u64>) -> u64 {
-    let s = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-    state.set(s);
-    let mut z = s;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// A new random (version 4) UUID for a request without a usable `X-Request-Id`.
+/// A new random (version 4) UUID for a request without a usable `X-Request-Id`. uuid's
+/// `fast-rng` draws it from `rand`'s per-thread generator, seeded from the OS: no system call
+/// per id. Ids only need to be unique, not secret.
 pub fn new_request_id() -> Uuid {
-    let (hi, lo) = ID_STATE.with(|s| (splitmix(s), splitmix(s)));
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&hi.to_le_bytes());
-    bytes[8..].copy_from_slice(&lo.to_le_bytes());
-    uuid::Builder::from_random_bytes(bytes).into_uuid()
+    Uuid::new_v4()
 }
 
 pub async fn request_context(
@@ -78,22 +69,46 @@ pub async fn request_context(
         });
     // The header value is built once, before the id moves into the request.
     let id_header = HeaderValue::from_str(&id).ok();
+    let trace = TraceContext::from_headers(req.headers());
     // Only the path is logged: query values may carry emails, tokens or other secrets. The
     // URI is shared bytes, so keeping it costs a reference count, not a copy of the path.
     let method = req.method().clone();
     let uri = req.uri().clone();
+    // Every line the request causes (handlers, extractors, the outbound client, and actix's
+    // and reqwest's `log` records) is logged inside this span, so it names its request. The
+    // span is ERROR-level so that it exists whenever any line is logged at all: at
+    // `RUST_LOG=warn` an upstream failure still names its request. With logging off it is
+    // disabled and its fields are never evaluated. The route is the resource's name, which is
+    // its template (`api::endpoint`), looked up in the resource map before routing.
+    let span = tracing::error_span!(
+        target: "supagate::request",
+        "request",
+        request_id = %id,
+        method = %method,
+        route = %req.match_name().unwrap_or("unmatched"),
+        trace_id = %trace.trace_id(),
+        user_id = tracing::field::Empty,
+    );
     req.extensions_mut().insert(RequestId(id));
+    // The span is entered for the synchronous part of the inner services' `call` as well;
+    // the trace context rides in a task-local, where the outbound client reads it.
+    let inner = span.in_scope(|| next.call(req));
     // Handlers' and extractors' errors arrive here already rendered as responses; an `Err`
-    // only comes from inner middleware, and actix renders it after us.
-    let mut res = next.call(req).await.inspect_err(|err| {
-        log::warn!(
-            target: "supagate::access",
-            "{method} {path} {status} request_id={id} (middleware error)",
-            path = uri.path(),
-            status = err.as_response_error().status_code().as_u16(),
-            id = id_header.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
-        )
-    })?;
+    // only comes from inner middleware, and actix renders it after us. The access line is
+    // logged outside the span: it names the request and the user itself, as it always has.
+    let mut res = trace
+        .scope(inner)
+        .instrument(span)
+        .await
+        .inspect_err(|err| {
+            tracing::warn!(
+                target: "supagate::access",
+                "{method} {path} {status} request_id={id} (middleware error)",
+                path = uri.path(),
+                status = err.as_response_error().status_code().as_u16(),
+                id = id_header.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
+            )
+        })?;
 
     // A session refreshed or ended while serving this request reaches the browser whatever
     // the handler answered.
@@ -131,14 +146,14 @@ pub async fn request_context(
         };
         crate::metrics::metrics().observe_request(method.as_str(), route, status, elapsed);
     }
-    if log::log_enabled!(target: "supagate::access", log::Level::Info) {
+    if tracing::enabled!(target: "supagate::access", tracing::Level::INFO) {
         let user = res
             .request()
             .extensions()
             .get::<LoggedUser>()
             .map(|u| u.0.to_string())
             .unwrap_or_else(|| "-".to_owned());
-        log::info!(
+        tracing::info!(
             target: "supagate::access",
             "{method} {path} {status} {ms:.3}ms request_id={id} user={user}",
             path = uri.path(),

@@ -14,6 +14,7 @@ use crate::api::{self, billing, categories, health, items, session, users, webho
 use crate::config::Settings;
 use crate::middleware::{request_context, REQUEST_ID};
 use crate::state::AppState;
+use crate::trace_context::{TRACEPARENT, TRACESTATE};
 use crate::{docs, openapi, route};
 
 /// A bound, not yet running server. Tests build it on port 0 and read the port back.
@@ -206,6 +207,9 @@ fn cors(settings: &Settings) -> Cors {
             header::CONTENT_TYPE,
             header::ACCEPT,
             REQUEST_ID,
+            // A browser app with tracing of its own may continue its trace through us.
+            TRACEPARENT,
+            TRACESTATE,
         ])
         .expose_headers([
             header::CONTENT_RANGE,

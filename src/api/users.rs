@@ -330,7 +330,9 @@ pub async fn create(
         Ok(body) => created("/api/users", body),
         Err(e) => {
             if let Err(cleanup) = state.supabase.admin_delete_user(id).await {
-                log::error!("user {id} created but profile failed and cleanup failed: {cleanup}");
+                tracing::error!(
+                    "user {id} created but profile failed and cleanup failed: {cleanup}"
+                );
             }
             Err(e)
         }

@@ -109,7 +109,7 @@ async fn handle(
             ));
         }
         Err(reason) => {
-            log::debug!("stripe webhook refused: {reason}");
+            tracing::debug!("stripe webhook refused: {reason}");
             return Err(invalid_signature());
         }
     }
@@ -126,7 +126,7 @@ async fn handle(
             // Stripe's retries cannot fix bad data; this needs a person (or, with queues, the
             // dead-letter queue). Still 5xx so the delivery is not lost meanwhile.
             *permanent = true;
-            log::error!(
+            tracing::error!(
                 "stripe {}: permanent failure storing the event: {e}",
                 event.id
             );
@@ -177,7 +177,7 @@ async fn store(state: &AppState, event: &Event, effect: Effect) -> Result<(), Su
         }
         Effect::Subscription(sub) => {
             if !supabase.apply_subscription_event(&sub).await? {
-                log::info!(
+                tracing::info!(
                     "stripe {}: older than the stored state of {}; ignored",
                     event.id,
                     sub.p_subscription_id
@@ -187,7 +187,7 @@ async fn store(state: &AppState, event: &Event, effect: Effect) -> Result<(), Su
         }
         Effect::Payment(payment) => supabase.record_payment(&payment).await,
         Effect::None(why) => {
-            log::info!("stripe {}: {why}; nothing to store", event.id);
+            tracing::info!("stripe {}: {why}; nothing to store", event.id);
             Ok(())
         }
     }

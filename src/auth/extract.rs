@@ -15,7 +15,7 @@ use super::cookie::CookieSession;
 use super::refresh::RefreshOutcome;
 use super::verify::AuthUser;
 use crate::error::ApiError;
-use crate::middleware::LoggedUser;
+use crate::middleware::set_logged_user;
 use crate::state::AppState;
 use crate::supabase::gotrue::ForClient;
 
@@ -79,7 +79,7 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Identity, ApiError> {
         .ok_or_else(|| ApiError::internal("application state missing"))?;
     if let Some(token) = bearer_token(req) {
         let user = state.verifier.verify(token?).await?;
-        req.extensions_mut().insert(LoggedUser(user.id));
+        set_logged_user(req, user.id);
         return Ok(Identity::User(user));
     }
     let cookie = &state.session_cookie;
@@ -90,16 +90,15 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Identity, ApiError> {
         Ok(Some(session)) => session,
         Ok(None) => return Ok(Identity::Anonymous),
         Err(e) => {
-            log::debug!("session cookie is no session: {e}");
+            tracing::debug!("session cookie is no session: {e}");
             cookie.clear(req);
             return Ok(Identity::SignedOut { ended: false });
         }
     };
     let caller = cookie_caller(req, state, session).await?;
     if let Identity::User(user) = &caller {
-        let mut ext = req.extensions_mut();
-        ext.insert(LoggedUser(user.id));
-        ext.insert(FromCookie);
+        set_logged_user(req, user.id);
+        req.extensions_mut().insert(FromCookie);
     }
     Ok(caller)
 }
@@ -125,7 +124,10 @@ async fn cookie_caller(
                         Err(e) => {
                             // The new refresh token is live: the browser must get it anyway.
                             cookie.store(req, new.session_json.clone());
-                            log::warn!("refreshed access token failed verification: {}", e.code());
+                            tracing::warn!(
+                                "refreshed access token failed verification: {}",
+                                e.code()
+                            );
                             Ok(Identity::User(user))
                         }
                     }
@@ -158,7 +160,7 @@ async fn cookie_caller(
             }
         }
         Err(e) => {
-            log::debug!("session cookie's access token rejected: {}", e.code());
+            tracing::debug!("session cookie's access token rejected: {}", e.code());
             cookie.clear(req);
             Ok(Identity::SignedOut { ended: false })
         }

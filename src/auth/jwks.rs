@@ -189,19 +189,19 @@ impl Jwks {
         .await;
         match result {
             Ok(Some((keys, fingerprint))) => {
-                log::debug!("JWKS loaded: {} usable key(s)", keys.len());
+                tracing::debug!("JWKS loaded: {} usable key(s)", keys.len());
                 self.install(keys);
                 state.last_document = Some(fingerprint);
                 state.last_success = Some(Instant::now());
                 crate::metrics::metrics().jwks_refresh("ok");
             }
             Ok(None) => {
-                log::debug!("JWKS unchanged");
+                tracing::debug!("JWKS unchanged");
                 state.last_success = Some(Instant::now());
                 crate::metrics::metrics().jwks_refresh("ok");
             }
             Err(e) => {
-                log::warn!("JWKS fetch failed: {e}");
+                tracing::warn!("JWKS fetch failed: {e}");
                 crate::metrics::metrics().jwks_refresh("error");
             }
         }

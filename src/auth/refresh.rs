@@ -71,7 +71,7 @@ impl RefreshOutcome {
                 Self::Transient(Transient::RateLimited(f.retry_after.unwrap_or(60)))
             }
             Err(AuthError::Auth(f)) => {
-                log::debug!(
+                tracing::debug!(
                     "session refresh refused: {} `{}`",
                     f.status.as_u16(),
                     f.code()
@@ -79,7 +79,7 @@ impl RefreshOutcome {
                 Self::Ended
             }
             Err(AuthError::Upstream(e)) => {
-                log::warn!("session refresh failed: {e}");
+                tracing::warn!("session refresh failed: {e}");
                 Self::Transient(match e {
                     UpstreamError::Timeout { .. } => Transient::Timeout,
                     UpstreamError::Status { status, .. }

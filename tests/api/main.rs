@@ -14,6 +14,7 @@ mod secrets;
 mod sessions;
 mod shutdown;
 mod support;
+mod telemetry;
 mod upstream_errors;
 mod users;
 mod validation;

@@ -279,9 +279,14 @@ async fn a_full_scenario_at_trace_level_leaks_no_secret_into_logs_or_responses()
     );
     let mut targets = std::collections::BTreeMap::<String, usize>::new();
     for line in &log {
-        if let Some(target) = line.split_whitespace().nth(2) {
+        // `<time> <LEVEL> [<span>{<fields>}: ]<target>: <message>`
+        let target = line
+            .split_whitespace()
+            .skip(2)
+            .find(|w| w.ends_with(':') && !w.contains(['{', '}', '=']));
+        if let Some(target) = target {
             *targets
-                .entry(target.trim_end_matches(']').to_owned())
+                .entry(target.trim_end_matches(':').to_owned())
                 .or_default() += 1;
         }
     }

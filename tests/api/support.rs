@@ -236,25 +236,7 @@ pub struct Process {
 impl Process {
     /// Starts `supagate serve` with exactly `env` (plus PATH) and waits for its port.
     pub fn start(env: &HashMap<String, String>) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_supagate"))
-            .env_clear()
-            .envs(env)
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("SUPAGATE_CONFIG_DIR", repo_path("config"))
-            .current_dir(std::env::temp_dir())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("binary starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (mut child, rx) = spawn_serve(env);
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let mut seen = Vec::new();
         loop {
@@ -280,6 +262,33 @@ impl Process {
                     panic!("supagate did not start; stderr: {seen:#?}");
                 }
             }
+        }
+    }
+
+    /// Like [`Process::start`], for a `RUST_LOG` that hides the start-up line: the port is
+    /// chosen here (a free one, released just before the start) and polled until it accepts.
+    pub fn start_quiet(env: &HashMap<String, String>) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut env = env.clone();
+        env.insert("PORT".into(), port.to_string());
+        let (mut child, rx) = spawn_serve(&env);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if std::time::Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+                let _ = child.kill();
+                let _ = child.wait();
+                let seen: Vec<String> = rx.try_iter().collect();
+                panic!("supagate did not start on port {port}; stderr: {seen:#?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            port,
+            lines: rx,
         }
     }
 
@@ -311,6 +320,31 @@ impl Process {
     pub fn drain_log(&self) -> Vec<String> {
         self.lines.try_iter().collect()
     }
+}
+
+/// Spawns `supagate serve` with exactly `env` (plus PATH); its stderr lines arrive on the
+/// channel.
+fn spawn_serve(env: &HashMap<String, String>) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_supagate"))
+        .env_clear()
+        .envs(env)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SUPAGATE_CONFIG_DIR", repo_path("config"))
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
 }
 
 impl Drop for Process {
