@@ -20,7 +20,7 @@ pub struct RequestId(pub String);
 #[derive(Clone, Copy, Debug)]
 pub struct LoggedUser(pub Uuid);
 
-/// An incoming id is reused when it is 1–128 characters of `[A-Za-z0-9._:-]` (API.md), so a
+/// An incoming id is reused when it is 1–128 characters of `[A-Za-z0-9._:-]` (docs/api.md), so a
 /// caller cannot inject log lines or oversized values through it.
 pub fn sane_request_id(raw: &[u8]) -> bool {
     (1..=128).contains(&raw.len())

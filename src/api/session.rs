@@ -1,5 +1,5 @@
 //! `/api/auth/*`: register, login, refresh, logout, user, recover — forwarded to Supabase
-//! Auth with our validation, rate limits, error mapping (API.md) and `@supabase/ssr` cookies.
+//! Auth with our validation, rate limits, error mapping (docs/api.md) and `@supabase/ssr` cookies.
 
 use actix_web::error::JsonPayloadError;
 use actix_web::http::header::{self, HeaderValue};

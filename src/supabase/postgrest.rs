@@ -1,6 +1,6 @@
 //! A small typed PostgREST client: queries whose columns are compile-time names and whose
 //! filter values come from typed, validated values, escaped and percent-encoded per
-//! SUPABASE_CONTRACT 1.5; plus the one table mapping PostgREST errors to [`ApiError`].
+//! docs/supabase-wire.md 1.3; plus the one table mapping PostgREST errors to [`ApiError`].
 //!
 //! Nothing a client sends reaches the query string except through a typed value rendered
 //! here, so `or=`, `select=` or `order=` cannot be smuggled in and `q` matches literally.
@@ -84,7 +84,7 @@ pub fn regex_literal(text: &str) -> String {
     out
 }
 
-/// Quotes one element of an `in.(...)` list or `or=(...)` tree (SUPABASE_CONTRACT 1.5.3):
+/// Quotes one element of an `in.(...)` list or `or=(...)` tree (docs/supabase-wire.md 1.3):
 /// wrap in `"`, backslash-escape `\` and `"`.
 pub fn quote_list_item(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
@@ -281,7 +281,7 @@ struct PgError {
     message: Option<String>,
 }
 
-/// The one mapping from a PostgREST error answer to the API's errors (API.md codes). The
+/// The one mapping from a PostgREST error answer to the API's errors (docs/api.md codes). The
 /// upstream text goes to the log only.
 pub fn map_error(
     status: StatusCode,
