@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::time::Instant;
 
 use actix_web::HttpRequest;
+use ipnet::IpNet;
 use parking_lot::Mutex;
 
 use crate::config::{parse_ip_net, RateLimitSettings};
@@ -96,7 +97,7 @@ impl RateLimiter for TokenBucket {
 /// What the Auth handlers consult: the limiter plus the trusted-proxy rule.
 pub struct ClientLimiter {
     limiter: Option<Box<dyn RateLimiter>>,
-    trusted: Vec<(IpAddr, u8)>,
+    trusted: Vec<IpNet>,
 }
 
 impl ClientLimiter {
@@ -143,20 +144,8 @@ impl ClientLimiter {
     }
 }
 
-fn in_net(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
-    match (ip, net) {
-        (IpAddr::V4(ip), IpAddr::V4(net)) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-            u32::from(ip) & mask == u32::from(net) & mask
-        }
-        (IpAddr::V6(ip), IpAddr::V6(net)) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-            u128::from(ip) & mask == u128::from(net) & mask
-        }
-        _ => false,
-    }
-}
-
+/// An IPv4 peer on a dual-stack socket shows up as `::ffff:a.b.c.d`; it is matched (and
+/// keyed) as the IPv4 address it is.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
@@ -167,9 +156,9 @@ fn canonical(ip: IpAddr) -> IpAddr {
 /// The client's IP: the TCP peer, unless the peer is a trusted proxy; then the right-most
 /// `X-Forwarded-For` entry that is not itself a trusted proxy (entries further left were
 /// written by the client and can be forged).
-pub fn client_ip(peer: Option<SocketAddr>, xff: &str, trusted: &[(IpAddr, u8)]) -> Option<IpAddr> {
+pub fn client_ip(peer: Option<SocketAddr>, xff: &str, trusted: &[IpNet]) -> Option<IpAddr> {
     let peer = canonical(peer?.ip());
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| in_net(ip, *net));
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(&ip));
     if !is_trusted(peer) {
         return Some(peer);
     }
@@ -192,7 +181,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn nets(list: &[&str]) -> Vec<(IpAddr, u8)> {
+    fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter().filter_map(|s| parse_ip_net(s)).collect()
     }
 
@@ -215,6 +204,42 @@ mod tests {
         assert_eq!(ip, Some("10.0.0.2".parse().unwrap()));
         let ip = client_ip(peer("::ffff:10.0.0.2"), "203.0.113.8", &trusted);
         assert_eq!(ip, Some("203.0.113.8".parse().unwrap()));
+    }
+
+    #[test]
+    fn an_ipv4_mapped_peer_matches_ipv4_networks_only() {
+        let trusted = nets(&["10.0.0.0/8", "fd00::/8"]);
+        // A mapped peer is its IPv4 address: trusted through 10/8, never through a v6 net.
+        let ip = client_ip(peer("::ffff:10.0.0.2"), "203.0.113.8", &trusted);
+        assert_eq!(ip, Some("203.0.113.8".parse().unwrap()));
+        let ip = client_ip(peer("::ffff:198.51.100.9"), "203.0.113.8", &trusted);
+        assert_eq!(ip, Some("198.51.100.9".parse().unwrap()));
+        // Forwarded entries are canonicalised too, so a mapped proxy hop is skipped.
+        let ip = client_ip(
+            peer("fd00::1"),
+            "203.0.113.9, ::ffff:10.0.0.7",
+            &trusted,
+        );
+        assert_eq!(ip, Some("203.0.113.9".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_network_trusts_exactly_its_prefix() {
+        let trusted = nets(&["10.0.0.0/31"]);
+        assert_eq!(
+            client_ip(peer("10.0.0.1"), "203.0.113.7", &trusted),
+            Some("203.0.113.7".parse().unwrap())
+        );
+        assert_eq!(
+            client_ip(peer("10.0.0.2"), "203.0.113.7", &trusted),
+            Some("10.0.0.2".parse().unwrap()),
+            "outside the /31: the peer is the client"
+        );
+        let all = nets(&["0.0.0.0/0"]);
+        assert_eq!(
+            client_ip(peer("192.0.2.5"), "203.0.113.7", &all),
+            Some("203.0.113.7".parse().unwrap())
+        );
     }
 
     #[test]
