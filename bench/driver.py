@@ -84,7 +84,7 @@ ANON_KEY = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZS1kZW1vIiwicm9sZSI6ImFub24iLCJl"
     "eHAiOjE5ODM4MTI5OTZ9.CRXP1A7WOeoJeXxjNni43kdQwgnWNReilDMblYTn_I0"
 )
-# The select list the items API is expected to send (API.md's Item with its category).
+# The select list the items API is expected to send (docs/api.md's Item with its category).
 SELECT = "id,name,description,price,category_id,user_id,created_at,updated_at,category:categories(id,name)"
 UPSTREAM_LIST = f"/rest/v1/items?select={SELECT}&order=created_at.desc,id.desc&limit=20&offset=0"
 UPSTREAM_INSERT = f"/rest/v1/items?select={SELECT}"

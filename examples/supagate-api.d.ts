@@ -126,7 +126,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Not in API.md's table, but `POST` answers a `Location`, and it should resolve. */
+        /** One category: `POST` answers a `Location`, and it should resolve. */
         get: operations["getCategory"];
         put?: never;
         post?: never;
@@ -168,7 +168,7 @@ export interface paths {
         put: operations["replaceUser"];
         post?: never;
         /**
-         * API.md routes self-deletion through the Auth admin API too: users cannot delete their
+         * docs/api.md routes self-deletion through the Auth admin API too: users cannot delete their
          *     own auth row otherwise. The Rust check above is the only gate here (no RLS behind the
          *     secret key), so it runs before anything is sent.
          */

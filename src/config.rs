@@ -514,6 +514,15 @@ mod tests {
         assert!(parse_ip_net("::1").is_some());
         assert!(parse_ip_net("10.0.0.0/33").is_none());
         assert!(parse_ip_net("nope").is_none());
+        assert!(parse_ip_net("10.0.0.0/").is_none());
+    }
+
+    #[test]
+    fn a_bare_address_is_a_single_host_and_blanks_around_parts_are_ignored() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(parse_ip_net(" 192.0.2.1 "), Some((ip("192.0.2.1"), 32)));
+        assert_eq!(parse_ip_net("::1"), Some((ip("::1"), 128)));
+        assert_eq!(parse_ip_net("10.1.2.3 / 8"), Some((ip("10.1.2.3"), 8)));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The one error type of the HTTP boundary, and the one place it becomes a response:
-//! `{"error": ..., "code": ..., "details"?: ...}` with the status API.md assigns.
+//! `{"error": ..., "code": ..., "details"?: ...}` with the status docs/api.md assigns.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -13,7 +13,7 @@ use serde_json::Value;
 type Message = Cow<'static, str>;
 
 /// Everything a handler, extractor or middleware can fail with. Constructors name the cases
-/// API.md lists; the status and code are fixed by the constructor, so a handler cannot
+/// docs/api.md lists; the status and code are fixed by the constructor, so a handler cannot
 /// invent an inconsistent pair.
 /// Boxed so `Result<T, ApiError>` stays one pointer wide on the happy path; errors are cold.
 #[derive(Debug)]

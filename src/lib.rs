@@ -11,7 +11,7 @@ pub mod http_client;
 pub(crate) mod metrics;
 pub mod middleware;
 pub mod openapi;
-pub(crate) mod rate_limit;
+pub mod rate_limit;
 pub(crate) mod rules;
 pub mod server;
 pub mod state;

@@ -32,7 +32,7 @@ pub fn set_logged_user(req: &HttpRequest, id: Uuid) {
     tracing::Span::current().record("user_id", tracing::field::display(id));
 }
 
-/// An incoming id is reused when it is 1–128 characters of `[A-Za-z0-9._:-]` (API.md), so a
+/// An incoming id is reused when it is 1–128 characters of `[A-Za-z0-9._:-]` (docs/api.md), so a
 /// caller cannot inject log lines or oversized values through it.
 pub fn sane_request_id(raw: &[u8]) -> bool {
     (1..=128).contains(&raw.len())

@@ -169,6 +169,8 @@ fn in_net(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
     }
 }
 
+/// An IPv4 peer on a dual-stack socket shows up as `::ffff:a.b.c.d`; it is matched (and
+/// keyed) as the IPv4 address it is.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
@@ -227,6 +229,38 @@ mod tests {
         assert_eq!(ip, Some("10.0.0.2".parse().unwrap()));
         let ip = client_ip(peer("::ffff:10.0.0.2"), "203.0.113.8", &trusted);
         assert_eq!(ip, Some("203.0.113.8".parse().unwrap()));
+    }
+
+    #[test]
+    fn an_ipv4_mapped_peer_matches_ipv4_networks_only() {
+        let trusted = nets(&["10.0.0.0/8", "fd00::/8"]);
+        // A mapped peer is its IPv4 address: trusted through 10/8, never through a v6 net.
+        let ip = client_ip(peer("::ffff:10.0.0.2"), "203.0.113.8", &trusted);
+        assert_eq!(ip, Some("203.0.113.8".parse().unwrap()));
+        let ip = client_ip(peer("::ffff:198.51.100.9"), "203.0.113.8", &trusted);
+        assert_eq!(ip, Some("198.51.100.9".parse().unwrap()));
+        // Forwarded entries are canonicalised too, so a mapped proxy hop is skipped.
+        let ip = client_ip(peer("fd00::1"), "203.0.113.9, ::ffff:10.0.0.7", &trusted);
+        assert_eq!(ip, Some("203.0.113.9".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_network_trusts_exactly_its_prefix() {
+        let trusted = nets(&["10.0.0.0/31"]);
+        assert_eq!(
+            client_ip(peer("10.0.0.1"), "203.0.113.7", &trusted),
+            Some("203.0.113.7".parse().unwrap())
+        );
+        assert_eq!(
+            client_ip(peer("10.0.0.2"), "203.0.113.7", &trusted),
+            Some("10.0.0.2".parse().unwrap()),
+            "outside the /31: the peer is the client"
+        );
+        let all = nets(&["0.0.0.0/0"]);
+        assert_eq!(
+            client_ip(peer("192.0.2.5"), "203.0.113.7", &all),
+            Some("203.0.113.7".parse().unwrap())
+        );
     }
 
     #[test]

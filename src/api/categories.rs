@@ -60,7 +60,7 @@ pub async fn list(
     Ok(list_response(listing))
 }
 
-/// Not in API.md's table, but `POST` answers a `Location`, and it should resolve.
+/// One category: `POST` answers a `Location`, and it should resolve.
 #[utoipa::path(
     get,
     path = "/api/categories/{id}",

@@ -23,7 +23,7 @@ use crate::rules::price::Price;
 use crate::state::AppState;
 use crate::supabase::postgrest::{Caller, Query, Value};
 
-/// The Item shape of API.md, category embedded through the `category_id` foreign key; the
+/// The Item shape of docs/api.md, category embedded through the `category_id` foreign key; the
 /// test `the_select_list_is_the_item_schema` keeps it equal to [`Item`]'s fields.
 pub const ITEM_COLUMNS: &str =
     "id,name,description,price,category_id,user_id,created_at,updated_at,category:categories(id,name)";

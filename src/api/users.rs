@@ -435,7 +435,7 @@ pub async fn replace(
     Ok(json_response(StatusCode::OK, body))
 }
 
-/// API.md routes self-deletion through the Auth admin API too: users cannot delete their
+/// docs/api.md routes self-deletion through the Auth admin API too: users cannot delete their
 /// own auth row otherwise. The Rust check above is the only gate here (no RLS behind the
 /// secret key), so it runs before anything is sent.
 #[utoipa::path(

@@ -1,5 +1,6 @@
 //! A bounded cache of verified tokens, so a signature (160 µs for ES256) is checked once per
-//! token instead of once per request.
+//! token instead of once per request. Storage and eviction are `quick_cache` (S3-FIFO over
+//! sharded maps); what may be trusted on a hit is decided here.
 //!
 //! - Keyed by the SHA-256 of the token (SHA-NI makes that ~0.3 µs for a Supabase token); the
 //!   raw token is never a key. The entry keeps the verified [`AuthUser`], which carries the
@@ -12,15 +13,14 @@
 //!   goes back through full verification (and fails).
 //! - Only tokens that passed verification are inserted; a tampered or unknown token costs a
 //!   hash and a lookup, never an entry.
-//! - Bounded: `capacity` entries over a few shards; a full shard first drops expired and
-//!   stale entries, then arbitrary ones (the map's order is random), an eighth at a time,
-//!   so eviction is amortised O(1) and a flood of distinct tokens cannot grow memory.
+//! - Bounded: at most `capacity` entries; a flood of distinct tokens evicts (S3-FIFO keeps
+//!   tokens seen more than once), it cannot grow memory.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use quick_cache::sync::{Cache, DefaultLifecycle};
+use quick_cache::UnitWeighter;
 use sha2::{Digest as _, Sha256};
 
 use super::user::AuthUser;
@@ -33,7 +33,7 @@ pub fn digest(token: &str) -> TokenDigest {
 }
 
 /// The key is already a uniform hash: use 8 of its bytes instead of hashing it again.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct PrefixHasher(u64);
 
 impl Hasher for PrefixHasher {
@@ -49,18 +49,19 @@ impl Hasher for PrefixHasher {
     }
 }
 
-type Shard = HashMap<TokenDigest, Entry, BuildHasherDefault<PrefixHasher>>;
+type Hash = BuildHasherDefault<PrefixHasher>;
 
 struct Entry {
-    user: Arc<AuthUser>,
+    user: AuthUser,
     generation: u64,
 }
 
-const SHARDS: usize = 8;
+type Store =
+    Cache<TokenDigest, Arc<Entry>, UnitWeighter, Hash, DefaultLifecycle<TokenDigest, Arc<Entry>>>;
 
 pub struct TokenCache {
-    shards: Box<[RwLock<Shard>]>,
-    per_shard: usize,
+    /// `None`: the cache is off (`capacity` 0).
+    store: Option<Store>,
     leeway: i64,
 }
 
@@ -68,24 +69,23 @@ impl TokenCache {
     /// `capacity` 0 disables the cache. `leeway_secs` is the verifier's clock-skew allowance,
     /// applied to `exp` exactly as a cold verification applies it.
     pub fn new(capacity: usize, leeway_secs: u64) -> Self {
-        let per_shard = capacity.div_ceil(SHARDS);
-        let shards = (0..if capacity == 0 { 0 } else { SHARDS })
-            .map(|_| RwLock::new(Shard::default()))
-            .collect();
+        let store = (capacity > 0).then(|| {
+            Store::with(
+                capacity,
+                capacity as u64,
+                UnitWeighter,
+                Hash::default(),
+                DefaultLifecycle::default(),
+            )
+        });
         Self {
-            shards,
-            per_shard,
+            store,
             leeway: i64::try_from(leeway_secs).unwrap_or(i64::MAX),
         }
     }
 
     pub fn enabled(&self) -> bool {
-        !self.shards.is_empty()
-    }
-
-    fn shard(&self, key: &TokenDigest) -> &RwLock<Shard> {
-        // Bytes 8.. pick the shard; bytes ..8 are the in-shard hash.
-        &self.shards[usize::from(key[8]) % self.shards.len()]
+        self.store.is_some()
     }
 
     fn live(&self, entry: &Entry, generation: u64, now: i64) -> bool {
@@ -101,59 +101,31 @@ impl TokenCache {
         generation: u64,
         now: i64,
     ) -> Option<AuthUser> {
-        if !self.enabled() {
+        let store = self.store.as_ref()?;
+        let entry = store.get(key)?;
+        if !self.live(&entry, generation, now) {
+            store.remove(key);
             return None;
         }
-        let shard = self.shard(key);
-        {
-            let map = shard.read();
-            let entry = map.get(key)?;
-            if entry.user.token() == token && self.live(entry, generation, now) {
-                return Some(AuthUser::clone(&entry.user));
-            }
-        }
-        let mut map = shard.write();
-        if map.get(key).is_some_and(|e| !self.live(e, generation, now)) {
-            map.remove(key);
-        }
-        None
+        (entry.user.token() == token).then(|| entry.user.clone())
     }
 
     /// Remembers a user whose token just passed full verification under `generation`.
-    pub fn insert(&self, key: TokenDigest, user: &AuthUser, generation: u64, now: i64) {
-        if !self.enabled() {
-            return;
-        }
-        let mut map = self.shard(&key).write();
-        if map.len() >= self.per_shard && !map.contains_key(&key) {
-            self.make_room(&mut map, generation, now);
-        }
-        map.insert(
-            key,
-            Entry {
-                user: Arc::new(user.clone()),
-                generation,
-            },
-        );
-    }
-
-    /// Frees at least an eighth of a full shard: expired and stale entries first, then
-    /// arbitrary ones.
-    fn make_room(&self, map: &mut Shard, generation: u64, now: i64) {
-        map.retain(|_, e| self.live(e, generation, now));
-        let target = self.per_shard - (self.per_shard / 8).max(1);
-        if map.len() > target {
-            let excess = map.len() - target;
-            let victims: Vec<TokenDigest> = map.keys().take(excess).copied().collect();
-            for key in victims {
-                map.remove(&key);
-            }
+    pub fn insert(&self, key: TokenDigest, user: &AuthUser, generation: u64, _now: i64) {
+        if let Some(store) = &self.store {
+            store.insert(
+                key,
+                Arc::new(Entry {
+                    user: user.clone(),
+                    generation,
+                }),
+            );
         }
     }
 
-    /// Entries held (all shards).
+    /// Entries held.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.read().len()).sum()
+        self.store.as_ref().map_or(0, Store::len)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -162,7 +134,9 @@ impl TokenCache {
 
     /// The most entries this cache will hold.
     pub fn capacity(&self) -> usize {
-        self.per_shard * self.shards.len()
+        self.store
+            .as_ref()
+            .map_or(0, |s| usize::try_from(s.capacity()).unwrap_or(usize::MAX))
     }
 }
 

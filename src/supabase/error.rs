@@ -136,7 +136,7 @@ impl fmt::Display for SupabaseError {
 
 impl std::error::Error for SupabaseError {}
 
-/// The one mapping (API.md codes). Upstream text goes to the log only, never to the client.
+/// The one mapping (docs/api.md codes). Upstream text goes to the log only, never to the client.
 impl From<SupabaseError> for ApiError {
     fn from(e: SupabaseError) -> Self {
         let mapped = match &e {

@@ -1,5 +1,5 @@
 //! The Auth admin API (`/auth/v1/admin/users`), called with the secret/service-role key.
-//! Only the admin user endpoints (and self-deletion, which API.md routes through it) use this.
+//! Only the admin user endpoints (and self-deletion, which docs/api.md routes through it) use this.
 //! Errors go through the same parser and table as the user flows (`gotrue`).
 
 use reqwest::Method;

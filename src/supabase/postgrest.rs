@@ -1,6 +1,6 @@
 //! A small typed PostgREST client: queries whose columns are compile-time names and whose
 //! filter values come from typed, validated values, escaped and percent-encoded per
-//! SUPABASE_CONTRACT 1.5. Errors are [`SupabaseError`]s, mapped in `supabase::error`.
+//! docs/supabase-wire.md (PostgREST). Errors are [`SupabaseError`]s, mapped in `supabase::error`.
 //!
 //! Nothing a client sends reaches the query string except through a typed value rendered
 //! here, so `or=`, `select=` or `order=` cannot be smuggled in and `q` matches literally.

@@ -148,7 +148,7 @@ pub async fn json_of(res: reqwest::Response) -> (u16, Value) {
     (status, body)
 }
 
-/// Asserts the API.md error shape and returns the code.
+/// Asserts the docs/api.md error shape and returns the code.
 pub fn error_code(body: &Value) -> &str {
     assert!(body["error"].is_string(), "error message missing: {body}");
     body["code"]

@@ -1,5 +1,5 @@
 //! Index coverage: with ~100k items and 20k profiles loaded and analysed, every list query that
-//! API.md's endpoints can produce is planned with an index, never a sequential scan of `items`.
+//! docs/api.md's endpoints can produce is planned with an index, never a sequential scan of `items`.
 //! Plans are printed (`cargo test --test db indexes -- --nocapture`) so they can be quoted.
 //!
 //! Queries are written as PostgREST runs them for the gateway: the request's role and claims,
