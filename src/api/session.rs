@@ -112,7 +112,6 @@ pub async fn register(
     state: web::Data<AppState>,
     body: web::Json<RegisterBody>,
 ) -> ApiResult<HttpResponse> {
-    state.limiter.check(&req, "register").await?;
     let body = body.into_inner();
     body.validate()?;
     if let Some(data) = &body.data {
@@ -179,7 +178,6 @@ pub async fn login(
     state: web::Data<AppState>,
     body: web::Json<LoginBody>,
 ) -> ApiResult<HttpResponse> {
-    state.limiter.check(&req, "login").await?;
     let body = body.into_inner();
     body.validate()?;
     let session = state
@@ -226,7 +224,6 @@ pub async fn refresh(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    state.limiter.check(&req, "refresh").await?;
     let from_body = optional_json::<RefreshBody>(&req, &state, &body)?
         .map(|b| b.validate().map(|()| b.refresh_token))
         .transpose()?
@@ -401,7 +398,6 @@ pub async fn recover(
     state: web::Data<AppState>,
     body: web::Json<RecoverBody>,
 ) -> ApiResult<HttpResponse> {
-    state.limiter.check(&req, "recover").await?;
     let body = body.into_inner();
     body.validate()?;
     match state
