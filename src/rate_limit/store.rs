@@ -165,9 +165,11 @@ return out
 /// Counters in Redis, shared by every instance: one script call (EVALSHA) per decision.
 pub struct RedisStore {
     client: redis::Client,
-    /// Connected on first use, so start-up does not wait for (or need) Redis; the manager
-    /// reconnects by itself afterwards.
-    conn: tokio::sync::OnceCell<ConnectionManager>,
+    /// One connection per worker thread, made on its first use there: start-up does not
+    /// wait for (or need) Redis, and a connection's I/O runs on the worker that uses it (an
+    /// actix worker is a single-threaded runtime; sharing one connection would tie every
+    /// worker to the one that created it). Each manager reconnects by itself.
+    conns: Mutex<HashMap<std::thread::ThreadId, ConnectionManager>>,
     script: redis::Script,
     timeout: Duration,
 }
@@ -177,7 +179,7 @@ impl RedisStore {
     pub fn new(url: &str, timeout: Duration) -> Result<Self, redis::RedisError> {
         Ok(Self {
             client: redis::Client::open(url)?,
-            conn: tokio::sync::OnceCell::new(),
+            conns: Mutex::new(HashMap::new()),
             script: redis::Script::new(SCRIPT),
             timeout,
         })
@@ -194,23 +196,27 @@ impl RedisStore {
             .map_err(|_| StoreError::Timeout(self.timeout))?
     }
 
+    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        let thread = std::thread::current().id();
+        if let Some(conn) = self.conns.lock().get(&thread) {
+            return Ok(conn.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(self.timeout)
+            .set_response_timeout(self.timeout)
+            .set_number_of_retries(1)
+            .set_max_delay(1000);
+        let conn = ConnectionManager::new_with_config(self.client.clone(), config).await?;
+        self.conns.lock().insert(thread, conn.clone());
+        Ok(conn)
+    }
+
     async fn decide_untimed(
         &self,
         checks: &[Check],
         now: Option<i64>,
     ) -> Result<Vec<Verdict>, StoreError> {
-        let mut conn = self
-            .conn
-            .get_or_try_init(|| {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(self.timeout)
-                    .set_response_timeout(self.timeout)
-                    .set_number_of_retries(1)
-                    .set_max_delay(1000);
-                ConnectionManager::new_with_config(self.client.clone(), config)
-            })
-            .await?
-            .clone();
+        let mut conn = self.connection().await?;
         let mut invocation = self.script.prepare_invoke();
         for check in checks {
             invocation.key(&check.key);
