@@ -241,6 +241,23 @@ burst = 20"#,
     assert_eq!(settings.rate_limit.rules[0].burst, Some(20));
 }
 
+#[test]
+fn the_store_and_redis_url_come_from_the_environment() {
+    let mut env = test_env("http://127.0.0.1:9");
+    env.insert("SUPAGATE_RATE_LIMIT__STORE".into(), "redis".into());
+    env.insert("SUPAGATE_RATE_LIMIT__ON_STORE_ERROR".into(), "deny".into());
+    env.insert("REDIS_URL".into(), "redis://:pw@127.0.0.1:6390/2".into());
+    let settings = Settings::load(&repo_path("config"), &env).unwrap();
+    assert_eq!(settings.rate_limit.store, RateLimitStore::Redis);
+    assert_eq!(settings.rate_limit.on_store_error, OnStoreError::Deny);
+    assert_eq!(
+        settings.rate_limit.redis_url.expose(),
+        "redis://:pw@127.0.0.1:6390/2"
+    );
+    // It may carry a password: check-config must not print it.
+    assert!(!settings.to_redacted_toml().contains("pw@"));
+}
+
 // ---- the Redis store, for real ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
