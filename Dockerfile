@@ -14,8 +14,7 @@ COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src bench/criterion \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
- && echo 'fn main() {}' > bench/criterion/stripe.rs \
- && echo 'fn main() {}' > bench/criterion/auth.rs \
+ && for b in stripe auth query middleware; do echo 'fn main() {}' > "bench/criterion/$b.rs"; done \
  && cargo build --release --locked --bin supagate \
  && rm -rf src target/release/supagate target/release/deps/supagate-* target/release/.fingerprint/supagate-*
 COPY src src
@@ -27,6 +26,9 @@ RUN cargo build --release --locked --bin supagate \
 FROM debian:bookworm-slim AS runtime
 # curl only for the HEALTHCHECK below; drop it (and the HEALTHCHECK) if your orchestrator
 # probes over HTTP itself (Kubernetes httpGet on /health and /ready).
+# Unpinned on purpose: bookworm's curl gets security updates, and a pinned version disappears
+# from the archive when it does.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends curl \
  && rm -rf /var/lib/apt/lists/* \
@@ -39,13 +41,13 @@ ENV APP_ENV=production \
     PORT=8080 \
     SUPAGATE_CONFIG_DIR=/app/config \
     RUST_LOG=info
-USER supagate
+USER 10001
 EXPOSE 8080
 # SIGTERM (docker stop) drains in-flight requests for up to server.shutdown_timeout_secs (30);
 # give `docker stop -t` / terminationGracePeriodSeconds a little more than that.
 STOPSIGNAL SIGTERM
 # Liveness only: /health makes no upstream call. Use /ready (checks Supabase) for routing.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=5s --retries=3 \
-  CMD curl -fsS "http://127.0.0.1:${PORT}/health" >/dev/null || exit 1
+  CMD ["sh", "-c", "curl -fsS \"http://127.0.0.1:${PORT}/health\" >/dev/null || exit 1"]
 ENTRYPOINT ["/app/supagate"]
 CMD ["serve"]

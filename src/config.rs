@@ -26,7 +26,7 @@ impl Secret {
         self.0.expose_secret()
     }
 
-    fn is_blank(&self) -> bool {
+    pub(crate) fn is_blank(&self) -> bool {
         self.expose().trim().is_empty()
     }
 }
@@ -208,9 +208,65 @@ pub struct CookieSettings {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSettings {
+    /// Off: no rule is applied (the rules are still checked at start-up).
     pub enabled: bool,
+    #[serde(default)]
+    pub store: RateLimitStore,
+    /// `redis://[:password@]host:port[/db]` (`REDIS_URL`); a secret, it may carry a password.
+    #[serde(default = "empty_secret")]
+    pub redis_url: Secret,
+    #[serde(default)]
+    pub on_store_error: OnStoreError,
+    /// One decision may wait this long for Redis before `on_store_error` applies.
+    #[serde(default = "default_redis_timeout_ms")]
+    pub redis_timeout_ms: u64,
+    /// Checked against the route table by `rate_limit::Rules::compile`.
+    #[serde(default)]
+    pub rules: Vec<RateLimitRule>,
+}
+
+/// `[[rate_limit.rules]]`: which operations, counted per what, at which rate.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitRule {
+    /// `"METHOD /route/{template}"`, as the OpenAPI document lists them.
+    pub routes: Vec<String>,
+    /// `"ip"` or `"user"` (anonymous callers fall back to their IP).
+    pub key: String,
     pub per_minute: u32,
-    pub burst: u32,
+    /// Requests that may arrive at once; defaults to `per_minute`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+}
+
+/// Where the counters live.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitStore {
+    /// This process only: each instance counts on its own.
+    #[default]
+    Memory,
+    /// Shared by every instance.
+    Redis,
+}
+
+/// What a limited request gets when the store cannot answer in time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnStoreError {
+    /// Served, unlimited (a broken limiter must not lock every user out).
+    #[default]
+    Allow,
+    /// 503 `upstream_unavailable`.
+    Deny,
+}
+
+fn empty_secret() -> Secret {
+    Secret::new("")
+}
+
+fn default_redis_timeout_ms() -> u64 {
+    250
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -256,7 +312,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn invalid(setting: impl Into<String>, problem: impl Into<String>) -> Self {
+    pub(crate) fn invalid(setting: impl Into<String>, problem: impl Into<String>) -> Self {
         Self {
             setting: setting.into(),
             problem: problem.into(),
@@ -279,6 +335,7 @@ const ENV_ALIASES: &[(&str, &str)] = &[
     ("STRIPE_WEBHOOK_SECRET", "stripe.webhook_secrets"),
     ("HOST", "server.host"),
     ("PORT", "server.port"),
+    ("REDIS_URL", "rate_limit.redis_url"),
 ];
 
 /// Prefix for every other setting: `SUPAGATE_SERVER__BODY_LIMIT_BYTES=1024`.
@@ -383,12 +440,11 @@ impl Settings {
                 "timeouts must be greater than 0",
             ));
         }
-        if self.rate_limit.enabled
-            && (self.rate_limit.per_minute == 0 || self.rate_limit.burst == 0)
-        {
+        crate::rate_limit::Rules::compile(&self.rate_limit)?;
+        if self.rate_limit.store == RateLimitStore::Redis && self.rate_limit.redis_url.is_blank() {
             return Err(ConfigError::invalid(
-                "rate_limit.per_minute",
-                "per_minute and burst must be greater than 0 when enabled",
+                env_names_for("rate_limit.redis_url"),
+                "missing (rate_limit.store is \"redis\")",
             ));
         }
         for proxy in &self.server.trusted_proxies {
@@ -461,7 +517,11 @@ fn env_value(key: &str, raw: &str) -> serde_json::Value {
                 .collect(),
         );
     }
-    if key == "stripe.webhook_secrets" || key.ends_with("key") || key.ends_with("secret") {
+    if key == "stripe.webhook_secrets"
+        || key == "rate_limit.redis_url"
+        || key.ends_with("key")
+        || key.ends_with("secret")
+    {
         return Value::String(raw.to_owned());
     }
     match raw.trim() {

@@ -1,20 +1,35 @@
-//! Per-client-IP rate limiting for the unauthenticated Auth routes (login, register, refresh,
-//! recover): the client IP rule (trusted proxies only), a small limiter trait so a shared
-//! store (Redis) can back it when several instances run, and the in-process token bucket.
+//! Rate-limit rules for any route: `[[rate_limit.rules]]` compiled against the route table,
+//! applied by one middleware ([`enforce`]) keyed by verified user or client IP (trusted
+//! proxies honoured), with counters in memory or in Redis (`store`), and the IETF
+//! `RateLimit` / `RateLimit-Policy` fields (draft-ietf-httpapi-ratelimit-headers-08).
+
+pub mod store;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use actix_web::HttpRequest;
-use parking_lot::Mutex;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue, AUTHORIZATION};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
+use actix_web::{web, HttpRequest, ResponseError};
 
-use crate::config::{parse_ip_net, RateLimitSettings};
+use crate::config::{
+    parse_ip_net, ConfigError, OnStoreError, RateLimitSettings, RateLimitStore, Settings,
+};
 use crate::error::ApiError;
+use crate::state::AppState;
+use store::{Check, MemoryStore, Quota, RedisStore, StoreError, Verdict};
 
-/// The limiter's answer for one request.
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+/// The explicit refresh route, whose rules also count server-side session refreshes.
+pub const REFRESH_ROUTE: (Method, &str) = (Method::POST, "/api/auth/refresh");
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
+/// The limiter's answer for one request, where it is not answered by [`enforce`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Allowed,
@@ -22,105 +37,194 @@ pub enum Decision {
     Limited {
         retry_after_secs: u64,
     },
+    /// The store failed and `on_store_error` is `deny`.
+    StoreUnavailable,
 }
 
-pub type DecisionFuture<'a> = Pin<Box<dyn Future<Output = Decision> + Send + 'a>>;
-
-/// Counts one hit for `key` (e.g. `login:203.0.113.7`). Async so a networked store fits;
-/// such a store should answer `Allowed` when it is down (fail open) and log it, since a
-/// broken limiter must not lock every user out of login.
-pub trait RateLimiter: Send + Sync {
-    fn hit<'a>(&'a self, key: &'a str) -> DecisionFuture<'a>;
+/// What a rule counts per.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    Ip,
+    /// The verified token's `sub`; anonymous callers (or unverifiable tokens) by IP.
+    User,
 }
 
-/// In-process token bucket: `burst` tokens, refilled at `per_minute / 60` per second.
-pub struct TokenBucket {
-    capacity: f64,
-    per_sec: f64,
-    buckets: Mutex<HashMap<String, Bucket>>,
+/// One compiled `[[rate_limit.rules]]` entry.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// `rules[i]`: the policy name in `RateLimit-Policy`, and part of the counter key.
+    pub name: String,
+    pub key: KeyKind,
+    pub quota: Quota,
+    /// `RateLimit-Policy` item, built once.
+    policy: String,
 }
 
-#[derive(Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
+/// The rules, indexed by route template then method.
+#[derive(Debug, Default)]
+pub struct Rules {
+    pub rules: Vec<Rule>,
+    by_route: HashMap<String, Vec<(Method, Vec<usize>)>>,
 }
 
-/// Past this many tracked keys, full buckets (idle clients) are dropped to bound memory.
-const PRUNE_ABOVE: usize = 50_000;
-
-impl TokenBucket {
-    pub fn new(per_minute: u32, burst: u32) -> Self {
-        Self {
-            capacity: f64::from(burst.max(1)),
-            per_sec: f64::from(per_minute.max(1)) / 60.0,
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The decision at `now` (separate from the clock so it can be tested exactly).
-    pub fn hit_at(&self, key: &str, now: Instant) -> Decision {
-        let mut buckets = self.buckets.lock();
-        if buckets.len() > PRUNE_ABOVE {
-            let (capacity, per_sec) = (self.capacity, self.per_sec);
-            buckets.retain(|_, b| {
-                b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * per_sec < capacity
+impl Rules {
+    /// Checks every rule against the route table; the first problem is one line naming the
+    /// rule (`rate_limit.rules[2].routes: ...`).
+    pub fn compile(settings: &RateLimitSettings) -> Result<Rules, ConfigError> {
+        let served: Vec<(Method, String)> = crate::server::routes()
+            .iter()
+            .flat_map(|r| r.methods().iter().map(|m| (m.clone(), r.path().to_owned())))
+            .collect();
+        let mut compiled = Rules::default();
+        for (i, rule) in settings.rules.iter().enumerate() {
+            let name = format!("rules[{i}]");
+            let setting = |field: &str| format!("rate_limit.{name}.{field}");
+            let key = match rule.key.as_str() {
+                "ip" => KeyKind::Ip,
+                "user" => KeyKind::User,
+                other => {
+                    return Err(ConfigError::invalid(
+                        setting("key"),
+                        format!("`{other}` is not one of ip, user"),
+                    ))
+                }
+            };
+            if rule.per_minute == 0 {
+                return Err(ConfigError::invalid(
+                    setting("per_minute"),
+                    "must be greater than 0",
+                ));
+            }
+            let burst = rule.burst.unwrap_or(rule.per_minute);
+            if burst == 0 {
+                return Err(ConfigError::invalid(
+                    setting("burst"),
+                    "must be greater than 0",
+                ));
+            }
+            if rule.routes.is_empty() {
+                return Err(ConfigError::invalid(
+                    setting("routes"),
+                    "names no route (e.g. \"POST /api/items\")",
+                ));
+            }
+            for route in &rule.routes {
+                let parsed = route
+                    .trim()
+                    .split_once(' ')
+                    .and_then(|(m, p)| Some((Method::from_bytes(m.as_bytes()).ok()?, p.trim())));
+                let served_route = parsed
+                    .and_then(|(m, p)| served.iter().find(|(sm, sp)| *sm == m && sp == p).cloned());
+                let Some((method, path)) = served_route else {
+                    return Err(ConfigError::invalid(
+                        setting("routes"),
+                        format!(
+                            "`{route}` is no route supagate serves (write \"METHOD /path/{{param}}\" as /openapi.json lists it)"
+                        ),
+                    ));
+                };
+                let methods = compiled.by_route.entry(path).or_default();
+                match methods.iter_mut().find(|(m, _)| *m == method) {
+                    Some((_, rules)) if rules.last() == Some(&i) => {}
+                    Some((_, rules)) => rules.push(i),
+                    None => methods.push((method, vec![i])),
+                }
+            }
+            let quota = Quota::new(rule.per_minute, burst);
+            let window_secs = (quota.interval_us * quota.burst + 999_999) / 1_000_000;
+            compiled.rules.push(Rule {
+                policy: format!("\"{name}\";q={};w={window_secs}", quota.burst),
+                name,
+                key,
+                quota,
             });
         }
-        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
-            tokens: self.capacity,
-            at: now,
-        });
-        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.per_sec).min(self.capacity);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Decision::Allowed
-        } else {
-            let wait = (1.0 - bucket.tokens) / self.per_sec;
-            Decision::Limited {
-                retry_after_secs: wait.ceil().max(1.0) as u64,
-            }
-        }
+        Ok(compiled)
+    }
+
+    /// Indexes of the rules a request to `route` (its template) with `method` must pass.
+    pub fn matching(&self, method: &Method, route: Option<&str>) -> &[usize] {
+        route
+            .and_then(|r| self.by_route.get(r))
+            .and_then(|methods| methods.iter().find(|(m, _)| m == method))
+            .map_or(&[], |(_, rules)| rules.as_slice())
     }
 }
 
-impl RateLimiter for TokenBucket {
-    fn hit<'a>(&'a self, key: &'a str) -> DecisionFuture<'a> {
-        let decision = self.hit_at(key, Instant::now());
-        Box::pin(async move { decision })
+enum Store {
+    Memory(MemoryStore),
+    Redis(RedisStore),
+}
+
+/// The outcome of the rules a request matched.
+pub struct Outcome {
+    /// Per matched rule: its index and verdict.
+    verdicts: Vec<(usize, Verdict)>,
+}
+
+impl Outcome {
+    pub fn allowed(&self) -> bool {
+        self.verdicts.iter().all(|(_, v)| v.allowed)
+    }
+
+    /// Seconds until the request would pass every rule (at least 1).
+    pub fn retry_after_secs(&self) -> u64 {
+        let us = self
+            .verdicts
+            .iter()
+            .map(|(_, v)| v.retry_us)
+            .max()
+            .unwrap_or(0);
+        u64::try_from((us + 999_999) / 1_000_000)
+            .unwrap_or(1)
+            .max(1)
     }
 }
 
-/// What the Auth handlers consult: the limiter plus the trusted-proxy rule.
-pub struct ClientLimiter {
-    limiter: Option<Box<dyn RateLimiter>>,
+/// What the middleware and the Auth handlers consult: rules, store, trusted-proxy rule.
+pub struct Limiter {
+    enabled: bool,
+    rules: Rules,
+    store: Store,
+    on_store_error: OnStoreError,
     trusted: Vec<(IpAddr, u8)>,
+    /// Unix seconds of the last store-error log line (one per interval, not one per request).
+    last_store_log: AtomicU64,
 }
 
-impl ClientLimiter {
-    pub fn new(settings: &RateLimitSettings, trusted_proxies: &[String]) -> Self {
-        Self::with_limiter(
-            settings
-                .enabled
-                .then(|| Box::new(TokenBucket::new(settings.per_minute, settings.burst)) as _),
-            trusted_proxies,
-        )
-    }
+/// How often a store outage is logged.
+const STORE_LOG_EVERY_SECS: u64 = 10;
 
-    /// Any limiter implementation (a Redis-backed one, say); `None` disables limiting.
-    pub fn with_limiter(limiter: Option<Box<dyn RateLimiter>>, trusted_proxies: &[String]) -> Self {
-        Self {
-            limiter,
-            trusted: trusted_proxies
+impl Limiter {
+    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        let rl = &settings.rate_limit;
+        let rules = Rules::compile(rl)?;
+        let store = match rl.store {
+            RateLimitStore::Memory => Store::Memory(MemoryStore::default()),
+            RateLimitStore::Redis => Store::Redis(
+                RedisStore::new(
+                    rl.redis_url.expose(),
+                    Duration::from_millis(rl.redis_timeout_ms.max(1)),
+                )
+                .map_err(|e| anyhow::anyhow!("rate_limit.redis_url (REDIS_URL): {e}"))?,
+            ),
+        };
+        Ok(Self {
+            enabled: rl.enabled,
+            rules,
+            store,
+            on_store_error: rl.on_store_error,
+            trusted: settings
+                .server
+                .trusted_proxies
                 .iter()
                 .filter_map(|p| parse_ip_net(p))
                 .collect(),
-        }
+            last_store_log: AtomicU64::new(0),
+        })
     }
 
-    /// The client IP of `req` (trusted proxies honoured): the key of every limit, and what
+    /// The client IP of `req` (trusted proxies honoured): the `ip` key of every rule, and what
     /// Auth calls made for this client send as `Sb-Forwarded-For`.
     pub fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
         let xff: Vec<&str> = req
@@ -131,28 +235,201 @@ impl ClientLimiter {
         client_ip(req.peer_addr(), &xff.join(","), &self.trusted)
     }
 
-    /// Counts this request against `bucket` for its client IP; 429 with `Retry-After` when
-    /// the bucket is empty.
-    pub async fn check(&self, req: &HttpRequest, bucket: &str) -> Result<(), ApiError> {
-        match self.decide(req, bucket).await {
-            Decision::Allowed => Ok(()),
-            Decision::Limited { retry_after_secs } => Err(ApiError::rate_limited(retry_after_secs)),
+    /// The rules `method` on `route` (a template) must pass; none when limiting is off.
+    pub fn rules_for(&self, method: &Method, route: Option<&str>) -> &[usize] {
+        if !self.enabled {
+            return &[];
+        }
+        self.rules.matching(method, route)
+    }
+
+    /// Counts `req` against `rules`. `Ok(None)`: the store failed and the policy is `allow`.
+    pub async fn decide(
+        &self,
+        req: &HttpRequest,
+        state: &AppState,
+        rules: &[usize],
+    ) -> Result<Option<Outcome>, ApiError> {
+        let mut ip: Option<String> = None;
+        let mut user: Option<Option<String>> = None;
+        let mut checks = Vec::with_capacity(rules.len());
+        for &i in rules {
+            let rule = &self.rules.rules[i];
+            let subject = match rule.key {
+                KeyKind::User => {
+                    if user.is_none() {
+                        user = Some(verified_sub(req, state).await);
+                    }
+                    user.clone().flatten()
+                }
+                KeyKind::Ip => None,
+            };
+            let subject = match subject {
+                Some(sub) => sub,
+                None => ip
+                    .get_or_insert_with(|| {
+                        let ip = self.client_ip(req);
+                        format!(
+                            "ip:{}",
+                            ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string())
+                        )
+                    })
+                    .clone(),
+            };
+            checks.push(Check {
+                key: format!("supagate:rl:{}:{subject}", rule.name),
+                quota: rule.quota,
+            });
+        }
+        let verdicts = match &self.store {
+            Store::Memory(store) => Ok(store.decide_at(&checks, store.now())),
+            Store::Redis(store) => store.decide_at(&checks, None).await,
+        };
+        match verdicts {
+            Ok(verdicts) => Ok(Some(Outcome {
+                verdicts: rules.iter().copied().zip(verdicts).collect(),
+            })),
+            Err(e) => self.store_failed(&e),
         }
     }
 
-    /// [`ClientLimiter::check`] as a decision, for callers that do not answer at once (the
-    /// server-side session refresh shares its outcome with concurrent requests).
-    pub async fn decide(&self, req: &HttpRequest, bucket: &str) -> Decision {
-        let Some(limiter) = &self.limiter else {
-            return Decision::Allowed;
-        };
-        let ip = self.client_ip(req);
-        let key = format!(
-            "{bucket}:{}",
-            ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string())
-        );
-        limiter.hit(&key).await
+    fn store_failed(&self, e: &StoreError) -> Result<Option<Outcome>, ApiError> {
+        let now = jsonwebtoken::get_current_timestamp();
+        let last = self.last_store_log.load(Ordering::Relaxed);
+        if now >= last + STORE_LOG_EVERY_SECS
+            && self
+                .last_store_log
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                "rate-limit store unavailable ({e}); on_store_error = {:?}",
+                self.on_store_error
+            );
+        }
+        match self.on_store_error {
+            OnStoreError::Allow => Ok(None),
+            OnStoreError::Deny => Err(ApiError::upstream_unavailable(format!(
+                "rate-limit store: {e}"
+            ))),
+        }
     }
+
+    /// Counts a request as if it were made to `method route` (the server-side session
+    /// refresh is counted as the refresh route is), for callers that do not answer at once.
+    pub async fn decide_as(
+        &self,
+        req: &HttpRequest,
+        state: &AppState,
+        method: &Method,
+        route: &str,
+    ) -> Decision {
+        let rules = self.rules_for(method, Some(route));
+        if rules.is_empty() {
+            return Decision::Allowed;
+        }
+        match self.decide(req, state, rules).await {
+            Ok(Some(outcome)) if !outcome.allowed() => Decision::Limited {
+                retry_after_secs: outcome.retry_after_secs(),
+            },
+            Ok(_) => Decision::Allowed,
+            Err(_) => Decision::StoreUnavailable,
+        }
+    }
+
+    /// `RateLimit-Policy` and `RateLimit` for `outcome` (draft-08: `"name";q=;w=` and
+    /// `"name";r=;t=`, one list member per rule).
+    fn headers(&self, outcome: &Outcome) -> (Option<HeaderValue>, Option<HeaderValue>) {
+        let mut policy = String::new();
+        let mut limit = String::new();
+        for (i, verdict) in &outcome.verdicts {
+            let rule = &self.rules.rules[*i];
+            if !policy.is_empty() {
+                policy.push_str(", ");
+                limit.push_str(", ");
+            }
+            policy.push_str(&rule.policy);
+            // A refused request counts against no rule: a rule that would have let it
+            // through still has the request it was about to spend.
+            let (remaining, reset_us) = if verdict.allowed && !outcome.allowed() {
+                (
+                    verdict.remaining + 1,
+                    verdict.reset_us - rule.quota.interval_us,
+                )
+            } else {
+                (verdict.remaining, verdict.reset_us)
+            };
+            let reset = (reset_us.max(0) + 999_999) / 1_000_000;
+            limit.push_str(&format!("\"{}\";r={remaining};t={reset}", rule.name));
+        }
+        (
+            HeaderValue::from_str(&policy).ok(),
+            HeaderValue::from_str(&limit).ok(),
+        )
+    }
+}
+
+/// The verified `sub` of the caller's bearer token or session cookie, without refreshing
+/// anything (an expired cookie session counts by IP for that request).
+async fn verified_sub(req: &HttpRequest, state: &AppState) -> Option<String> {
+    let bearer = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_owned());
+    let token = match bearer {
+        Some(token) => token,
+        None => match state.session_cookie.read(req) {
+            Some(Ok(Some(session))) => session.access_token,
+            _ => return None,
+        },
+    };
+    let user = state.verifier.verify(&token).await.ok()?;
+    Some(format!("user:{}", user.id))
+}
+
+/// The one place rules are applied: finds the rules naming this request's route (the
+/// resource name is its template), counts it, and answers 429 `rate_limited` (or 503 under
+/// `on_store_error = "deny"`) before the handler runs; limited routes report their budget.
+pub async fn enforce(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let limiter = &state.limiter;
+    let rules = limiter.rules_for(req.method(), req.request().match_name());
+    if rules.is_empty() {
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
+    let outcome = match limiter.decide(req.request(), &state, rules).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let res = e.error_response();
+            return Ok(req.into_response(res).map_into_right_body());
+        }
+    };
+    let Some(outcome) = outcome else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let (policy, limit) = limiter.headers(&outcome);
+    let mut res = if outcome.allowed() {
+        next.call(req).await?.map_into_left_body()
+    } else {
+        let res = ApiError::rate_limited(outcome.retry_after_secs()).error_response();
+        req.into_response(res).map_into_right_body()
+    };
+    let headers = res.headers_mut();
+    if let Some(policy) = policy {
+        headers.insert(RATELIMIT_POLICY, policy);
+    }
+    if let Some(limit) = limit {
+        headers.insert(RATELIMIT, limit);
+    }
+    Ok(res)
 }
 
 fn in_net(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
@@ -169,8 +446,6 @@ fn in_net(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
     }
 }
 
-/// An IPv4 peer on a dual-stack socket shows up as `::ffff:a.b.c.d`; it is matched (and
-/// keyed) as the IPv4 address it is.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
@@ -204,7 +479,6 @@ pub fn client_ip(peer: Option<SocketAddr>, xff: &str, trusted: &[(IpAddr, u8)]) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn nets(list: &[&str]) -> Vec<(IpAddr, u8)> {
         list.iter().filter_map(|s| parse_ip_net(s)).collect()
@@ -229,6 +503,106 @@ mod tests {
         assert_eq!(ip, Some("10.0.0.2".parse().unwrap()));
         let ip = client_ip(peer("::ffff:10.0.0.2"), "203.0.113.8", &trusted);
         assert_eq!(ip, Some("203.0.113.8".parse().unwrap()));
+    }
+
+    /// `(routes, key, per_minute, burst)`.
+    type RuleSpec<'a> = (&'a [&'a str], &'a str, u32, Option<u32>);
+
+    fn settings(rules: &[RuleSpec<'_>]) -> RateLimitSettings {
+        RateLimitSettings {
+            enabled: true,
+            store: RateLimitStore::Memory,
+            redis_url: crate::config::Secret::new(""),
+            on_store_error: OnStoreError::Allow,
+            redis_timeout_ms: 250,
+            rules: rules
+                .iter()
+                .map(
+                    |(routes, key, per_minute, burst)| crate::config::RateLimitRule {
+                        routes: routes.iter().map(|r| (*r).to_owned()).collect(),
+                        key: (*key).to_owned(),
+                        per_minute: *per_minute,
+                        burst: *burst,
+                    },
+                )
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn rules_match_by_method_and_route_template_only() {
+        let rules = Rules::compile(&settings(&[
+            (
+                &["POST /api/items", "PATCH /api/items/{id}"],
+                "user",
+                60,
+                Some(20),
+            ),
+            (&["PATCH /api/items/{id}"], "ip", 10, None),
+        ]))
+        .unwrap();
+        assert_eq!(rules.matching(&Method::POST, Some("/api/items")), [0]);
+        assert_eq!(
+            rules.matching(&Method::PATCH, Some("/api/items/{id}")),
+            [0, 1]
+        );
+        // Another method on a named template, an unnamed template, an unrouted request.
+        assert!(rules.matching(&Method::GET, Some("/api/items")).is_empty());
+        assert!(rules
+            .matching(&Method::PUT, Some("/api/items/{id}"))
+            .is_empty());
+        assert!(rules
+            .matching(&Method::POST, Some("/api/categories"))
+            .is_empty());
+        assert!(rules.matching(&Method::POST, None).is_empty());
+        // A concrete path is not a template.
+        let id = "/api/items/33333333-3333-4333-8333-333333333333";
+        assert!(rules.matching(&Method::PATCH, Some(id)).is_empty());
+    }
+
+    #[test]
+    fn a_route_named_twice_in_one_rule_is_counted_once() {
+        let rules = Rules::compile(&settings(&[(
+            &["POST /api/items", "POST /api/items"],
+            "user",
+            60,
+            None,
+        )]))
+        .unwrap();
+        assert_eq!(rules.matching(&Method::POST, Some("/api/items")), [0]);
+    }
+
+    #[test]
+    fn burst_defaults_to_the_rate_and_the_policy_names_the_rule() {
+        let rules = Rules::compile(&settings(&[
+            (&["POST /api/items"], "user", 60, Some(20)),
+            (&["POST /api/auth/login"], "ip", 10, None),
+        ]))
+        .unwrap();
+        assert_eq!(rules.rules[0].policy, "\"rules[0]\";q=20;w=20");
+        assert_eq!(rules.rules[1].policy, "\"rules[1]\";q=10;w=60");
+        assert_eq!(rules.rules[1].key, KeyKind::Ip);
+    }
+
+    #[test]
+    fn bad_rules_are_refused_naming_the_rule_and_field() {
+        let cases: [(RuleSpec<'_>, &str); 7] = [
+            ((&["POST /api/nope"], "ip", 1, None), "routes"),
+            ((&["post /api/items"], "ip", 1, None), "routes"),
+            ((&["/api/items"], "ip", 1, None), "routes"),
+            ((&[], "ip", 1, None), "routes"),
+            ((&["POST /api/items"], "session", 1, None), "key"),
+            ((&["POST /api/items"], "ip", 0, None), "per_minute"),
+            ((&["POST /api/items"], "ip", 1, Some(0)), "burst"),
+        ];
+        for (rule, field) in cases {
+            let err = Rules::compile(&settings(&[rule])).unwrap_err();
+            assert_eq!(
+                err.setting,
+                format!("rate_limit.rules[0].{field}"),
+                "{rule:?}"
+            );
+        }
     }
 
     #[test]
@@ -260,25 +634,6 @@ mod tests {
         assert_eq!(
             client_ip(peer("192.0.2.5"), "203.0.113.7", &all),
             Some("203.0.113.7".parse().unwrap())
-        );
-    }
-
-    #[test]
-    fn bucket_allows_burst_then_limits_then_refills() {
-        let bucket = TokenBucket::new(60, 2);
-        let t0 = Instant::now();
-        assert_eq!(bucket.hit_at("k", t0), Decision::Allowed);
-        assert_eq!(bucket.hit_at("k", t0), Decision::Allowed);
-        assert_eq!(
-            bucket.hit_at("k", t0),
-            Decision::Limited {
-                retry_after_secs: 1
-            }
-        );
-        assert_eq!(bucket.hit_at("other", t0), Decision::Allowed);
-        assert_eq!(
-            bucket.hit_at("k", t0 + Duration::from_secs(1)),
-            Decision::Allowed
         );
     }
 }

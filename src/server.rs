@@ -110,6 +110,9 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
                 .app_data(api::path_config())
                 .configure(|cfg| configure(cfg, &settings))
                 .default_service(web::to(api::not_found))
+                // Innermost: a refused request never reaches the body deadline or the
+                // handler, and its 429 still gets CORS, the request id and the log line.
+                .wrap(from_fn(crate::rate_limit::enforce))
                 .wrap(from_fn(crate::body_timeout::body_deadline))
                 // Registered last so it runs first: every response, errors included, gets a
                 // request id, the security headers and an access log line.
@@ -215,6 +218,9 @@ fn cors(settings: &Settings) -> Cors {
             header::CONTENT_RANGE,
             header::HeaderName::from_static("x-total-count"),
             REQUEST_ID,
+            header::RETRY_AFTER,
+            crate::rate_limit::RATELIMIT,
+            crate::rate_limit::RATELIMIT_POLICY,
         ])
         .supports_credentials()
         .max_age(settings.cors.max_age_secs);

@@ -7,7 +7,7 @@ use crate::auth::cookie::SessionCookie;
 use crate::auth::refresh::Refresher;
 use crate::auth::Verifier;
 use crate::config::Settings;
-use crate::rate_limit::ClientLimiter;
+use crate::rate_limit::Limiter;
 use crate::supabase::Supabase;
 
 #[derive(Clone)]
@@ -15,8 +15,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub supabase: Supabase,
     pub verifier: Arc<Verifier>,
-    /// Per-client-IP limits on the unauthenticated Auth routes.
-    pub limiter: Arc<ClientLimiter>,
+    /// The `[[rate_limit.rules]]`, their store, and the client-IP rule.
+    pub limiter: Arc<Limiter>,
     pub session_cookie: Arc<SessionCookie>,
     /// Server-side refreshes of cookie sessions, one per refresh token at a time.
     pub refresher: Arc<Refresher>,
@@ -28,10 +28,7 @@ impl AppState {
         let verifier = Arc::new(Verifier::new(&settings, Some(supabase.gotrue.clone())));
         // Loads the signing keys in the background: start-up never waits for Supabase.
         verifier.spawn_refresh();
-        let limiter = Arc::new(ClientLimiter::new(
-            &settings.rate_limit,
-            &settings.server.trusted_proxies,
-        ));
+        let limiter = Arc::new(Limiter::new(&settings)?);
         let session_cookie = Arc::new(SessionCookie::from_settings(&settings));
         let refresher = Arc::new(Refresher::new(Duration::from_secs(
             settings.auth.refresh_reuse_secs,

@@ -200,7 +200,6 @@ pub async fn register(
     state: web::Data<AppState>,
     Body(body): Body<RegisterBody>,
 ) -> ApiResult<HttpResponse> {
-    state.limiter.check(&req, "register").await?;
     let mut upstream = json!({ "email": body.email.as_str(), "password": body.password.0 });
     if let Some(data) = body.data {
         upstream["data"] = Value::Object(data.0);
@@ -254,7 +253,6 @@ pub async fn login(
     state: web::Data<AppState>,
     Body(body): Body<LoginBody>,
 ) -> ApiResult<HttpResponse> {
-    state.limiter.check(&req, "login").await?;
     let session = state
         .supabase
         .token(
@@ -296,7 +294,6 @@ pub async fn refresh(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    state.limiter.check(&req, "refresh").await?;
     let from_body = optional_body::<RefreshBody>(&req, &state, &body)?
         .and_then(|b| b.refresh_token)
         .map(|t| t.0);
@@ -463,7 +460,6 @@ pub async fn recover(
     state: web::Data<AppState>,
     Body(body): Body<RecoverBody>,
 ) -> ApiResult<HttpResponse> {
-    state.limiter.check(&req, "recover").await?;
     match state
         .supabase
         .recover(body.email.as_str(), for_client(&req, &state))

@@ -168,19 +168,24 @@ async fn cookie_caller(
 }
 
 /// Refreshes through the single-flight (one grant per refresh token and window); the
-/// caller starting a flight is counted against the `refresh` rate limit, as the explicit
-/// refresh route is.
+/// caller starting a flight is counted against the rules of the explicit refresh route.
 pub async fn refresh(req: &HttpRequest, state: &AppState, refresh_token: &str) -> RefreshOutcome {
     let client = ForClient(state.limiter.client_ip(req));
     state
         .refresher
         .refresh(refresh_token, || async {
-            if let crate::rate_limit::Decision::Limited { retry_after_secs } =
-                state.limiter.decide(req, "refresh").await
-            {
-                return RefreshOutcome::Transient(super::refresh::Transient::RateLimited(
-                    retry_after_secs,
-                ));
+            use crate::rate_limit::Decision;
+            let route = crate::rate_limit::REFRESH_ROUTE;
+            match state.limiter.decide_as(req, state, &route.0, route.1).await {
+                Decision::Allowed => {}
+                Decision::Limited { retry_after_secs } => {
+                    return RefreshOutcome::Transient(super::refresh::Transient::RateLimited(
+                        retry_after_secs,
+                    ))
+                }
+                Decision::StoreUnavailable => {
+                    return RefreshOutcome::Transient(super::refresh::Transient::Unavailable)
+                }
             }
             let body = serde_json::json!({ "refresh_token": refresh_token });
             RefreshOutcome::from_grant(state.supabase.token("refresh_token", &body, client).await)

@@ -153,11 +153,25 @@ shared_response!(
 shared_response!(
     /// 429: rate limited, with `Retry-After`.
     RateLimited => || error(
-        "Too many requests from this client IP for this operation (`rate_limited`), or Supabase \
-         Auth's own rate limit was hit.",
+        "A rate-limit rule naming this operation is spent for this caller (`rate_limited`; \
+         counted per client IP or per user), or Supabase Auth's own rate limit was hit.",
         &[("rate_limited", body("rate_limited", "Too many requests, retry later"))],
     )
     .header("Retry-After", integer_header("Seconds to wait before retrying"))
+    .header(
+        "RateLimit-Policy",
+        string_header(
+            "The rules naming this operation (draft-ietf-httpapi-ratelimit-headers-08), \
+             e.g. `\"rules[0]\";q=10;w=60`; absent when only Auth limited the request",
+        ),
+    )
+    .header(
+        "RateLimit",
+        string_header(
+            "What is left of each rule's budget, e.g. `\"rules[0]\";r=0;t=60`; absent when \
+             only Auth limited the request",
+        ),
+    )
 );
 
 shared_response!(

@@ -960,8 +960,10 @@ async fn recover_answers_202_whatever_auth_says() {
 // ---- rate limiting and client IP ----
 
 fn tight_limits(s: &mut supagate::config::Settings) {
-    s.rate_limit.per_minute = 2;
-    s.rate_limit.burst = 2;
+    for rule in &mut s.rate_limit.rules {
+        rule.per_minute = 2;
+        rule.burst = Some(2);
+    }
 }
 
 #[tokio::test]

@@ -10,6 +10,8 @@ mod hostile;
 mod items;
 mod metrics;
 mod openapi;
+mod rate_limit;
+mod redis_server;
 mod secrets;
 mod sessions;
 mod shutdown;
