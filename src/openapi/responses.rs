@@ -86,9 +86,10 @@ shared_response!(
         "No credentials (`unauthorized`), or credentials that failed a check: `invalid_token`, \
          `token_expired`, `token_not_yet_valid`, `invalid_signature`, `invalid_audience`, \
          `invalid_issuer`, `invalid_algorithm`, `unknown_key`, `malformed_token`, \
-         `invalid_claims`, `invalid_subject`, `invalid_role`, `invalid_session_cookie`, \
-         `session_not_found`. A bad token is refused even where authentication is optional: a \
-         request never silently downgrades to anonymous.",
+         `invalid_claims`, `invalid_subject`, `invalid_role`, or `session_expired` (a cookie \
+         session Auth would not refresh). A bad bearer token is refused even where \
+         authentication is optional; a session cookie that is no session counts as signed out \
+         there, as under `@supabase/ssr`.",
         &[
             ("unauthorized", body("unauthorized", "Authentication required")),
             ("token_expired", body("token_expired", "Token has expired")),
