@@ -64,14 +64,24 @@ def env_float(name, default):
 SECONDS = env_int("BENCH_SECONDS", 10)
 ROUNDS = env_int("BENCH_ROUNDS", 3)
 CONNS = [int(c) for c in os.environ.get("BENCH_CONNS", "32,128").split(",") if c.strip()]
-WRK_THREADS = env_int("BENCH_WRK_THREADS", 2)
+# Pinning (issue 15's method): the service under test (supagate or the hop) gets CPU 0 to
+# itself; the load generator and the upstream stand-in share CPU 1. Each server then runs one
+# worker, the best setting for one core, and CPU per request compares like with like.
+PIN = os.environ.get("BENCH_PIN", "1" if (os.cpu_count() or 1) >= 2 else "0") == "1"
+SERVICE_CPU, LOAD_CPU = "0", "1"
+WRK_THREADS = env_int("BENCH_WRK_THREADS", 1 if PIN else 2)
 WARMUP = env_int("BENCH_WARMUP_SECONDS", 1)
 HALF_ROUNDS = env_int("BENCH_HALF_ROUNDS", ROUNDS)
 HALF_DELAY_MS = env_int("BENCH_HALF_DELAY_MS", 10)
 C1000 = env_int("BENCH_C1000", 1000)
 C1000_SECONDS = env_int("BENCH_C1000_SECONDS", max(3, min(SECONDS, 5)))
-NGINX_WORKERS = os.environ.get("BENCH_NGINX_WORKERS", "auto")
-SUPAGATE_WORKERS = env_int("BENCH_SUPAGATE_WORKERS", 0)
+NGINX_WORKERS = os.environ.get("BENCH_NGINX_WORKERS", "1" if PIN else "auto")
+SUPAGATE_WORKERS = env_int("BENCH_SUPAGATE_WORKERS", 1 if PIN else 0)
+# Unset: production's default (`info`), i.e. with the access log, as the issue measures.
+SUPAGATE_RUST_LOG = os.environ.get("BENCH_RUST_LOG", "")
+# Distinct ES256 tokens for the cache-miss scenario: far more than `auth.token_cache_entries`
+# (4 096), so a token is never still cached when wrk cycles back to it.
+FRESH_TOKENS = env_int("BENCH_FRESH_TOKENS", 60000)
 SUPAGATE_BIN = os.path.join(ROOT, os.environ.get("BENCH_SUPAGATE_BIN", "target/release/supagate"))
 OUT = os.path.join(ROOT, os.environ.get("BENCH_OUT", "bench/RESULTS.md"))
 RUN = os.environ.get("BENCH_RUN_DIR", "")
@@ -237,7 +247,7 @@ def free_ports(n):
             s.close()
 
 
-def wait_port(port, proc, seconds=20):
+def wait_port(port, proc, seconds=60):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if not proc.alive():
@@ -347,13 +357,17 @@ def nginx_bin():
     return found
 
 
-def start_nginx(name, conf, port):
+def pinned(argv, cpu):
+    return ["taskset", "-c", cpu, *argv] if PIN else list(argv)
+
+
+def start_nginx(name, conf, port, cpu):
     nginx = nginx_bin()
     args = [nginx, "-p", RUN + "/", "-c", conf, "-e", os.path.join(RUN, f"{name}.error.log")]
     test = subprocess.run(args + ["-t", "-q"], capture_output=True, text=True, timeout=30)
     if test.returncode != 0:
         raise RuntimeError(f"nginx -t failed for {conf}:\n{test.stderr}")
-    proc = Proc(name, args)
+    proc = Proc(name, pinned(args, cpu))
     wait_port(port, proc)
     return proc
 
@@ -389,8 +403,8 @@ def scenarios(fixture, ports):
         get_items("get_items_es256", "GET /api/items?limit=20, ES256 token (JWKS)", es, es),
         get_items("get_items_anon", "GET /api/items?limit=20, anonymous", None, ANON_KEY),
         dict(name="post_items_hs256", title="POST /api/items {name,price}, HS256 token",
-             note="supagate makes 3 upstream calls per POST (count, subscription, insert); "
-                  "direct/hop send only the insert, so the ratios are not like for like.",
+             note="upstream calls/req counts the stand-in's requests per client request "
+                  "(nginx stub_status): direct/hop send only the insert.",
              targets=[
                  dict(target="direct", port=ports["standin"], **up_post),
                  dict(target="hop", port=ports["hop"], **up_post),
@@ -398,6 +412,42 @@ def scenarios(fixture, ports):
                       path="/api/items", body=POST_BODY,
                       headers=[("Authorization", f"Bearer {hs}"),
                                ("Content-Type", "application/json")]),
+             ]),
+        # Issue 15: every request carries a token supagate has not seen (the case PostgREST
+        # documents at ~20 % throughput loss without its JWT cache), against the same wrk
+        # script cycling one token, so the Lua cost is the same on both sides.
+        dict(name="get_items_es256_fresh", compare_first=True, no_half=True,
+             title="GET /api/items?limit=20, a new ES256 token every request (cache miss)",
+             note=f"`one_token` cycles a single token (cache hit); `fresh_token` cycles "
+                  f"{FRESH_TOKENS} distinct ES256 tokens minted by the driver, far more than "
+                  "the 4 096-entry verified-token cache holds, so every request verifies a "
+                  "signature. Both use bench/wrk/tokens.lua.",
+             targets=[
+                 dict(target="one_token", server="supagate", port=ports["supagate"],
+                      method="GET", path="/api/items?limit=20", headers=[],
+                      script="tokens.lua",
+                      env={"BENCH_TOKENS_FILE": os.path.join(RUN, "one_token.txt")}),
+                 dict(target="fresh_token", server="supagate", port=ports["supagate"],
+                      method="GET", path="/api/items?limit=20", headers=[],
+                      script="tokens.lua",
+                      env={"BENCH_TOKENS_FILE": os.path.join(RUN, "fresh_tokens.txt")}),
+             ]),
+        # Issue 16: the same route unlimited, limited in memory, limited in Redis.
+        dict(name="get_items_rate_limited", compare_first=True, no_half=True,
+             title="GET /api/items?limit=20, HS256, with a per-user rate-limit rule",
+             note="`supagate` has no rule on the route; `limited_memory` and `limited_redis` "
+                  "decide every request against a per-user GCRA rule (budget never reached): "
+                  "in process memory, and in Redis (one EVALSHA per request; redis-server on "
+                  "the load CPU).",
+             targets=[
+                 dict(target="supagate", port=ports["supagate"], method="GET",
+                      path="/api/items?limit=20", headers=[("Authorization", f"Bearer {hs}")]),
+                 dict(target="limited_memory", server="supagate_mem",
+                      port=ports["supagate_mem"], method="GET", path="/api/items?limit=20",
+                      headers=[("Authorization", f"Bearer {hs}")]),
+                 dict(target="limited_redis", server="supagate_redis",
+                      port=ports["supagate_redis"], method="GET", path="/api/items?limit=20",
+                      headers=[("Authorization", f"Bearer {hs}")]),
              ]),
         dict(name="health", title="GET /health (no upstream call)", upstream=False,
              note="baseline without an upstream: `direct` is the stand-in answering its own "
@@ -409,6 +459,28 @@ def scenarios(fixture, ports):
                       path="/health", headers=[]),
              ]),
     ]
+
+
+def mint_tokens(fixture, n, path):
+    """`n` distinct ES256 tokens with the fixture's valid claims (each its own `iat`), signed
+    with the fixture's key (Python `cryptography`, which run.sh installs if missing)."""
+    import base64
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
+    spec = fixture["tokens"]["valid_es256"]
+    key = serialization.load_pem_private_key(fixture["keys"]["es256"]["private_pem"].encode(),
+                                             password=None)
+    header = b64(json.dumps(spec["header"], separators=(",", ":")).encode())
+    now = int(time.time())
+    with open(path, "w") as f:
+        for i in range(n):
+            claims = dict(spec["claims"], iat=now - 60 - i)
+            signing = header + b"." + b64(json.dumps(claims, separators=(",", ":")).encode())
+            r, s_ = decode_dss_signature(key.sign(signing, ec.ECDSA(hashes.SHA256())))
+            sig = r.to_bytes(32, "big") + s_.to_bytes(32, "big")
+            f.write((signing + b"." + b64(sig)).decode() + "\n")
 
 
 def preflight(t):
@@ -423,9 +495,9 @@ def preflight(t):
 
 def wrk_cmd(t, conns, seconds, script="request.lua"):
     threads = max(1, min(WRK_THREADS, conns))
-    return ["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{seconds}s", "--latency",
+    return pinned(["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{seconds}s", "--latency",
             "--timeout", WRK_TIMEOUT, "-s", os.path.join(BENCH, "wrk", script),
-            f"http://127.0.0.1:{t['port']}{t['path']}"]
+            f"http://127.0.0.1:{t['port']}{t['path']}"], LOAD_CPU)
 
 
 def wrk_env(t, extra=None):
@@ -455,13 +527,17 @@ def run_wrk(t, conns, seconds, servers, script="request.lua", extra_env=None):
     for pids in groups.values():
         RSS_RESET_OK = reset_peak_rss(pids) and RSS_RESET_OK
     cpu0 = {name: cpu_seconds(pids) for name, pids in groups.items()}
+    upstream0 = standin_requests()
     wall0 = time.monotonic()
+    script = t.get("script", script)
+    extra_env = dict(t.get("env", {}), **(extra_env or {}))
     cmd = wrk_cmd(t, conns, seconds, script)
     res = subprocess.run(cmd, env=wrk_env(t, extra_env), capture_output=True, text=True,
                          timeout=seconds + 60)
     wall = time.monotonic() - wall0
     cpu = {name: cpu_seconds(pids) - cpu0[name] for name, pids in groups.items()}
     hwm = {name: status_kb(pids, "VmHWM") for name, pids in groups.items()}
+    upstream1 = standin_requests()
     line = next((l for l in res.stdout.splitlines() if l.startswith("BENCHJSON ")), None)
     if res.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({res.returncode}): {' '.join(cmd)}\n"
@@ -470,6 +546,10 @@ def run_wrk(t, conns, seconds, servers, script="request.lua", extra_env=None):
     r["rps"] = r["requests"] / (r["duration_us"] / 1e6) if r["duration_us"] else 0.0
     r["socket_errors"] = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"]
     r["cpu_s"] = cpu
+    # The counter read itself is one request of the stand-in's.
+    r["upstream_calls"] = ((upstream1 - upstream0 - 1) / r["requests"]
+                           if upstream0 is not None and upstream1 is not None and r["requests"]
+                           else None)
     r["hwm_kb"] = hwm
     r["wall_s"] = wall
     r["cmd"] = cmd
@@ -477,7 +557,41 @@ def run_wrk(t, conns, seconds, servers, script="request.lua", extra_env=None):
 
 
 def serving(target):
-    return {"direct": "standin", "hop": "hop", "supagate": "supagate"}[target]
+    """The server a target's requests are served by (and whose CPU and RSS are read)."""
+    if isinstance(target, dict):
+        return target.get("server") or serving(target["target"])
+    return {"direct": "standin"}.get(target, target)
+
+
+STANDIN_PORT = None
+# An older binary may need the config/ of its own commit (BENCH_CONFIG_DIR).
+CONFIG_DIR = os.environ.get("BENCH_CONFIG_DIR") or os.path.join(ROOT, "config")
+
+
+def standin_requests():
+    """The stand-in's request counter (nginx stub_status), or None."""
+    if STANDIN_PORT is None:
+        return None
+    try:
+        _, _, body = http(STANDIN_PORT, "GET", "/__standin_status")
+        return int(body.decode().splitlines()[2].split()[2])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def rate_limit_wanted():
+    return not SCENARIO_FILTER or "get_items_rate_limited" in SCENARIO_FILTER
+
+
+def limited_config_dir():
+    """config/ with production.toml extended by one rule on GET /api/items (per user)."""
+    dst = os.path.join(RUN, "config_limited")
+    shutil.copytree(CONFIG_DIR, dst, dirs_exist_ok=True)
+    with open(os.path.join(dst, "production.toml"), "a") as f:
+        f.write("\n# bench/driver.py: a budget no run reaches, so every request is decided.\n"
+                "[[rate_limit.rules]]\nroutes = [\"GET /api/items\"]\nkey = \"user\"\n"
+                "per_minute = 1000000000\nburst = 1000000000\n")
+    return dst
 
 
 def med(values):
@@ -488,6 +602,7 @@ def med(values):
 def summarize(runs, target):
     """Medians over the rounds of one (scenario, conns, target)."""
     srv = serving(target)
+    target = target["target"] if isinstance(target, dict) else target
     per_req = lambda r, name: (r["cpu_s"].get(name, 0) / r["requests"] * 1e6) if r["requests"] else None
     return dict(
         rounds=len(runs),
@@ -501,6 +616,7 @@ def summarize(runs, target):
         cpu_us=med([per_req(r, srv) for r in runs]),
         cpu_cores=med([r["cpu_s"].get(srv, 0) / (r["duration_us"] / 1e6) for r in runs]),
         standin_cpu_us=med([per_req(r, "standin") for r in runs]) if srv != "standin" else None,
+        upstream_calls=med([r.get("upstream_calls") for r in runs]),
         standin_cores=(med([r["cpu_s"].get("standin", 0) / (r["duration_us"] / 1e6) for r in runs])),
         rss_mb=max(r["hwm_kb"].get(srv, 0) for r in runs) / 1024,
         cmd=runs[0]["cmd"],
@@ -538,7 +654,7 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
-def estimate_seconds(n_scen=5, n_targets=3):
+def estimate_seconds(n_scen=7, n_targets=3):
     per_cell = WARMUP * n_targets + ROUNDS * n_targets * (SECONDS + 1)
     main = n_scen * len(CONNS) * per_cell
     half = n_scen * (HALF_ROUNDS * 2 * (SECONDS + 1) + 6 * (max(2, SECONDS // 3) + 1))
@@ -591,8 +707,8 @@ def write_report(ctx):
             L += ["(not run)", ""]
             continue
         L += ["| conns | target | req/s | p50 ms | p99 ms | errors non-2xx/socket | CPU µs/req "
-              "| cores | upstream µs/req | peak RSS MB |",
-              "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| cores | upstream µs/req | upstream calls/req | peak RSS MB |",
+              "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for conns, cell in sc["cells"]:
             for target, s in cell.items():
                 L.append(
@@ -600,7 +716,7 @@ def write_report(ctx):
                     f"{fmt(s['p99_ms'], '.2f')} | {s['non2xx']}/{s['socket_errors']} | "
                     f"{fmt(s['cpu_us'], '.1f')} | {fmt(s['cpu_cores'], '.2f')} | "
                     f"{fmt(s['standin_cpu_us'] if sc.get('upstream', True) else None, '.1f')} | "
-                    f"{fmt(s['rss_mb'], '.1f')} |")
+                    f"{fmt(s['upstream_calls'], '.2f')} | {fmt(s['rss_mb'], '.1f')} |")
         L.append("")
         ratio_rows = []
         for conns, cell in sc["cells"]:
@@ -611,14 +727,31 @@ def write_report(ctx):
             ratio_rows.append(
                 f"| {conns} | {fmt(sg['rps'] / d['rps'] if d and d['rps'] else None, '.2f')} | "
                 f"{fmt(sg['rps'] / h['rps'] if h and h['rps'] else None, '.2f')} | "
+                f"{fmt(sg['cpu_us'] / h['cpu_us'] if h and h['cpu_us'] else None, '.2f')} | "
                 f"{fmt(sg['p99_ms'] - d['p99_ms'] if d else None, '+.2f')} | "
                 f"{fmt(sg['p99_ms'] - h['p99_ms'] if h else None, '+.2f')} |")
+        if sc.get("compare_first") and sc["cells"]:
+            first = sc["targets_run"][0]["target"] if sc.get("targets_run") else None
+            rows = []
+            for conns, cell in sc["cells"]:
+                f0 = cell.get(first)
+                for target, x in cell.items():
+                    if target == first or not f0:
+                        continue
+                    rows.append(
+                        f"| {conns} | {target} | {fmt(x['rps'] / f0['rps'] if f0['rps'] else None, '.2f')} | "
+                        f"{fmt(x['cpu_us'] - f0['cpu_us'] if x['cpu_us'] and f0['cpu_us'] else None, '+.1f')} | "
+                        f"{fmt(x['p99_ms'] - f0['p99_ms'], '+.2f')} |")
+            if rows:
+                L += [f"| conns | target | req/s ÷ `{first}` | CPU µs/req added | p99 added ms |",
+                      "|---:|---|---:|---:|---:|", *rows, ""]
         if ratio_rows:
-            L += ["| conns | req/s supagate ÷ direct | req/s supagate ÷ hop | p99 added vs direct ms "
-                  "| p99 added vs hop ms |", "|---:|---:|---:|---:|---:|", *ratio_rows, ""]
+            L += ["| conns | req/s supagate ÷ direct | req/s supagate ÷ hop | CPU/req supagate ÷ hop "
+                  "| p99 added vs direct ms | p99 added vs hop ms |",
+                  "|---:|---:|---:|---:|---:|---:|", *ratio_rows, ""]
         if sc.get("half"):
             hf = sc["half"]
-            L += [f"Half of saturation: target rate {hf['rate']:.0f} req/s (½ × supagate's "
+            L += [f"Half of saturation: target rate {hf['rate']:.0f} req/s (½ × {hf['base']}'s "
                   f"{hf['sat']:.0f} at {hf['sat_conns']} connections), paced with "
                   f"{HALF_DELAY_MS} ms think time per connection (bench/wrk/paced.lua; "
                   f"connection count calibrated per target), {hf['rounds']} interleaved rounds:",
@@ -628,10 +761,10 @@ def write_report(ctx):
                 L.append(f"| {target} | {hf['conns'][target]} | {fmt(s['rps'])} | "
                          f"{fmt(s['p50_ms'], '.2f')} | "
                          f"{fmt(s['p99_ms'], '.2f')} | {s['non2xx']}/{s['socket_errors']} |")
-            if "direct" in hf["cells"] and "supagate" in hf["cells"]:
-                added = hf["cells"]["supagate"]["p99_ms"] - hf["cells"]["direct"]["p99_ms"]
-                L.append(f"\np99 added by supagate over the direct upstream at half of "
-                         f"saturation: **{added:+.2f} ms** (budget ≤ 1 ms).")
+            if hf["base"] in hf["cells"] and "supagate" in hf["cells"]:
+                added = hf["cells"]["supagate"]["p99_ms"] - hf["cells"][hf["base"]]["p99_ms"]
+                L.append(f"\np99 added by supagate over the {hf['base']} at half of the "
+                         f"{hf['base']}'s saturation: **{added:+.2f} ms** (budget ≤ 1 ms).")
             L.append("")
     # stand-in ceiling
     L += ["## The stand-in's own ceiling", ""]
@@ -650,6 +783,86 @@ def write_report(ctx):
 
 # ---------------------------------------------------------------------------------------------
 # main
+
+
+def start_servers(fixture, servers):
+    """Starts the stand-in, the hop and supagate (and, when wanted, the rate-limited
+    instances and Redis) into `servers`; returns the ports."""
+    ports = dict(zip(("standin", "hop", "supagate", "supagate_mem", "supagate_redis", "redis"),
+                     free_ports(6)))
+    global STANDIN_PORT
+    STANDIN_PORT = ports["standin"]
+    import pwd
+    user = pwd.getpwuid(os.getuid()).pw_name
+    common = dict(RUN=RUN, USER=user, WORKERS=NGINX_WORKERS)
+    for d in ("standin", "hop"):
+        for t in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            os.makedirs(os.path.join(RUN, f"{d}_{t}"), exist_ok=True)
+    bodies, body_refs = stand_in_bodies(fixture)
+    with open(os.path.join(RUN, "items.json"), "w") as f:
+        f.write(bodies["ITEMS_ARRAY"])
+    fill_template(os.path.join(BENCH, "nginx/upstream.conf"), os.path.join(RUN, "standin.conf"),
+                  dict(common, PORT=ports["standin"], **body_refs))
+    fill_template(os.path.join(BENCH, "nginx/proxy.conf"), os.path.join(RUN, "hop.conf"),
+                  dict(common, PORT=ports["hop"], UPSTREAM_PORT=ports["standin"]))
+
+    servers["standin"] = start_nginx("standin", os.path.join(RUN, "standin.conf"),
+                                     ports["standin"], LOAD_CPU)
+    servers["hop"] = start_nginx("hop", os.path.join(RUN, "hop.conf"), ports["hop"],
+                                 SERVICE_CPU)
+
+    def start_supagate(name, port, config_dir=CONFIG_DIR, extra=None):
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("SUPABASE_", "SUPAGATE_", "NEXT_PUBLIC_", "STRIPE_",
+                                    "BENCH_", "REDIS_"))
+               and k not in ("APP_ENV", "RUST_LOG", "HOST", "PORT")}
+        env.update({
+            "APP_ENV": "production", "HOST": "127.0.0.1", "PORT": str(port),
+            "SUPABASE_URL": f"http://127.0.0.1:{ports['standin']}",
+            "SUPABASE_ANON_KEY": ANON_KEY, "SUPABASE_JWT_SECRET": fixture["hs256_secret"],
+            "SUPAGATE_AUTH__ISSUER": fixture["issuer"],
+            "SUPAGATE_RATE_LIMIT__ENABLED": "false",
+            "SUPAGATE_SERVER__WORKERS": str(SUPAGATE_WORKERS),
+            "SUPAGATE_SERVER__SHUTDOWN_TIMEOUT_SECS": "2",
+            "SUPAGATE_CONFIG_DIR": config_dir,
+            **(extra or {}),
+        })
+        if SUPAGATE_RUST_LOG:
+            env["RUST_LOG"] = SUPAGATE_RUST_LOG
+        argv = [SUPAGATE_BIN, "serve"]
+        if os.environ.get("PROFILE_TOOL") == "callgrind" and name == "supagate":
+            # bench/profile.py: instrumentation switched on around the measured load only.
+            argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                    f"--callgrind-out-file={RUN}/callgrind.out.%p", *argv]
+        if os.environ.get("PROFILE_PRELOAD"):
+            env["LD_PRELOAD"] = os.environ["PROFILE_PRELOAD"]
+        proc = Proc(name, pinned(argv, SERVICE_CPU), env=env)
+        wait_port(port, proc)
+        return proc
+
+    servers["supagate"] = start_supagate("supagate", ports["supagate"])
+    # Issue 16: the same route with a rate-limit rule, counted in memory and in Redis. The
+    # rule's budget is far above what the run sends, so every request is decided and none
+    # is refused: the figures are the cost of deciding.
+    if rate_limit_wanted():
+        redis = shutil.which("redis-server")
+        limited = {"SUPAGATE_RATE_LIMIT__ENABLED": "true"}
+        mem_dir = limited_config_dir()
+        servers["supagate_mem"] = start_supagate("supagate_mem", ports["supagate_mem"],
+                                                 mem_dir, limited)
+        if redis:
+            servers["redis"] = Proc("redis", pinned(
+                [redis, "--port", str(ports["redis"]), "--bind", "127.0.0.1",
+                 "--save", "", "--appendonly", "no"], LOAD_CPU))
+            wait_port(ports["redis"], servers["redis"])
+            servers["supagate_redis"] = start_supagate(
+                "supagate_redis", ports["supagate_redis"], mem_dir,
+                dict(limited, SUPAGATE_RATE_LIMIT__STORE="redis",
+                     REDIS_URL=f"redis://127.0.0.1:{ports['redis']}"))
+        else:
+            log("redis-server not found: the Redis rate-limit target is skipped")
+    log(f"ports: {ports}")
+    return ports
 
 
 def main():
@@ -683,41 +896,9 @@ def main():
     if not os.access(SUPAGATE_BIN, os.X_OK):
         raise RuntimeError(f"{SUPAGATE_BIN} missing: build with cargo build --release")
 
-    ports = dict(zip(("standin", "hop", "supagate"), free_ports(3)))
-    import pwd
-    user = pwd.getpwuid(os.getuid()).pw_name
-    common = dict(RUN=RUN, USER=user, WORKERS=NGINX_WORKERS)
-    for d in ("standin", "hop"):
-        for t in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-            os.makedirs(os.path.join(RUN, f"{d}_{t}"), exist_ok=True)
-    bodies, body_refs = stand_in_bodies(fixture)
-    with open(os.path.join(RUN, "items.json"), "w") as f:
-        f.write(bodies["ITEMS_ARRAY"])
-    fill_template(os.path.join(BENCH, "nginx/upstream.conf"), os.path.join(RUN, "standin.conf"),
-                  dict(common, PORT=ports["standin"], **body_refs))
-    fill_template(os.path.join(BENCH, "nginx/proxy.conf"), os.path.join(RUN, "hop.conf"),
-                  dict(common, PORT=ports["hop"], UPSTREAM_PORT=ports["standin"]))
-
     servers = {}
     try:
-        servers["standin"] = start_nginx("standin", os.path.join(RUN, "standin.conf"), ports["standin"])
-        servers["hop"] = start_nginx("hop", os.path.join(RUN, "hop.conf"), ports["hop"])
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("SUPABASE_", "SUPAGATE_", "NEXT_PUBLIC_", "STRIPE_", "BENCH_"))
-               and k not in ("APP_ENV", "RUST_LOG", "HOST", "PORT")}
-        env.update({
-            "APP_ENV": "production", "HOST": "127.0.0.1", "PORT": str(ports["supagate"]),
-            "RUST_LOG": "warn", "SUPABASE_URL": f"http://127.0.0.1:{ports['standin']}",
-            "SUPABASE_ANON_KEY": ANON_KEY, "SUPABASE_JWT_SECRET": fixture["hs256_secret"],
-            "SUPAGATE_AUTH__ISSUER": fixture["issuer"],
-            "SUPAGATE_RATE_LIMIT__ENABLED": "false",
-            "SUPAGATE_SERVER__WORKERS": str(SUPAGATE_WORKERS),
-            "SUPAGATE_SERVER__SHUTDOWN_TIMEOUT_SECS": "2",
-            "SUPAGATE_CONFIG_DIR": os.path.join(ROOT, "config"),
-        })
-        servers["supagate"] = Proc("supagate", [SUPAGATE_BIN, "serve"], env=env)
-        wait_port(ports["supagate"], servers["supagate"])
-        log(f"ports: stand-in {ports['standin']}, hop {ports['hop']}, supagate {ports['supagate']}")
+        ports = start_servers(fixture, servers)
 
         status, _, body = http(ports["supagate"], "GET", "/health")
         health = f"{status} {body[:80].decode('utf-8', 'replace')}"
@@ -730,6 +911,12 @@ def main():
         log(f"/health {health}; /ready {ready}")
 
         results, commands = [], []
+        if not SCENARIO_FILTER or "get_items_es256_fresh" in SCENARIO_FILTER:
+            with open(os.path.join(RUN, "one_token.txt"), "w") as f:
+                f.write(fixture["tokens"]["valid_es256"]["token"] + "\n")
+            t_mint = time.monotonic()
+            mint_tokens(fixture, FRESH_TOKENS, os.path.join(RUN, "fresh_tokens.txt"))
+            log(f"minted {FRESH_TOKENS} ES256 tokens in {time.monotonic() - t_mint:.1f} s")
         for sc in scenarios(fixture, ports):
             if SCENARIO_FILTER and sc["name"] not in SCENARIO_FILTER:
                 continue
@@ -762,7 +949,7 @@ def main():
                             log(f"{sc['name']} c={conns} round {rnd + 1} {t['target']}: "
                                 f"{r['rps']:.0f} req/s p99 {r['p99_us'] / 1000:.2f} ms "
                                 f"errors {r['err_status']}/{r['socket_errors']}")
-                    cell = {t["target"]: summarize(runs[t["target"]], t["target"]) for t in targets}
+                    cell = {t["target"]: summarize(runs[t["target"]], t) for t in targets}
                     sc["cells"].append((conns, cell))
                 for t in targets:
                     commands.append(f"# {sc['name']} / {t['target']}: " + shell_env(t))
@@ -774,16 +961,21 @@ def main():
         if HALF_ROUNDS > 0:
             for sc in results:
                 tmap = {t["target"]: t for t in sc["targets_run"]}
-                if "supagate" not in tmap or not sc["cells"]:
+                if "supagate" not in tmap or not sc["cells"] or sc.get("no_half"):
                     continue
                 sat_conns, cell = sc["cells"][-1]
-                sat = cell["supagate"]["rps"]
+                # Issue 15: half of the hop's saturation rate, the hop as the baseline; a
+                # scenario without a hop (health) compares with the direct upstream.
+                base = "hop" if "hop" in cell else "direct"
+                if base not in cell:
+                    continue
+                sat = cell[base]["rps"]
                 rate = sat / 2
                 # Calibrate each target: wrk's timers are coarse and latency adds to the think
                 # time, so adjust the connection count until the target gets ~rate (≤ 3 tries).
                 first = max(2, round(rate * HALF_DELAY_MS / 1000))
                 cal_seconds = max(2, SECONDS // 3)
-                half_targets = [tmap[k] for k in ("direct", "supagate") if k in tmap]
+                half_targets = [tmap[k] for k in (base, "supagate") if k in tmap]
                 half_conns = {}
                 for t in half_targets:
                     conns = first
@@ -806,9 +998,9 @@ def main():
                         runs[t["target"]].append(r)
                         log(f"{sc['name']} half-saturation {t['target']}: {r['rps']:.0f} req/s "
                             f"(target {rate:.0f}) p99 {r['p99_us'] / 1000:.2f} ms")
-                sc["half"] = dict(rate=rate, sat=sat, sat_conns=sat_conns, conns=half_conns,
+                sc["half"] = dict(rate=rate, sat=sat, sat_conns=sat_conns, conns=half_conns, base=base,
                                   rounds=HALF_ROUNDS,
-                                  cells={k: summarize(v, k) for k, v in runs.items()})
+                                  cells={k: summarize(v, tmap[k]) for k, v in runs.items()})
                 commands.append(f"# {sc['name']} half of saturation (paced):")
                 for t in half_targets:
                     commands.append(f"BENCH_DELAY_MS={HALF_DELAY_MS} " + shlex.join(
@@ -893,7 +1085,7 @@ def main():
         )
         write_report(ctx)
     finally:
-        for name in ("supagate", "hop", "standin"):
+        for name in ("supagate", "supagate_mem", "supagate_redis", "redis", "hop", "standin"):
             if name in servers:
                 servers[name].stop()
     return 0

@@ -11,22 +11,27 @@
 #   BENCH_WARMUP_SECONDS (1)  BENCH_HALF_ROUNDS (=ROUNDS)  BENCH_HALF_DELAY_MS (10)
 #   BENCH_C1000 (1000, 0 = skip)  BENCH_SCENARIOS (comma list)  BENCH_NGINX_WORKERS (auto)
 #   BENCH_SUPAGATE_WORKERS (0 = per core)  BENCH_LABEL (smoke|full)  BENCH_OUT (bench/RESULTS.md)
-#   BENCH_SKIP_BUILD=1  BENCH_SUPAGATE_BIN (target/release/supagate)  BENCH_KEEP=1 (keep logs)
+#   BENCH_PIN (1 on 2+ CPUs: service on CPU 0, wrk + stand-in on CPU 1)  BENCH_RUST_LOG (unset = info)
+#   BENCH_FRESH_TOKENS (60000)  BENCH_SKIP_BUILD=1  BENCH_SUPAGATE_BIN (target/release/supagate)  BENCH_KEEP=1 (keep logs)
 #   BENCH_TIMEOUT (seconds; default = the driver's estimate x 2 + 300)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
-if ! have nginx || ! have wrk; then
+if ! have nginx || ! have wrk || ! have redis-server; then
     if [ "$(id -u)" != 0 ]; then
-        echo "bench: nginx and wrk are needed: apt-get install nginx-light wrk (as root)" >&2
+        echo "bench: nginx, wrk and redis-server are needed: apt-get install nginx-light wrk redis-server (as root)" >&2
         exit 2
     fi
     echo "bench: installing nginx-light and wrk from Debian" >&2
     export DEBIAN_FRONTEND=noninteractive
     timeout 600 apt-get update -qq
-    timeout 600 apt-get install -y -qq --no-install-recommends nginx-light wrk \
-        || timeout 600 apt-get install -y -qq --no-install-recommends nginx wrk
+    timeout 600 apt-get install -y -qq --no-install-recommends nginx-light wrk redis-server \
+        || timeout 600 apt-get install -y -qq --no-install-recommends nginx wrk redis-server
+fi
+# The cache-miss scenario signs its ES256 tokens with Python's `cryptography` (PyPI).
+if ! python3 -c 'import cryptography' 2>/dev/null; then
+    timeout 600 python3 -m pip install -q 'cryptography>=42'
 fi
 export PATH="$PATH:/usr/sbin"
 # A Debian install may start the system nginx; it does not matter (ports 80/443, not ours).

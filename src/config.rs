@@ -159,6 +159,8 @@ pub struct UpstreamSettings {
     pub request_timeout_ms: u64,
     pub pool_idle_timeout_secs: u64,
     pub pool_max_idle_per_host: usize,
+    /// Upstream calls in flight at once (and so pooled connections); more wait for a slot.
+    pub max_connections: usize,
     /// Largest upstream body supagate buffers, and the cap on a streamed list body.
     pub max_body_bytes: usize,
 }

@@ -67,6 +67,10 @@ const MAX_CACHED_LABEL_SETS: usize = 1024;
 thread_local! {
     static HTTP_HANDLES: std::cell::RefCell<std::collections::HashMap<Box<str>, HandleList>> =
         std::cell::RefCell::new(std::collections::HashMap::new());
+    /// `(upstream, outcome, latency, count)`: a handful of pairs of static names, found by
+    /// comparing pointers, so an upstream call does no label hashing and takes no lock.
+    static UPSTREAM_HANDLES: std::cell::RefCell<Vec<(&'static str, &'static str, Histogram, Counter)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The process-wide metrics.
@@ -170,11 +174,26 @@ impl Metrics {
         outcome: &'static str,
         elapsed: Duration,
     ) {
-        let labels = UpstreamLabels { upstream, outcome };
-        self.upstream_latency
-            .get_or_create(&labels)
-            .observe(elapsed.as_secs_f64());
-        self.upstream_requests.get_or_create(&labels).inc();
+        UPSTREAM_HANDLES.with(|cell| {
+            let mut handles = cell.borrow_mut();
+            let found = handles
+                .iter()
+                .find(|(u, o, ..)| std::ptr::eq(*u, upstream) && std::ptr::eq(*o, outcome));
+            if let Some((_, _, histogram, counter)) = found {
+                histogram.observe(elapsed.as_secs_f64());
+                counter.inc();
+                return;
+            }
+            let labels = UpstreamLabels { upstream, outcome };
+            let histogram = self.upstream_latency.get_or_create(&labels).clone();
+            let counter = self.upstream_requests.get_or_create(&labels).clone();
+            histogram.observe(elapsed.as_secs_f64());
+            counter.inc();
+            // Names are static and few; the bound only guards against a future misuse.
+            if handles.len() < 64 {
+                handles.push((upstream, outcome, histogram, counter));
+            }
+        })
     }
 
     /// `outcome`: `ok` or `error`.

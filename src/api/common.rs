@@ -2,6 +2,7 @@
 //! form can show, and the responses that pass PostgREST's JSON through unchanged (lists
 //! streamed with their counting headers).
 
+use actix_web::body::SizedStream;
 use actix_web::http::header::{self, ContentType};
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
@@ -123,9 +124,10 @@ pub fn list_response(listing: Listing) -> HttpResponse {
     res.insert_header(("x-total-count", listing.total.to_string()))
         .insert_header((header::CONTENT_RANGE, listing.content_range))
         .content_type(ContentType::json());
-    match listing.body {
-        Some(upstream) => res.streaming(upstream),
-        None => res.body("[]"),
+    match (listing.body, listing.length) {
+        (Some(upstream), Some(length)) => res.body(SizedStream::new(length, upstream)),
+        (Some(upstream), None) => res.streaming(upstream),
+        (None, _) => res.body("[]"),
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use reqwest::header::HeaderValue;
 use uuid::Uuid;
 
 use crate::config::Secret;
@@ -15,7 +16,31 @@ pub struct AuthUser {
     pub is_admin: bool,
     pub expires_at: i64,
     /// Shared, so a cache hit hands out the verified token without copying it.
-    pub(super) token: Arc<Secret>,
+    pub(super) token: Arc<VerifiedToken>,
+}
+
+/// A verified access token and the `Authorization` value that forwards it, built once per
+/// token rather than once per upstream call.
+pub(super) struct VerifiedToken {
+    secret: Secret,
+    /// `Bearer <token>`, marked sensitive (never in debug output). A verified token is
+    /// base64url and dots, so it always makes a header value; `None` is unreachable.
+    bearer: Option<HeaderValue>,
+}
+
+impl VerifiedToken {
+    pub(super) fn shared(token: &str) -> Arc<Self> {
+        let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
+            .ok()
+            .map(|mut value| {
+                value.set_sensitive(true);
+                value
+            });
+        Arc::new(Self {
+            secret: Secret::new(token),
+            bearer,
+        })
+    }
 }
 
 impl std::fmt::Debug for AuthUser {
@@ -31,7 +56,12 @@ impl std::fmt::Debug for AuthUser {
 impl AuthUser {
     /// The verified access token, to forward as `Authorization: Bearer` so RLS applies.
     pub fn token(&self) -> &str {
-        self.token.expose()
+        self.token.secret.expose()
+    }
+
+    /// `Authorization: Bearer <token>` for an upstream call (a reference-count copy).
+    pub fn bearer_header(&self) -> Option<HeaderValue> {
+        self.token.bearer.clone()
     }
 
     #[cfg(test)]
@@ -41,7 +71,7 @@ impl AuthUser {
             role: "authenticated".to_owned(),
             is_admin: false,
             expires_at,
-            token: Arc::new(Secret::new(token)),
+            token: VerifiedToken::shared(token),
         }
     }
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::cache::{digest, TokenCache};
 use super::jwks::Jwks;
 pub use super::user::AuthUser;
-use crate::config::{Secret, Settings};
+use crate::config::Settings;
 use crate::error::ApiError;
 use crate::http_client::JsonApi;
 
@@ -247,7 +247,7 @@ fn user_from_claims(claims: Claims, token: &str) -> Result<AuthUser, ApiError> {
         role,
         is_admin,
         expires_at: claims.exp,
-        token: Arc::new(Secret::new(token)),
+        token: super::user::VerifiedToken::shared(token),
     })
 }
 

@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use uuid::Uuid;
 
@@ -228,6 +228,9 @@ pub struct Listing {
     /// `None` when the offset was past the end: the body is `[]`. Capped at
     /// `upstream.max_body_bytes`; a fault mid-stream aborts the client's connection.
     pub body: Option<crate::http_client::BodyStream>,
+    /// The body's length when PostgREST declared it: the answer then carries a
+    /// `Content-Length` instead of chunked framing.
+    pub length: Option<u64>,
 }
 
 /// `<range>/<total>` → total; `None` when absent or not counted (`*`).
@@ -275,7 +278,10 @@ impl Supabase {
         let request = self.rest.request(method, &query.to_path());
         match caller {
             Caller::Anon => self.anon_bearer(request),
-            Caller::User(user) => bearer(request, user.token()),
+            Caller::User(user) => match user.bearer_header() {
+                Some(value) => request.header(AUTHORIZATION, value),
+                None => bearer(request, user.token()),
+            },
         }
     }
 
@@ -304,6 +310,7 @@ impl Supabase {
                 total,
                 content_range: format!("*/{total}"),
                 body: None,
+                length: None,
             });
         }
         if !res.status().is_success() {
@@ -320,11 +327,13 @@ impl Supabase {
             .ok_or_else(|| invalid_body("list answer without Content-Range"))?;
         let total = total_of(&content_range)
             .ok_or_else(|| invalid_body("list answer with an uncounted Content-Range"))?;
+        let length = res.content_length();
         let body = self.rest.stream_body(res)?;
         Ok(Listing {
             total,
             content_range,
             body: Some(body),
+            length,
         })
     }
 
