@@ -122,7 +122,10 @@ fn a_fresh_database_holds_the_default_configurations_rule() {
         )
         .unwrap();
     let statuses: Vec<String> = row.get(1);
-    assert_eq!((row.get::<_, i32>(0), statuses), (10, SUBSCRIBED_STATUSES.map(String::from).to_vec()));
+    assert_eq!(
+        (row.get::<_, i32>(0), statuses),
+        (10, SUBSCRIBED_STATUSES.map(String::from).to_vec())
+    );
 }
 
 #[test]
@@ -146,7 +149,12 @@ fn a_direct_insert_by_an_authenticated_caller_is_refused_as_postgrest_needs_for_
 fn active_and_trialing_subscribers_are_not_limited_and_canceled_ones_are() {
     let mut db = fresh_db();
     set_rule(&mut db, 1);
-    for (status, allowed) in [("active", true), ("trialing", true), ("canceled", false), ("past_due", false)] {
+    for (status, allowed) in [
+        ("active", true),
+        ("trialing", true),
+        ("canceled", false),
+        ("past_due", false),
+    ] {
         let user = create_user(&mut db, &format!("{status}@example.com"));
         give_items(&mut db, &user, 5);
         subscribe(&mut db, &user, status);
@@ -194,7 +202,10 @@ fn only_the_service_role_may_write_or_read_the_rule() {
     for caller in [Caller::User(&user), Caller::Anon] {
         let mut tx = as_caller(&mut db, &caller);
         assert_eq!(
-            sqlstate(tx.execute("select public.set_item_limit_rule(1000, array['active'])", &[])),
+            sqlstate(tx.execute(
+                "select public.set_item_limit_rule(1000, array['active'])",
+                &[]
+            )),
             "42501"
         );
         drop(tx);
@@ -286,7 +297,10 @@ fn concurrent_creates_at_limit_minus_one_let_exactly_one_through() {
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("racer")).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("racer"))
+                .collect()
         });
         let won = outcomes.iter().filter(|o| o.is_ok()).count();
         assert_eq!(won, 1, "round {round}: {outcomes:?}");
