@@ -56,7 +56,7 @@ revoke execute on function public.set_item_limit_rule(integer, text[]) from publ
 grant execute on function public.set_item_limit_rule(integer, text[]) to service_role;
 
 -- BEFORE INSERT, per row. Raises SQLSTATE 'PGRST' with a JSON message and detail: PostgREST
--- (v11+) then answers exactly that status and body, 403 {"code":"plan_limit_reached",...}, a
+-- (v12+) then answers exactly that status and body, 403 {"code":"plan_limit_reached",...}, a
 -- code nothing else produces (docs/supabase-wire.md, "Errors").
 create or replace function private.enforce_item_limit()
 returns trigger

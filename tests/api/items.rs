@@ -607,16 +607,14 @@ async fn create_accepts_one_million_exactly() {
 }
 
 /// What PostgREST answers when the items insert trigger refuses a row over the free plan's
-/// limit: the trigger raises SQLSTATE `PGRST` with this code and status (tests/db/item_limit.rs
-/// checks the raise), and PostgREST 13+ repeats the code in `Proxy-Status`.
+/// limit: the trigger raises SQLSTATE `PGRST` with this code, message and status
+/// (tests/db/item_limit.rs checks the raise), and PostgREST sends them as its error body.
 fn plan_limit_refusal() -> ResponseTemplate {
-    ResponseTemplate::new(403)
-        .insert_header("proxy-status", "PostgREST; error=plan_limit_reached")
-        .set_body_json(json!({
-            "code": "plan_limit_reached",
-            "message": "The free plan allows 10 items; subscribe to add more",
-            "details": null, "hint": null
-        }))
+    ResponseTemplate::new(403).set_body_json(json!({
+        "code": "plan_limit_reached",
+        "message": "The free plan allows 10 items; subscribe to add more",
+        "details": null, "hint": null
+    }))
 }
 
 #[tokio::test]
