@@ -8,8 +8,7 @@ use crate::auth::refresh::Refresher;
 use crate::auth::Verifier;
 use crate::config::Settings;
 use crate::rate_limit::Limiter;
-use crate::rules::plan::ItemLimitRule;
-use crate::supabase::item_limit::ItemLimitSync;
+use crate::supabase::item_limit::{ItemLimitRule, ItemLimitSync};
 use crate::supabase::Supabase;
 
 #[derive(Clone)]

@@ -1,9 +1,7 @@
 //! The free-plan item limit: without an active subscription a user may own at most
 //! `business.free_item_limit` items; subscribers are unlimited. Stated here once; the database
 //! enforces it on every insert (`items_enforce_item_limit`) with the values supagate writes at
-//! start-up ([`ItemLimitRule`]), and its tests check the trigger against [`may_create_item`].
-
-use serde::Serialize;
+//! start-up (`supabase::item_limit`), and its tests check the trigger against [`may_create_item`].
 
 /// Subscription statuses that count as subscribed: Stripe's `active`, and `trialing` (a trial
 /// is a subscription the user chose).
@@ -17,22 +15,6 @@ pub fn is_subscribed(status: &str) -> bool {
 /// Whether one more item may be created by a user who already owns `owned` items.
 pub fn may_create_item(owned: u64, free_limit: u32, subscription_active: bool) -> bool {
     subscription_active || owned < u64::from(free_limit)
-}
-
-/// The rule as the database stores it: the arguments of `set_item_limit_rule`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ItemLimitRule {
-    pub p_free_item_limit: u32,
-    pub p_subscribed_statuses: [&'static str; 2],
-}
-
-impl ItemLimitRule {
-    pub fn new(free_item_limit: u32) -> Self {
-        Self {
-            p_free_item_limit: free_item_limit,
-            p_subscribed_statuses: SUBSCRIBED_STATUSES,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -5,16 +5,34 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Serialize;
 use tokio::sync::OnceCell;
 
 use super::error::SupabaseError;
 use super::{Check, Supabase};
 use crate::http_client::UpstreamError;
-use crate::rules::plan::ItemLimitRule;
+use crate::rules::plan::SUBSCRIBED_STATUSES;
 
 /// First pause between attempts; it doubles up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// The rule as the database stores it, in the argument names of `set_item_limit_rule`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ItemLimitRule {
+    pub p_free_item_limit: u32,
+    pub p_subscribed_statuses: [&'static str; 2],
+}
+
+impl ItemLimitRule {
+    /// `business.free_item_limit`, with the statuses `rules::plan` counts as subscribed.
+    pub fn new(free_item_limit: u32) -> Self {
+        Self {
+            p_free_item_limit: free_item_limit,
+            p_subscribed_statuses: SUBSCRIBED_STATUSES,
+        }
+    }
+}
 
 impl Supabase {
     /// `POST /rest/v1/rpc/set_item_limit_rule` with the secret key (an idempotent upsert of

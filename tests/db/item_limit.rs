@@ -310,3 +310,45 @@ fn concurrent_creates_at_limit_minus_one_let_exactly_one_through() {
         assert_eq!(owned(&mut db, &user), i64::from(limit), "round {round}");
     }
 }
+
+/// What the trigger costs an insert, printed, not asserted (timings on a shared machine):
+/// `cargo test --test db item_limit_cost -- --ignored --nocapture`. Each measured insert is
+/// one transaction as PostgREST runs it, by a free user owning `limit - 1` items (the most
+/// counting the trigger ever does), then by a subscriber, then with the trigger disabled.
+#[test]
+#[ignore = "a measurement; run it by name"]
+fn item_limit_cost() {
+    const USERS: usize = 300;
+    let mut db = fresh_db();
+    let limit = 10;
+    set_rule(&mut db, limit);
+    let mut made = 0usize;
+    let mut timed = |db: &mut Client, label: &str, subscribed: bool| {
+        let users: Vec<String> = (0..USERS)
+            .map(|_| {
+                made += 1;
+                let user = create_user(db, &format!("cost{made}@example.com"));
+                give_items(db, &user, limit as usize - 1);
+                if subscribed {
+                    subscribe(db, &user, "active");
+                }
+                user
+            })
+            .collect();
+        let start = Instant::now();
+        for user in &users {
+            insert_as(db, user).expect("insert below the limit");
+        }
+        let per_insert = start.elapsed() / USERS as u32;
+        println!("{label}: {per_insert:?} per insert ({USERS} inserts)");
+    };
+    for round in 0..3 {
+        timed(&mut db, &format!("r{round} free user, trigger on"), false);
+        timed(&mut db, &format!("r{round} subscriber, trigger on"), true);
+        db.batch_execute("alter table public.items disable trigger items_enforce_item_limit")
+            .unwrap();
+        timed(&mut db, &format!("r{round} free user, trigger off"), false);
+        db.batch_execute("alter table public.items enable trigger items_enforce_item_limit")
+            .unwrap();
+    }
+}
