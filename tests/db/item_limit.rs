@@ -342,6 +342,35 @@ fn item_limit_cost() {
         let per_insert = start.elapsed() / USERS as u32;
         println!("{label}: {per_insert:?} per insert ({USERS} inserts)");
     };
+    // The trigger's own time, as the server measures it (EXPLAIN ANALYZE's "Triggers").
+    let mut trigger_ms: Vec<f64> = (0..100)
+        .map(|i| {
+            let user = create_user(&mut db, &format!("explain{i}@example.com"));
+            give_items(&mut db, &user, limit as usize - 1);
+            let mut tx = as_caller(&mut db, &Caller::User(&user));
+            let plan: Vec<String> = tx
+                .query(
+                    "explain (analyze) insert into public.items (name, price, user_id) \
+                     values ('Mug', 1, $1::text::uuid)",
+                    &[&user],
+                )
+                .expect("explain")
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            // "Trigger items_enforce_item_limit: time=0.123 calls=1"
+            plan.iter()
+                .find_map(|line| line.strip_prefix("Trigger items_enforce_item_limit: time="))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|ms| ms.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no trigger time in {plan:#?}"))
+        })
+        .collect();
+    trigger_ms.sort_by(f64::total_cmp);
+    println!(
+        "trigger time, free user at limit - 1: median {:.3} ms, p90 {:.3} ms (100 inserts)",
+        trigger_ms[50], trigger_ms[90]
+    );
     for round in 0..3 {
         timed(&mut db, &format!("r{round} free user, trigger on"), false);
         timed(&mut db, &format!("r{round} subscriber, trigger on"), true);
