@@ -339,7 +339,8 @@ export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
         /**
-         * @description The caller's subscription as the webhooks stored it, or `{"status": "none"}`.
+         * @description The caller's subscription as the webhooks stored it, or `{"status": "none"}` (the other
+         *     fields absent).
          * @example {
          *       "cancel_at_period_end": false,
          *       "current_period_end": "2025-07-01T00:00:00+00:00",
@@ -444,8 +445,8 @@ export interface components {
             version: string;
         };
         /**
-         * @description An item as `ITEM_COLUMNS` (`src/api/items.rs`) selects it. PostgREST sends every selected
-         *     column, `null` included, so nullable fields are still `required`.
+         * @description An item. PostgREST sends every selected column, `null` included, so nullable fields are
+         *     still `required`.
          * @example {
          *       "category": {
          *         "id": "5d3c2b1a-0f9e-4d8c-b7a6-958473625140",
@@ -581,13 +582,16 @@ export interface components {
             avatar_url?: string | null;
         };
         /**
-         * @description `GET /ready` when both probes pass. (When one fails the answer is a 503 `ErrorBody` with
+         * @description `GET /ready` when every check passes. (When one fails the answer is a 503 `ErrorBody` with
          *     the same `checks` under `details`.)
          * @example {
          *       "checks": {
          *         "auth": {
          *           "ok": true,
          *           "status": 200
+         *         },
+         *         "item_limit": {
+         *           "ok": true
          *         },
          *         "rest": {
          *           "ok": true,
@@ -601,7 +605,7 @@ export interface components {
             status: string;
             checks: components["schemas"]["ReadyChecks"];
         };
-        /** @description One readiness probe. */
+        /** @description Outcome of one readiness probe. */
         ReadyCheck: {
             ok: boolean;
             /**
@@ -612,9 +616,15 @@ export interface components {
             /** @description Why the probe failed (connection error, timeout), when it did. */
             error?: string | null;
         };
+        /** @description The readiness checks. */
         ReadyChecks: {
             auth: components["schemas"]["ReadyCheck"];
             rest: components["schemas"]["ReadyCheck"];
+            /**
+             * @description `business.free_item_limit` is written to the database (which enforces it); needs the
+             *     secret key.
+             */
+            item_limit: components["schemas"]["ReadyCheck"];
         };
         /**
          * @description `POST /api/auth/recover`'s answer, the same whether or not the account exists.
@@ -845,9 +855,13 @@ export interface components {
                 "application/json": components["schemas"]["ErrorBody"];
             };
         };
-        /** @description Too many requests from this client IP for this operation (`rate_limited`), or Supabase Auth's own rate limit was hit. */
+        /** @description A rate-limit rule naming this operation is spent for this caller (`rate_limited`; counted per client IP or per user), or Supabase Auth's own rate limit was hit. */
         RateLimited: {
             headers: {
+                /** @description What is left of each rule's budget, e.g. `"rules[0]";r=0;t=60`; absent when only Auth limited the request */
+                RateLimit?: string;
+                /** @description The rules naming this operation (draft-ietf-httpapi-ratelimit-headers-08), e.g. `"rules[0]";q=10;w=60`; absent when only Auth limited the request */
+                "RateLimit-Policy"?: string;
                 /** @description Seconds to wait before retrying */
                 "Retry-After"?: number;
                 /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
@@ -869,7 +883,7 @@ export interface components {
                 "application/json": components["schemas"]["ErrorBody"];
             };
         };
-        /** @description No credentials (`unauthorized`), or credentials that failed a check: `invalid_token`, `token_expired`, `token_not_yet_valid`, `invalid_signature`, `invalid_audience`, `invalid_issuer`, `invalid_algorithm`, `unknown_key`, `malformed_token`, `invalid_claims`, `invalid_subject`, `invalid_role`, `invalid_session_cookie`, `session_not_found`. A bad token is refused even where authentication is optional: a request never silently downgrades to anonymous. */
+        /** @description No credentials (`unauthorized`), or credentials that failed a check: `invalid_token`, `token_expired`, `token_not_yet_valid`, `invalid_signature`, `invalid_audience`, `invalid_issuer`, `invalid_algorithm`, `unknown_key`, `malformed_token`, `invalid_claims`, `invalid_subject`, `invalid_role`, or `session_expired` (a cookie session Auth would not refresh). A bad bearer token is refused even where authentication is optional; a session cookie that is no session counts as signed out there, as under `@supabase/ssr`. */
         Unauthorized: {
             headers: {
                 /** @description `Bearer`, or `Bearer error="invalid_token"` when a token was presented and refused */
@@ -943,7 +957,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Supabase Auth and PostgREST both answer */
+            /** @description Supabase Auth and PostgREST answer, and the database holds the configured item limit */
             200: {
                 headers: {
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
@@ -1280,6 +1294,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             502: components["responses"]["BadGateway"];
             503: components["responses"]["Unavailable"];
             504: components["responses"]["Timeout"];
@@ -1347,6 +1362,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             502: components["responses"]["BadGateway"];
             503: components["responses"]["Unavailable"];
@@ -1643,7 +1659,7 @@ export interface operations {
                 };
             };
             400: components["responses"]["BadRequest"];
-            /** @description `signup_disabled` */
+            /** @description `signup_disabled`, or `provider_disabled` (email sign-in is off for the project). Also 400 `captcha_failed` and `email_address_invalid`, any other Auth refusal 400 `auth_rejected` */
             403: {
                 headers: {
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
@@ -1731,7 +1747,7 @@ export interface operations {
                 };
             };
             400: components["responses"]["BadRequest"];
-            /** @description `invalid_credentials` */
+            /** @description `invalid_credentials` (with `WWW-Authenticate: Bearer`) */
             401: {
                 headers: {
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
@@ -1748,7 +1764,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `email_not_confirmed` or `user_banned` */
+            /** @description `email_not_confirmed`, `user_banned` or `provider_disabled`; also 400 `captcha_failed`, and 400 `auth_rejected` for any Auth refusal without a code of its own */
             403: {
                 headers: {
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
@@ -1780,7 +1796,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        /** @description With cookie sessions, send no body instead: the refresh token is then read from the `@supabase/ssr` session cookie (400 `validation_failed` when there is none). */
+        /** @description With cookie sessions, send no body instead: the refresh token is then read from the `@supabase/ssr` session cookie (400 `validation_failed` when there is none or it is unreadable). Requests carrying the same refresh token within `auth.refresh_reuse_secs` share one refresh and get the same new session. */
         requestBody: {
             content: {
                 "application/json": components["schemas"]["RefreshBody"];
@@ -1803,7 +1819,7 @@ export interface operations {
                 };
             };
             400: components["responses"]["BadRequest"];
-            /** @description `invalid_refresh_token` (unknown, reused, expired or revoked), or `invalid_session_cookie` */
+            /** @description `invalid_refresh_token` (unknown, reused, expired or revoked; a session cookie it came from is cleared) */
             401: {
                 headers: {
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
@@ -1830,22 +1846,31 @@ export interface operations {
     };
     logout: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description Which sessions end: `global` (every session of the user, the default, as in Auth and
+                 *     auth-js), `local` (this one) or `others` (all but this one; the cookies stay).
+                 */
+                scope?: "global" | "local" | "others";
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description The Supabase session is revoked and the session cookies cleared */
+            /** @description The sessions named by `scope` are revoked and, unless `scope=others`, the session cookies cleared. An expired cookie session is refreshed first so it can be revoked; a cookie session that is already over (unreadable, or its refresh refused) answers 204 with its cookies cleared. Auth's 401/403/404 (already revoked, user gone) count as success. */
             204: {
                 headers: {
+                    /** @description Deletions of the `@supabase/ssr` session cookies, when cookie sessions are enabled */
+                    "Set-Cookie"?: string;
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             429: components["responses"]["RateLimited"];
             502: components["responses"]["BadGateway"];
@@ -1893,7 +1918,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Always, whether or not the account exists */
+            /** @description Whether or not the account exists, and for any Auth refusal that could tell (only Auth's rate limits are passed on, as 429) */
             202: {
                 headers: {
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */

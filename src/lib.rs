@@ -12,7 +12,7 @@ pub(crate) mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod rate_limit;
-pub(crate) mod rules;
+pub mod rules;
 pub mod server;
 pub mod state;
 pub mod supabase;

@@ -8,6 +8,7 @@ use crate::auth::refresh::Refresher;
 use crate::auth::Verifier;
 use crate::config::Settings;
 use crate::rate_limit::Limiter;
+use crate::supabase::item_limit::{ItemLimitRule, ItemLimitSync};
 use crate::supabase::Supabase;
 
 #[derive(Clone)]
@@ -20,6 +21,8 @@ pub struct AppState {
     pub session_cookie: Arc<SessionCookie>,
     /// Server-side refreshes of cookie sessions, one per refresh token at a time.
     pub refresher: Arc<Refresher>,
+    /// `business.free_item_limit`, written into the database that enforces it.
+    pub item_limit: ItemLimitSync,
 }
 
 impl AppState {
@@ -28,6 +31,9 @@ impl AppState {
         let verifier = Arc::new(Verifier::new(&settings, Some(supabase.gotrue.clone())));
         // Loads the signing keys in the background: start-up never waits for Supabase.
         verifier.spawn_refresh();
+        let item_limit = ItemLimitSync::new(ItemLimitRule::new(settings.business.free_item_limit));
+        // Writes the rule in the background: start-up never waits for Supabase.
+        item_limit.spawn(&supabase);
         let limiter = Arc::new(Limiter::new(&settings)?);
         let session_cookie = Arc::new(SessionCookie::from_settings(&settings));
         let refresher = Arc::new(Refresher::new(Duration::from_secs(
@@ -40,6 +46,7 @@ impl AppState {
             verifier,
             limiter,
             session_cookie,
+            item_limit,
         })
     }
 }

@@ -10,6 +10,7 @@ mod db {
     mod constraints;
     mod event_order;
     mod indexes;
+    mod item_limit;
     mod project;
     mod rls;
     mod search;

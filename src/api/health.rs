@@ -18,17 +18,20 @@ pub(crate) struct Health {
     version: &'static str,
 }
 
-/// The two readiness probes.
+/// The readiness checks.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct ReadyChecks {
     auth: Check,
     rest: Check,
+    /// `business.free_item_limit` is written to the database (which enforces it); needs the
+    /// secret key.
+    item_limit: Check,
 }
 
-/// `GET /ready` when both probes pass. (When one fails the answer is a 503 `ErrorBody` with
+/// `GET /ready` when every check passes. (When one fails the answer is a 503 `ErrorBody` with
 /// the same `checks` under `details`.)
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"status": "ready", "checks": {"auth": {"ok": true, "status": 200}, "rest": {"ok": true, "status": 200}}}))]
+#[schema(example = json!({"status": "ready", "checks": {"auth": {"ok": true, "status": 200}, "rest": {"ok": true, "status": 200}, "item_limit": {"ok": true}}}))]
 pub(crate) struct Ready {
     status: &'static str,
     checks: ReadyChecks,
@@ -58,24 +61,35 @@ pub async fn health() -> HttpResponse {
     tag = "service",
     security(()),
     responses(
-        (status = 200, description = "Supabase Auth and PostgREST both answer", body = Ready),
+        (status = 200, description = "Supabase Auth and PostgREST answer, and the database holds the configured item limit", body = Ready),
         (status = 503, response = responses::Unavailable),
     )
 )]
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (auth, rest) = state.supabase.readiness().await;
-    let checks = ReadyChecks { auth, rest };
-    if checks.auth.ok && checks.rest.ok {
+    let ((auth, rest), item_limit) = tokio::join!(
+        state.supabase.readiness(),
+        state.item_limit.check(&state.supabase)
+    );
+    let checks = ReadyChecks {
+        auth,
+        rest,
+        item_limit,
+    };
+    if checks.auth.ok && checks.rest.ok && checks.item_limit.ok {
         Ok(HttpResponse::Ok().json(Ready {
             status: "ready",
             checks,
         }))
     } else {
-        let down: Vec<&str> = [("auth", checks.auth.ok), ("rest", checks.rest.ok)]
-            .iter()
-            .filter(|(_, ok)| !ok)
-            .map(|(name, _)| *name)
-            .collect();
+        let down: Vec<&str> = [
+            ("auth", checks.auth.ok),
+            ("rest", checks.rest.ok),
+            ("item_limit", checks.item_limit.ok),
+        ]
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(name, _)| *name)
+        .collect();
         Err(
             ApiError::upstream_unavailable(format!("readiness: {} not ready", down.join(", ")))
                 .with_details(json!({ "checks": checks })),

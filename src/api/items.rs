@@ -1,5 +1,6 @@
 //! `/api/items`: the public catalog. Reads are anonymous or as the caller; writes need the
-//! owner or an admin (checked here first, RLS second) and respect the free-plan limit.
+//! owner or an admin (checked here first, RLS second); creates respect the free-plan limit,
+//! which the database enforces.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -18,7 +19,6 @@ use crate::auth::{AuthUser, MaybeUser, User};
 use crate::error::{ApiError, ApiResult};
 use crate::openapi::responses;
 use crate::rules::ownership::{may_modify, Actor};
-use crate::rules::plan::may_create_item;
 use crate::rules::price::Price;
 use crate::state::AppState;
 use crate::supabase::postgrest::{Caller, Query, Value};
@@ -500,36 +500,17 @@ pub async fn create(
     _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
     let mut row = input.row();
-    enforce_plan_limit(&state, &user).await?;
     // The owner is the caller, always; the body cannot name one (deny_unknown_fields).
     row.set("user_id", uuid_json(&user.id));
     let query = Query::table("items").select(ITEM_COLUMNS);
+    // One upstream call: the plan limit is checked by the database in the insert's own
+    // transaction (`items_enforce_item_limit`), serialised per owner, so concurrent creates
+    // cannot both pass at `limit - 1`. Its refusal maps to 403 `plan_limit_reached`.
     let body = state
         .supabase
         .pg_single(Method::POST, &query, Some(row.bytes()), Caller::User(&user))
         .await?;
     created("/api/items", body)
-}
-
-/// The subscription and the item count are fetched concurrently (one round trip of
-/// latency); the count is ignored for subscribers. Two concurrent creates can both pass at
-/// `limit - 1`: only a database-side check could close that window.
-async fn enforce_plan_limit(state: &AppState, user: &AuthUser) -> ApiResult<()> {
-    let owned = Query::table("items").select("id").eq("user_id", user.id);
-    let (subscription, count) = tokio::join!(
-        state.supabase.subscription_of(user),
-        state.supabase.pg_count(&owned, Caller::User(user)),
-    );
-    let active = subscription?.is_some_and(|s| s.is_active());
-    let owned = if active { 0 } else { count? };
-    if may_create_item(owned, state.settings.business.free_item_limit, active) {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(
-            "plan_limit_reached",
-            "The free plan's item limit is reached; subscribe to add more",
-        ))
-    }
 }
 
 #[derive(Deserialize)]

@@ -182,6 +182,12 @@ fn rest_error(r: &RestFailure) -> ApiError {
             serde_json::json!({}),
             vec!["A value was rejected by the database".to_owned()],
         ),
+        // Raised by the items insert trigger (supabase/migrations/..._item_limit.sql) with
+        // SQLSTATE PGRST, which lets it choose this code and the 403 itself.
+        "plan_limit_reached" => ApiError::forbidden(
+            "plan_limit_reached",
+            "The free plan's item limit is reached; subscribe to add more",
+        ),
         "42501" if r.anonymous => ApiError::unauthorized(),
         "42501" => ApiError::forbidden("forbidden", "Not allowed"),
         "PGRST301" | "PGRST302" | "PGRST303" => {
@@ -379,6 +385,7 @@ mod tests {
             ("23514", 400, 400, "validation_failed"),
             ("22P02", 400, 400, "validation_failed"),
             ("42501", 403, 403, "forbidden"),
+            ("plan_limit_reached", 403, 403, "plan_limit_reached"),
             ("PGRST301", 401, 401, "invalid_token"),
             ("PGRST302", 401, 401, "invalid_token"),
             ("PGRST303", 401, 401, "invalid_token"),

@@ -4,6 +4,7 @@
 pub mod error;
 pub mod gotrue;
 pub(crate) mod gotrue_admin;
+pub mod item_limit;
 pub mod postgrest;
 pub(crate) mod stripe_data;
 

@@ -1,5 +1,5 @@
 //! Reading billing state (the `subscriptions` table) as the signed-in user, so RLS decides
-//! what is visible. Both `GET /api/billing/subscription` and the items plan limit use this.
+//! what is visible (`GET /api/billing/subscription`), and the webhook's writes.
 
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
@@ -20,9 +20,9 @@ pub struct SubscriptionState {
 }
 
 impl SubscriptionState {
-    /// Statuses that grant the paid plan: Stripe's `active` and `trialing`.
+    /// Whether this subscription grants the paid plan (`rules::plan`).
     pub fn is_active(&self) -> bool {
-        matches!(self.status.as_str(), "active" | "trialing")
+        crate::rules::plan::is_subscribed(&self.status)
     }
 }
 
@@ -83,7 +83,7 @@ impl Supabase {
             }))
     }
 
-    async fn service_rpc<B: Serialize + ?Sized>(
+    pub(super) async fn service_rpc<B: Serialize + ?Sized>(
         &self,
         function: &str,
         args: &B,

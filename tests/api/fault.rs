@@ -79,7 +79,7 @@ struct State {
     script: Mutex<VecDeque<Fault>>,
     /// `cycle` mode: request n gets `cycle[n % len]`.
     cycle: Mutex<Vec<Fault>>,
-    /// Requests answered (or not) with a fault, the JWKS path excluded.
+    /// Requests answered (or not) with a fault, the JWKS path and the item-limit write excluded.
     requests: AtomicUsize,
     connections: AtomicUsize,
     /// `METHOD path` of every counted request, in order.
@@ -206,6 +206,12 @@ impl FaultServer {
             };
             if head.path.starts_with("/auth/v1/.well-known/jwks.json") {
                 write_json(&mut stream, 200, "application/json", &[], br#"{"keys":[]}"#).await?;
+                continue;
+            }
+            // The start-up item-limit write (background, like the key load): accepted, not
+            // counted, so it never takes a fault scripted for a client's request.
+            if head.path.starts_with("/rest/v1/rpc/set_item_limit_rule") {
+                write_json(&mut stream, 200, "application/json", &[], b"null").await?;
                 continue;
             }
             let fault = self.next_fault(&head);

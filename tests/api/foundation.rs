@@ -47,7 +47,36 @@ async fn ready_is_ok_when_auth_and_postgrest_answer_with_the_apikey() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["checks"]["auth"]["ok"], true);
     assert_eq!(body["checks"]["rest"]["ok"], true);
+    assert_eq!(body["checks"]["item_limit"]["ok"], true);
     assert_eq!(app.upstream_requests().await.len(), 2);
+}
+
+#[tokio::test]
+async fn ready_is_503_while_the_item_limit_is_not_written() {
+    // PGRST202: the function is missing, i.e. the migration was not applied.
+    let missing = Mock::given(path(ITEM_LIMIT_RULE_PATH)).respond_with(pg_error(404, "PGRST202"));
+    let app = TestApp::spawn_with_mocks(vec![missing], |_| {}).await;
+    mount_healthy_supabase(&app).await;
+    let (status, body) = json_of(app.get("/ready").send().await.unwrap()).await;
+    assert_eq!(status, 503, "{body}");
+    let check = &body["details"]["checks"]["item_limit"];
+    assert_eq!(check["ok"], false);
+    assert_eq!(check["error"], "set_item_limit_rule answered 404 PGRST202");
+    assert_eq!(body["details"]["checks"]["rest"]["ok"], true);
+}
+
+#[tokio::test]
+async fn ready_without_a_secret_key_says_the_item_limit_cannot_be_written() {
+    let app = TestApp::spawn_with(|s| s.supabase.service_role_key = None).await;
+    mount_healthy_supabase(&app).await;
+    let (status, body) = json_of(app.get("/ready").send().await.unwrap()).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body["details"]["checks"]["item_limit"]["error"],
+        "no secret key configured (SUPABASE_SERVICE_ROLE_KEY)"
+    );
+    let writes = app.all_upstream_requests().await;
+    assert!(writes.iter().all(|r| r.url.path() != ITEM_LIMIT_RULE_PATH));
 }
 
 #[tokio::test]
@@ -351,6 +380,7 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
         .respond_with(ResponseTemplate::new(200))
         .mount(&upstream)
         .await;
+    upstream.register(item_limit_rule_accepted()).await;
     let mut process = Process::start(&test_env(&upstream.uri()));
     let url = process.url("/ready");
     let in_flight = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });

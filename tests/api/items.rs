@@ -23,29 +23,6 @@ fn default_list_query() -> Vec<(String, String)> {
     ])
 }
 
-/// The plan-limit reads: no subscription and `owned` items.
-async fn mock_plan(app: &TestApp, owned: u64, subscription: Value) {
-    mock_rest(
-        app,
-        "GET",
-        "subscriptions",
-        ResponseTemplate::new(200).set_body_json(subscription),
-    )
-    .await;
-    let range = if owned == 0 {
-        "*/0".to_owned()
-    } else {
-        format!("0-{}/{owned}", owned - 1)
-    };
-    mock_rest(
-        app,
-        "HEAD",
-        "items",
-        ResponseTemplate::new(200).insert_header("content-range", range.as_str()),
-    )
-    .await;
-}
-
 fn new_item() -> Value {
     json!({"name": "  Mug  ", "price": 12.5, "category_id": CATEGORY_ID})
 }
@@ -449,9 +426,8 @@ async fn wrong_method_is_405_with_allow() {
 // ---- create ----
 
 #[tokio::test]
-async fn create_inserts_as_the_caller_and_answers_201_with_location() {
+async fn create_is_one_insert_as_the_caller_answering_201_with_location() {
     let app = TestApp::spawn().await;
-    mock_plan(&app, 3, json!([])).await;
     mock_rest(
         &app,
         "POST",
@@ -475,27 +451,13 @@ async fn create_inserts_as_the_caller_and_answers_201_with_location() {
     assert_eq!(status, 201);
     assert_eq!(body, item_row(ITEM_ID, USER_A));
 
+    // No subscription read, no count: the database checks the plan limit in the insert.
     let requests = app.upstream_requests().await;
-    assert_eq!(requests.len(), 3);
-    for req in &requests {
-        assert_sent_as_user(req, &token);
-    }
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let insert = &requests[0];
+    assert_sent_as_user(insert, &token);
     assert_service_key_never_sent(&requests);
-
-    let count = requests_to(&requests, "/rest/v1/items")
-        .into_iter()
-        .find(|r| r.method.as_str() == "HEAD")
-        .expect("count request");
-    assert_eq!(
-        query_pairs(count),
-        pairs(&[("select", "id"), ("user_id", &format!("eq.{USER_A}"))])
-    );
-    assert_eq!(headers_of(count, "prefer"), vec!["count=exact"]);
-
-    let insert = requests
-        .iter()
-        .find(|r| r.method.as_str() == "POST")
-        .expect("insert");
+    assert_eq!(insert.method.as_str(), "POST");
     assert_eq!(insert.url.path(), "/rest/v1/items");
     assert_eq!(query_pairs(insert), pairs(&[("select", ITEM_SELECT)]));
     assert_eq!(headers_of(insert, "prefer"), vec!["return=representation"]);
@@ -621,7 +583,6 @@ async fn create_rejects_a_user_id_in_the_body_as_an_unknown_field() {
 #[tokio::test]
 async fn create_accepts_one_million_exactly() {
     let app = TestApp::spawn().await;
-    mock_plan(&app, 0, json!([])).await;
     mock_rest(
         &app,
         "POST",
@@ -645,31 +606,21 @@ async fn create_accepts_one_million_exactly() {
     assert_eq!(body_json(insert)["price"], json!(1000000.0));
 }
 
-#[tokio::test]
-async fn create_one_below_the_plan_limit_is_allowed() {
-    let app = TestApp::spawn().await;
-    mock_plan(&app, 9, json!([])).await;
-    mock_rest(
-        &app,
-        "POST",
-        "items",
-        ResponseTemplate::new(201).set_body_json(item_row(ITEM_ID, USER_A)),
-    )
-    .await;
-    let res = app
-        .post("/api/items")
-        .bearer_auth(user_token(USER_A))
-        .json(&new_item())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
+/// What PostgREST answers when the items insert trigger refuses a row over the free plan's
+/// limit: the trigger raises SQLSTATE `PGRST` with this code, message and status
+/// (tests/db/item_limit.rs checks the raise), and PostgREST sends them as its error body.
+fn plan_limit_refusal() -> ResponseTemplate {
+    ResponseTemplate::new(403).set_body_json(json!({
+        "code": "plan_limit_reached",
+        "message": "The free plan allows 10 items; subscribe to add more",
+        "details": null, "hint": null
+    }))
 }
 
 #[tokio::test]
-async fn create_at_exactly_the_plan_limit_is_403_plan_limit_reached() {
+async fn create_refused_by_the_databases_plan_limit_is_403_plan_limit_reached() {
     let app = TestApp::spawn().await;
-    mock_plan(&app, 10, json!([])).await;
+    mock_rest(&app, "POST", "items", plan_limit_refusal()).await;
     let res = app
         .post("/api/items")
         .bearer_auth(user_token(USER_A))
@@ -679,83 +630,67 @@ async fn create_at_exactly_the_plan_limit_is_403_plan_limit_reached() {
         .unwrap();
     let (status, body) = json_of(res).await;
     assert_eq!((status, error_code(&body)), (403, "plan_limit_reached"));
-    let requests = app.upstream_requests().await;
-    assert!(
-        requests.iter().all(|r| r.method.as_str() != "POST"),
-        "no insert may be sent"
+    assert_eq!(
+        body["error"],
+        "The free plan's item limit is reached; subscribe to add more"
     );
+    assert_eq!(app.upstream_requests().await.len(), 1);
+}
+
+/// Waits for the start-up write of the item limit and returns the requests made for it.
+async fn item_limit_writes(app: &TestApp, at_least: usize) -> Vec<wiremock::Request> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let writes = requests_to(&app.all_upstream_requests().await, ITEM_LIMIT_RULE_PATH)
+            .into_iter()
+            .cloned()
+            .collect::<Vec<_>>();
+        if writes.len() >= at_least || std::time::Instant::now() > deadline {
+            return writes;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
-async fn create_one_over_the_plan_limit_is_403() {
-    let app = TestApp::spawn().await;
-    mock_plan(&app, 11, json!([])).await;
-    let res = app
-        .post("/api/items")
-        .bearer_auth(user_token(USER_A))
-        .json(&new_item())
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = json_of(res).await;
-    assert_eq!((status, error_code(&body)), (403, "plan_limit_reached"));
-}
-
-#[tokio::test]
-async fn the_plan_limit_follows_configuration() {
+async fn the_configured_item_limit_is_written_to_the_database_at_start_up_with_the_secret_key() {
     let app = TestApp::spawn_with(|s| s.business.free_item_limit = 2).await;
-    mock_plan(&app, 2, json!([])).await;
-    let res = app
-        .post("/api/items")
-        .bearer_auth(user_token(USER_A))
-        .json(&new_item())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 403);
+    let writes = item_limit_writes(&app, 1).await;
+    assert_eq!(writes.len(), 1, "written once");
+    let write = &writes[0];
+    assert_eq!(write.method.as_str(), "POST");
+    assert_eq!(write.url.path(), ITEM_LIMIT_RULE_PATH);
+    assert_eq!(write.url.query(), None);
+    assert_eq!(headers_of(write, "apikey"), vec![SERVICE_KEY]);
+    assert_eq!(
+        headers_of(write, "authorization"),
+        vec![format!("Bearer {SERVICE_KEY}")]
+    );
+    assert_eq!(header_of(write, "content-type"), Some("application/json"));
+    assert!(headers_of(write, "prefer").is_empty());
+    assert_eq!(
+        body_json(write),
+        json!({"p_free_item_limit": 2, "p_subscribed_statuses": ["active", "trialing"]})
+    );
+    // Once it succeeded, /ready does not write it again.
+    app.get("/ready").send().await.unwrap();
+    assert_eq!(item_limit_writes(&app, 1).await.len(), 1);
 }
 
 #[tokio::test]
-async fn an_active_subscription_lifts_the_plan_limit() {
-    let app = TestApp::spawn().await;
-    let sub = json!([{"status": "active", "price_id": "price_1", "current_period_end": null, "cancel_at_period_end": false}]);
-    mock_plan(&app, 10, sub).await;
-    mock_rest(
-        &app,
-        "POST",
-        "items",
-        ResponseTemplate::new(201).set_body_json(item_row(ITEM_ID, USER_A)),
-    )
-    .await;
-    let res = app
-        .post("/api/items")
-        .bearer_auth(user_token(USER_A))
-        .json(&new_item())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-}
-
-#[tokio::test]
-async fn a_canceled_subscription_does_not_lift_the_plan_limit() {
-    let app = TestApp::spawn().await;
-    let sub = json!([{"status": "canceled", "price_id": "price_1", "current_period_end": null, "cancel_at_period_end": false}]);
-    mock_plan(&app, 10, sub).await;
-    let res = app
-        .post("/api/items")
-        .bearer_auth(user_token(USER_A))
-        .json(&new_item())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 403);
+async fn a_failed_item_limit_write_is_retried_until_it_succeeds() {
+    let unavailable = wiremock::Mock::given(wiremock::matchers::path(ITEM_LIMIT_RULE_PATH))
+        .respond_with(pg_error(503, "PGRST001"))
+        .up_to_n_times(1);
+    let app = TestApp::spawn_with_mocks(vec![unavailable], |_| {}).await;
+    let writes = item_limit_writes(&app, 2).await;
+    assert_eq!(writes.len(), 2, "one failure, then one success");
+    assert_eq!(body_json(&writes[0]), body_json(&writes[1]));
 }
 
 #[tokio::test]
 async fn create_with_an_unknown_category_is_422_invalid_reference() {
     let app = TestApp::spawn().await;
-    mock_plan(&app, 0, json!([])).await;
     mock_rest(&app, "POST", "items", pg_error(409, "23503")).await;
     let res = app
         .post("/api/items")
@@ -1216,26 +1151,4 @@ async fn a_list_answer_without_a_count_is_502() {
     mock_rest(&app, "GET", "items", pg_list(json!([]), "0-19/*")).await;
     let (status, body) = json_of(app.get("/api/items").send().await.unwrap()).await;
     assert_eq!((status, error_code(&body)), (502, "upstream_error"));
-}
-
-#[tokio::test]
-async fn a_rejected_token_while_checking_the_plan_is_401() {
-    let app = TestApp::spawn().await;
-    mock_rest(&app, "GET", "subscriptions", pg_error(401, "PGRST303")).await;
-    mock_rest(
-        &app,
-        "HEAD",
-        "items",
-        ResponseTemplate::new(200).insert_header("content-range", "*/0"),
-    )
-    .await;
-    let res = app
-        .post("/api/items")
-        .bearer_auth(user_token(USER_A))
-        .json(&new_item())
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = json_of(res).await;
-    assert_eq!((status, error_code(&body)), (401, "invalid_token"));
 }

@@ -20,6 +20,8 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 pub const ANON_KEY: &str = "test-anon-key";
 pub const SERVICE_KEY: &str = "test-service-role-key";
 pub const JWKS_PATH: &str = "/auth/v1/.well-known/jwks.json";
+/// Where supagate writes `business.free_item_limit` at start-up (the database enforces it).
+pub const ITEM_LIMIT_RULE_PATH: &str = "/rest/v1/rpc/set_item_limit_rule";
 pub const STRIPE_SECRET: &str = "whsec_test_harness_secret";
 
 pub fn repo_path(rel: &str) -> PathBuf {
@@ -79,12 +81,14 @@ impl TestApp {
     }
 
     /// Like [`spawn_with`], with `mocks` mounted on the fake Supabase *before* the server
-    /// starts (the JWKS is fetched at start-up).
+    /// starts (the JWKS is fetched and the item limit written at start-up). The item-limit
+    /// write is accepted (204) unless `mocks` answer it first.
     pub async fn spawn_with_mocks(mocks: Vec<Mock>, tweak: impl FnOnce(&mut Settings)) -> Self {
         let upstream = MockServer::start().await;
         for mock in mocks {
             upstream.register(mock).await;
         }
+        upstream.register(item_limit_rule_accepted()).await;
         let mut settings = test_settings(&upstream.uri());
         tweak(&mut settings);
         let app = Application::build(settings).expect("application builds");
@@ -126,10 +130,11 @@ impl TestApp {
     }
 
     /// Every request the fake Supabase received on behalf of clients, in order. Signing-key
-    /// (JWKS) loads are left out: the verifier makes them in the background, on its own clock.
+    /// (JWKS) loads and the start-up item-limit write are left out: they are made in the
+    /// background, on their own clock.
     pub async fn upstream_requests(&self) -> Vec<wiremock::Request> {
         let mut all = self.all_upstream_requests().await;
-        all.retain(|r| r.url.path() != JWKS_PATH);
+        all.retain(|r| r.url.path() != JWKS_PATH && r.url.path() != ITEM_LIMIT_RULE_PATH);
         all
     }
 
@@ -137,6 +142,13 @@ impl TestApp {
     pub async fn all_upstream_requests(&self) -> Vec<wiremock::Request> {
         self.upstream.received_requests().await.unwrap_or_default()
     }
+}
+
+/// PostgREST's answer to the item-limit write (`set_item_limit_rule` returns `void`).
+pub fn item_limit_rule_accepted() -> Mock {
+    Mock::given(method("POST"))
+        .and(path(ITEM_LIMIT_RULE_PATH))
+        .respond_with(ResponseTemplate::new(204))
 }
 
 /// Reads a response as `(status, json body)`; panics with the raw text if it is not JSON.

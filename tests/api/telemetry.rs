@@ -155,25 +155,25 @@ async fn rust_log_warn_hides_the_access_line_but_keeps_failures_with_their_reque
 #[tokio::test]
 async fn a_client_traceparent_continues_into_every_upstream_call_with_a_new_parent_id() {
     let app = TestApp::spawn().await;
-    mock_rest(&app, "GET", "subscriptions", pg_list(json!([]), "*/0")).await;
+    // An update makes two upstream calls: the owner read, then the write.
     mock_rest(
         &app,
-        "HEAD",
+        "GET",
         "items",
-        ResponseTemplate::new(200).insert_header("content-range", "*/0"),
+        ResponseTemplate::new(200).set_body_json(json!({"user_id": USER_A})),
     )
     .await;
     mock_rest(
         &app,
-        "POST",
+        "PATCH",
         "items",
-        ResponseTemplate::new(201)
+        ResponseTemplate::new(200)
             .insert_header("content-type", "application/vnd.pgrst.object+json")
             .set_body_json(item_row(ITEM_ID, USER_A)),
     )
     .await;
     let res = app
-        .post("/api/items")
+        .patch(&format!("/api/items/{ITEM_ID}"))
         .bearer_auth(user_token(USER_A))
         .header(
             "traceparent",
@@ -184,14 +184,14 @@ async fn a_client_traceparent_continues_into_every_upstream_call_with_a_new_pare
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 201);
+    assert_eq!(res.status(), 200);
     assert!(
         res.headers().get("traceparent").is_none(),
         "nothing new is echoed to the client"
     );
 
     let sent = app.upstream_requests().await;
-    assert_eq!(sent.len(), 3, "the plan, the item count, then the insert");
+    assert_eq!(sent.len(), 2, "the owner read, then the write");
     let mut parents = Vec::new();
     for req in &sent {
         let (trace_id, parent_id, flags) = traceparent_of(req);

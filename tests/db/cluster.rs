@@ -79,6 +79,11 @@ pub fn fresh_db() -> Client {
     cluster.connect(&name)
 }
 
+/// The name of a fresh database, for tests that open several connections (concurrency).
+pub fn fresh_db_name() -> String {
+    cluster().clone_template(TEMPLATE_DB)
+}
+
 impl Cluster {
     fn start() -> Cluster {
         let bin = postgres_bin_dir();
