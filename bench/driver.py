@@ -94,6 +94,11 @@ ANON_KEY = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZS1kZW1vIiwicm9sZSI6ImFub24iLCJl"
     "eHAiOjE5ODM4MTI5OTZ9.CRXP1A7WOeoJeXxjNni43kdQwgnWNReilDMblYTn_I0"
 )
+# The Supabase CLI's published demo service-role key (not a secret; config/development.toml).
+SERVICE_KEY = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJzdXBhYmFzZS1kZW1vIiwicm9sZSI6InNlcnZpY2Vf"
+    "cm9sZSIsImV4cCI6MTk4MzgxMjk5Nn0.EGIM96RAZx35lJzdJsyH-qQwv8Hdp7fsn3W0YpN81IU"
+)
 # The select list the items API is expected to send (docs/api.md's Item with its category).
 SELECT = "id,name,description,price,category_id,user_id,created_at,updated_at,category:categories(id,name)"
 UPSTREAM_LIST = f"/rest/v1/items?select={SELECT}&order=created_at.desc,id.desc&limit=20&offset=0"
@@ -820,6 +825,8 @@ def start_servers(fixture, servers):
             "APP_ENV": "production", "HOST": "127.0.0.1", "PORT": str(port),
             "SUPABASE_URL": f"http://127.0.0.1:{ports['standin']}",
             "SUPABASE_ANON_KEY": ANON_KEY, "SUPABASE_JWT_SECRET": fixture["hs256_secret"],
+            # The start-up write of the item-limit rule (/ready waits for it).
+            "SUPABASE_SERVICE_ROLE_KEY": SERVICE_KEY,
             "SUPAGATE_AUTH__ISSUER": fixture["issuer"],
             "SUPAGATE_RATE_LIMIT__ENABLED": "false",
             "SUPAGATE_SERVER__WORKERS": str(SUPAGATE_WORKERS),
