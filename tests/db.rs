@@ -11,6 +11,7 @@ mod db {
     mod event_order;
     mod indexes;
     mod project;
+    mod queues;
     mod rls;
     mod search;
     mod stats;

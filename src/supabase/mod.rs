@@ -5,6 +5,7 @@ pub mod error;
 pub mod gotrue;
 pub(crate) mod gotrue_admin;
 pub mod postgrest;
+pub mod queues;
 pub(crate) mod stripe_data;
 
 use crate::config::{Secret, Settings};
