@@ -15,4 +15,5 @@ mod db {
     mod rls;
     mod search;
     mod stats;
+    mod worker;
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Secret, UserRegisteredSettings};
+use crate::supabase::Supabase;
 
 use super::JobError;
 
@@ -59,5 +60,26 @@ impl Client {
         } else {
             Err(JobError::Permanent(format!("answered {status}")))
         }
+    }
+}
+
+/// Queues the job for a user Auth just created. Auth answers an existing address with an
+/// obfuscated user without identities (email enumeration protection): that one is skipped.
+/// A failure is logged, not returned: the account exists, and a 5xx would only make the client
+/// register again and get `user_already_exists`.
+pub async fn enqueue(supabase: &Supabase, user: &serde_json::Value) {
+    let new = user["identities"].as_array().is_some_and(|i| !i.is_empty());
+    let id = user["id"].as_str().and_then(|id| uuid::Uuid::parse_str(id).ok());
+    let email = user["email"].as_str();
+    let (true, Some(user_id), Some(email)) = (new, id, email) else {
+        return;
+    };
+    let job = UserRegistered {
+        user_id,
+        email: email.to_owned(),
+    };
+    let message = serde_json::to_value(&job).unwrap_or_default();
+    if let Err(e) = supabase.queue_send(QUEUE, &message, 0).await {
+        tracing::error!("user {user_id}: user.registered not queued: {e}");
     }
 }

@@ -73,12 +73,16 @@ impl Worker {
 
         let grace = Duration::from_secs(self.settings.shutdown_timeout_secs);
         let all = u32::try_from(slots).unwrap_or(u32::MAX);
-        match tokio::time::timeout(grace, semaphore.acquire_many(all)).await {
-            Ok(_) => tracing::info!("worker stopped"),
-            Err(_) => tracing::warn!(
+        let drained = tokio::time::timeout(grace, semaphore.acquire_many(all))
+            .await
+            .is_ok();
+        if drained {
+            tracing::info!("worker stopped");
+        } else {
+            tracing::warn!(
                 "worker stopped with jobs still running after {grace:?}; their messages \
                  reappear after the visibility timeout"
-            ),
+            );
         }
     }
 }
