@@ -722,6 +722,38 @@ mod tests {
     }
 
     #[test]
+    fn webhooks_go_through_the_queue_unless_configured_inline() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut env = HashMap::new();
+        let settings = Settings::load(&dir, &env).unwrap();
+        assert_eq!(settings.stripe.processing, StripeProcessing::Queue);
+        assert_eq!(settings.worker.queue("stripe_events").max_attempts, 8);
+        assert!(!settings.jobs.user_registered.enabled());
+        env.insert(
+            "SUPAGATE_STRIPE__PROCESSING".to_owned(),
+            "inline".to_owned(),
+        );
+        env.insert(
+            "SUPAGATE_WORKER__QUEUES__STRIPE_EVENTS__MAX_ATTEMPTS".to_owned(),
+            "3".to_owned(),
+        );
+        let settings = Settings::load(&dir, &env).unwrap();
+        assert_eq!(settings.stripe.processing, StripeProcessing::Inline);
+        assert_eq!(settings.worker.queue("stripe_events").max_attempts, 3);
+    }
+
+    #[test]
+    fn a_user_registered_url_that_is_not_http_stops_start_up() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
+        let env = HashMap::from([(
+            "SUPAGATE_JOBS__USER_REGISTERED__URL".to_owned(),
+            "ftp://mail.example".to_owned(),
+        )]);
+        let err = Settings::load(&dir, &env).unwrap_err();
+        assert_eq!(err.setting, "jobs.user_registered.url");
+    }
+
+    #[test]
     fn env_lists_split_on_commas() {
         assert_eq!(
             env_value("cors.allowed_origins", "http://a, http://b"),

@@ -18,10 +18,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use crate::config::StripeProcessing;
 use crate::error::{ApiError, ApiResult};
 use crate::openapi::responses;
 use crate::state::AppState;
-use crate::config::StripeProcessing;
 use crate::webhooks::stripe::{self, Event};
 
 /// The raw body limit for this resource (`server.webhook_body_limit_bytes`).
@@ -52,7 +52,7 @@ fn body_error(err: actix_web::Error, limit: usize) -> ApiError {
     security(("stripe_signature" = [])),
     responses(
         responses::UpstreamErrors,
-        (status = 200, description = "Stored (or a duplicate delivery: `duplicate: true`); other event types are acknowledged unprocessed", body = WebhookReceived),
+        (status = 200, description = "Queued for the worker (`stripe.processing = \"queue\"`) or stored (`\"inline\"`), or a duplicate delivery (`duplicate: true`); other event types are acknowledged unprocessed", body = WebhookReceived),
         (status = 400, description = "`invalid_signature` (missing, malformed, stale or non-matching `Stripe-Signature`), `invalid_event` (not an event object this endpoint reads) or `invalid_body`", body = crate::error::ErrorBody, example = json!({"error": "Invalid Stripe-Signature", "code": "invalid_signature"})),
         (status = 413, response = responses::PayloadTooLarge),
         (status = 500, response = responses::Internal),
@@ -128,8 +128,10 @@ async fn handle(
     if settings.stripe.processing == StripeProcessing::Queue {
         // Refused here (400) rather than dead-lettered later: the decision needs no I/O.
         event.effect()?;
-        let raw: &serde_json::value::RawValue = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request("invalid_event", "Not a Stripe event this endpoint handles").with_internal(e))?;
+        let raw: &serde_json::value::RawValue = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request("invalid_event", "Not a Stripe event this endpoint handles")
+                .with_internal(e)
+        })?;
         let new = supabase
             .enqueue_stripe_event(&event.id, &event.kind, raw)
             .await?;

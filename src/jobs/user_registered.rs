@@ -69,7 +69,9 @@ impl Client {
 /// register again and get `user_already_exists`.
 pub async fn enqueue(supabase: &Supabase, user: &serde_json::Value) {
     let new = user["identities"].as_array().is_some_and(|i| !i.is_empty());
-    let id = user["id"].as_str().and_then(|id| uuid::Uuid::parse_str(id).ok());
+    let id = user["id"]
+        .as_str()
+        .and_then(|id| uuid::Uuid::parse_str(id).ok());
     let email = user["email"].as_str();
     let (true, Some(user_id), Some(email)) = (new, id, email) else {
         return;

@@ -160,17 +160,18 @@ impl Consumer {
         let attempt = u32::try_from(message.read_ct).unwrap_or(u32::MAX);
         let vt = Duration::from_secs(self.settings.visibility_timeout_secs.into());
         // Finish before the message becomes visible to another read.
-        let limit = vt.saturating_sub(Duration::from_secs(1)).max(Duration::from_secs(1));
+        let limit = vt
+            .saturating_sub(Duration::from_secs(1))
+            .max(Duration::from_secs(1));
         let started = Instant::now();
-        let result = match tokio::time::timeout(limit, (self.handler)(message.message.clone()))
-            .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(JobError::Transient(format!(
-                "did not finish within {}s",
-                limit.as_secs()
-            ))),
-        };
+        let result =
+            match tokio::time::timeout(limit, (self.handler)(message.message.clone())).await {
+                Ok(r) => r,
+                Err(_) => Err(JobError::Transient(format!(
+                    "did not finish within {}s",
+                    limit.as_secs()
+                ))),
+            };
         let elapsed = started.elapsed();
         match result {
             Ok(()) => {
@@ -256,6 +257,19 @@ async fn watch_depth(supabase: Supabase, queues: Vec<String>, mut stop: watch::R
     }
 }
 
+/// The worker's `/metrics` on `addr` (it has no other HTTP surface).
+pub fn metrics_server(addr: &str) -> anyhow::Result<actix_web::dev::Server> {
+    use actix_web::{web, App, HttpServer};
+    let server =
+        HttpServer::new(|| App::new().route("/metrics", web::get().to(crate::metrics::handler)))
+            .workers(1)
+            .disable_signals()
+            .bind(addr)?
+            .run();
+    tracing::info!("worker metrics on http://{addr}/metrics");
+    Ok(server)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,18 +286,4 @@ mod tests {
         assert_eq!(waits, [5, 10, 20, 40, 60, 60]);
         assert_eq!(backoff(&s, u32::MAX), 60);
     }
-}
-
-/// The worker's `/metrics` on `addr` (it has no other HTTP surface).
-pub fn metrics_server(addr: &str) -> anyhow::Result<actix_web::dev::Server> {
-    use actix_web::{web, App, HttpServer};
-    let server = HttpServer::new(|| {
-        App::new().route("/metrics", web::get().to(crate::metrics::handler))
-    })
-    .workers(1)
-    .disable_signals()
-    .bind(addr)?
-    .run();
-    tracing::info!("worker metrics on http://{addr}/metrics");
-    Ok(server)
 }

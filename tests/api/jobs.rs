@@ -139,9 +139,15 @@ impl FakeQueues {
             "queue_set_vt" => {
                 let id = body["p_msg_id"].as_i64().unwrap();
                 let delay = body["p_sleep_seconds"].as_u64().unwrap();
-                let hit = s.queues.entry(queue).or_default().iter_mut().find(|m| m.id == id).map(|m| {
-                    m.visible_at = now + Duration::from_secs(delay);
-                });
+                let hit = s
+                    .queues
+                    .entry(queue)
+                    .or_default()
+                    .iter_mut()
+                    .find(|m| m.id == id)
+                    .map(|m| {
+                        m.visible_at = now + Duration::from_secs(delay);
+                    });
                 ResponseTemplate::new(200).set_body_json(hit.is_some())
             }
             "queue_depth" => {
@@ -162,11 +168,23 @@ impl FakeQueues {
     }
 
     fn waiting(&self, queue: &str) -> Vec<Stored> {
-        self.state.lock().unwrap().queues.get(queue).cloned().unwrap_or_default()
+        self.state
+            .lock()
+            .unwrap()
+            .queues
+            .get(queue)
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn archived(&self, queue: &str) -> Vec<Stored> {
-        self.state.lock().unwrap().archived.get(queue).cloned().unwrap_or_default()
+        self.state
+            .lock()
+            .unwrap()
+            .archived
+            .get(queue)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -192,7 +210,8 @@ async fn run_worker_until(
         settings.worker.queues.insert((*name).to_owned(), q.clone());
     }
     let supabase = Supabase::new(&settings).unwrap();
-    let handlers = handlers.unwrap_or_else(|| default_handlers(&settings, supabase.clone()).unwrap());
+    let handlers =
+        handlers.unwrap_or_else(|| default_handlers(&settings, supabase.clone()).unwrap());
     let worker = Worker::new(supabase, handlers, settings.worker.clone());
     let deadline = Instant::now() + Duration::from_secs(10);
     worker
@@ -225,18 +244,34 @@ async fn queued_webhook_is_acknowledged_after_one_enqueue_and_applied_by_the_wor
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, json!({"received": true}));
     // Acknowledged on one durable write, the event exactly as Stripe sent it; no effect yet.
-    let sent = app.all_upstream_requests().await;
-    assert_eq!(sent.len(), 1, "{:?}", sent.iter().map(|r| r.url.path().to_owned()).collect::<Vec<_>>());
+    let sent = app.upstream_requests().await;
+    assert_eq!(
+        sent.len(),
+        1,
+        "{:?}",
+        sent.iter()
+            .map(|r| r.url.path().to_owned())
+            .collect::<Vec<_>>()
+    );
     assert_eq!(sent[0].url.path(), ENQUEUE);
-    assert_eq!(header_of(&sent[0], "authorization"), Some(&*format!("Bearer {SERVICE_KEY}")));
+    assert_eq!(
+        header_of(&sent[0], "authorization"),
+        Some(&*format!("Bearer {SERVICE_KEY}"))
+    );
     let args: Value = serde_json::from_slice(&sent[0].body).unwrap();
     assert_eq!(args["p_event_id"], "evt_1Sb4gTSupaGateEv000005");
     assert_eq!(args["p_event_type"], "payment_intent.succeeded");
-    assert_eq!(args["p_event"], serde_json::from_str::<Value>(&event).unwrap());
+    assert_eq!(
+        args["p_event"],
+        serde_json::from_str::<Value>(&event).unwrap()
+    );
     assert!(billing.state.lock().unwrap().payments.is_empty());
 
     let uri = app.upstream.uri();
-    run_worker_until(&uri, None, &[], || queues.archived("stripe_events").len() == 1).await;
+    run_worker_until(&uri, None, &[], || {
+        queues.archived("stripe_events").len() == 1
+    })
+    .await;
     let payments = billing.state.lock().unwrap().payments.clone();
     assert_eq!(payments.len(), 1, "{payments:?}");
     assert!(queues.waiting("stripe_events").is_empty());
@@ -276,7 +311,10 @@ async fn queue_outage_answers_503_so_stripe_retries() {
 async fn unreadable_event_is_refused_before_anything_is_queued() {
     let (app, queues, _billing) = queue_mode_app().await;
     let mut event: Value = serde_json::from_str(&payload("subscription_created")).unwrap();
-    event["data"]["object"].as_object_mut().unwrap().remove("status");
+    event["data"]["object"]
+        .as_object_mut()
+        .unwrap()
+        .remove("status");
     let res = app.deliver_signed(&event.to_string()).await;
     assert_eq!(res.status(), 400);
     assert!(queues.waiting("stripe_events").is_empty());
@@ -293,19 +331,41 @@ async fn permanent_write_error_dead_letters_the_event_at_once() {
         .with_priority(1)
         .mount(&app.upstream)
         .await;
-    assert_eq!(app.deliver_signed(&payload("checkout_session_completed")).await.status(), 200);
+    assert_eq!(
+        app.deliver_signed(&payload("checkout_session_completed"))
+            .await
+            .status(),
+        200
+    );
 
     let uri = app.upstream.uri();
-    run_worker_until(&uri, None, &[], || queues.waiting("stripe_events_dlq").len() == 1).await;
+    run_worker_until(&uri, None, &[], || {
+        queues.waiting("stripe_events_dlq").len() == 1
+    })
+    .await;
     let letter = &queues.waiting("stripe_events_dlq")[0].message;
     assert_eq!(letter["queue"], "stripe_events");
     assert_eq!(letter["attempts"], 1, "{letter}");
-    assert!(letter["error"].as_str().unwrap().contains("23505"), "{letter}");
+    assert!(
+        letter["error"].as_str().unwrap().contains("23505"),
+        "{letter}"
+    );
     assert_eq!(letter["message"]["id"], "evt_1Sb4gTSupaGateEv000000");
-    assert_eq!(queues.archived("stripe_events").len(), 1, "taken off the source queue");
+    assert_eq!(
+        queues.archived("stripe_events").len(),
+        1,
+        "taken off the source queue"
+    );
     assert!(queues.waiting("stripe_events").is_empty());
 
-    let metrics = app.get("/metrics").send().await.unwrap().text().await.unwrap();
+    let metrics = app
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         metrics.contains(r#"supagate_jobs_total{queue="stripe_events",outcome="dead_lettered"}"#),
         "{metrics}"
@@ -316,7 +376,12 @@ async fn permanent_write_error_dead_letters_the_event_at_once() {
 async fn transient_failures_are_retried_with_backoff_then_dead_lettered_after_max_attempts() {
     let (app, queues, billing) = queue_mode_app().await;
     billing.fail_next(PAYMENTS, 100);
-    assert_eq!(app.deliver_signed(&payload("payment_intent_succeeded")).await.status(), 200);
+    assert_eq!(
+        app.deliver_signed(&payload("payment_intent_succeeded"))
+            .await
+            .status(),
+        200
+    );
 
     let uri = app.upstream.uri();
     let started = Instant::now();
@@ -332,14 +397,21 @@ async fn transient_failures_are_retried_with_backoff_then_dead_lettered_after_ma
         .requests_to("POST", "/rest/v1/rpc/queue_set_vt")
         .await
         .iter()
-        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["p_sleep_seconds"].as_u64().unwrap())
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body).unwrap()["p_sleep_seconds"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(backoffs, [1, 2]);
     assert!(started.elapsed() >= Duration::from_secs(3));
     assert_eq!(app.requests_to("POST", PAYMENTS).await.len(), 3);
     let letter = &queues.waiting("stripe_events_dlq")[0].message;
     assert_eq!(letter["attempts"], 3);
-    assert!(letter["error"].as_str().unwrap().contains("transient"), "{letter}");
+    assert!(
+        letter["error"].as_str().unwrap().contains("transient"),
+        "{letter}"
+    );
 }
 
 #[tokio::test]
@@ -366,7 +438,11 @@ async fn graceful_shutdown_finishes_the_job_in_flight_and_reads_nothing_more() {
     });
     let mut settings = test_settings(&upstream.uri());
     settings.worker.poll_interval_ms = 20;
-    let worker = Worker::new(Supabase::new(&settings).unwrap(), handlers, settings.worker.clone());
+    let worker = Worker::new(
+        Supabase::new(&settings).unwrap(),
+        handlers,
+        settings.worker.clone(),
+    );
     // Shut down as soon as the job has started.
     let signal = {
         let started = Arc::clone(&started);
@@ -385,8 +461,15 @@ async fn graceful_shutdown_finishes_the_job_in_flight_and_reads_nothing_more() {
         .filter(|r| r.url.path() == READ)
         .count();
 
-    assert!(*finished.lock().unwrap(), "the job in flight ran to its end");
-    assert_eq!(queues.archived("slow").len(), 1, "and its message was archived");
+    assert!(
+        *finished.lock().unwrap(),
+        "the job in flight ran to its end"
+    );
+    assert_eq!(
+        queues.archived("slow").len(),
+        1,
+        "and its message was archived"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     let reads_later = upstream
         .received_requests()
@@ -395,7 +478,10 @@ async fn graceful_shutdown_finishes_the_job_in_flight_and_reads_nothing_more() {
         .iter()
         .filter(|r| r.url.path() == READ)
         .count();
-    assert_eq!(reads_later, reads_at_stop, "no read after the worker returned");
+    assert_eq!(
+        reads_later, reads_at_stop,
+        "no read after the worker returned"
+    );
 }
 
 #[tokio::test]
@@ -428,7 +514,11 @@ async fn concurrency_limit_caps_jobs_running_at_once() {
     let mut settings = test_settings(&upstream.uri());
     settings.worker.poll_interval_ms = 10;
     settings.worker.concurrency = 3;
-    let worker = Worker::new(Supabase::new(&settings).unwrap(), handlers, settings.worker.clone());
+    let worker = Worker::new(
+        Supabase::new(&settings).unwrap(),
+        handlers,
+        settings.worker.clone(),
+    );
     let q = queues.clone();
     worker
         .run(async move {
@@ -442,7 +532,10 @@ async fn concurrency_limit_caps_jobs_running_at_once() {
 
 // ---- user.registered → the external API ----
 
-async fn user_registered_run(answer: ResponseTemplate, settings_attempts: u32) -> (MockServer, FakeQueues, MockServer) {
+async fn user_registered_run(
+    answer: ResponseTemplate,
+    settings_attempts: u32,
+) -> (MockServer, FakeQueues, MockServer) {
     let upstream = MockServer::start().await;
     let queues = FakeQueues::mount(&upstream).await;
     let mailer = MockServer::start().await;
@@ -453,11 +546,19 @@ async fn user_registered_run(answer: ResponseTemplate, settings_attempts: u32) -
         .await;
     {
         let mut s = queues.state.lock().unwrap();
-        FakeQueues::push(&mut s, "user_registered", json!({"user_id": USER_A, "email": "new@example.com"}), 0);
+        FakeQueues::push(
+            &mut s,
+            "user_registered",
+            json!({"user_id": USER_A, "email": "new@example.com"}),
+            0,
+        );
     }
     let mut settings = test_settings(&upstream.uri());
     settings.worker.poll_interval_ms = 20;
-    settings.worker.queues.insert("user_registered".into(), queue_settings(settings_attempts, 0));
+    settings.worker.queues.insert(
+        "user_registered".into(),
+        queue_settings(settings_attempts, 0),
+    );
     settings.jobs.user_registered.url = format!("{}/v1/contacts", mailer.uri());
     settings.jobs.user_registered.api_key = supagate::config::Secret::new("mail-key");
     let supabase = Supabase::new(&settings).unwrap();
@@ -480,22 +581,39 @@ async fn user_registered_job_posts_the_user_to_the_external_api_with_its_key() {
     let (_upstream, queues, mailer) = user_registered_run(ResponseTemplate::new(202), 3).await;
     let calls = mailer.received_requests().await.unwrap();
     assert_eq!(calls.len(), 1);
-    assert_eq!(header_of(&calls[0], "authorization"), Some("Bearer mail-key"));
+    assert_eq!(
+        header_of(&calls[0], "authorization"),
+        Some("Bearer mail-key")
+    );
     let body: Value = serde_json::from_slice(&calls[0].body).unwrap();
-    assert_eq!(body, json!({"event": "user.registered", "user_id": USER_A, "email": "new@example.com"}));
+    assert_eq!(
+        body,
+        json!({"event": "user.registered", "user_id": USER_A, "email": "new@example.com"})
+    );
     assert_eq!(queues.archived("user_registered").len(), 1);
 }
 
 #[tokio::test]
 async fn user_registered_job_retries_a_5xx_and_dead_letters_a_4xx_at_once() {
     let (_u, queues, mailer) = user_registered_run(ResponseTemplate::new(503), 3).await;
-    assert_eq!(mailer.received_requests().await.unwrap().len(), 3, "three attempts");
+    assert_eq!(
+        mailer.received_requests().await.unwrap().len(),
+        3,
+        "three attempts"
+    );
     assert_eq!(queues.waiting("user_registered_dlq").len(), 1);
 
     let (_u, queues, mailer) = user_registered_run(ResponseTemplate::new(422), 3).await;
-    assert_eq!(mailer.received_requests().await.unwrap().len(), 1, "a refusal is not retried");
+    assert_eq!(
+        mailer.received_requests().await.unwrap().len(),
+        1,
+        "a refusal is not retried"
+    );
     let letter = &queues.waiting("user_registered_dlq")[0].message;
-    assert!(letter["error"].as_str().unwrap().contains("422"), "{letter}");
+    assert!(
+        letter["error"].as_str().unwrap().contains("422"),
+        "{letter}"
+    );
 }
 
 #[tokio::test]
@@ -507,17 +625,25 @@ async fn poison_message_goes_to_the_dead_letter_queue_without_a_retry() {
         FakeQueues::push(&mut s, "stripe_events", json!({"not": "an event"}), 0);
     }
     let uri = upstream.uri();
-    run_worker_until(&uri, None, &[], || queues.waiting("stripe_events_dlq").len() == 1).await;
+    run_worker_until(&uri, None, &[], || {
+        queues.waiting("stripe_events_dlq").len() == 1
+    })
+    .await;
     let letter = &queues.waiting("stripe_events_dlq")[0].message;
     assert_eq!(letter["attempts"], 1);
     assert_eq!(letter["message"], json!({"not": "an event"}));
-    assert!(letter["error"].as_str().unwrap().starts_with("permanent"), "{letter}");
+    assert!(
+        letter["error"].as_str().unwrap().starts_with("permanent"),
+        "{letter}"
+    );
 }
 
 // ---- the gateway queues user.registered ----
 
 async fn register_with_signup_answer(user: Value) -> (TestApp, FakeQueues) {
-    let app = TestApp::spawn_with(|s| s.jobs.user_registered.url = "http://127.0.0.1:9/hook".into()).await;
+    let app =
+        TestApp::spawn_with(|s| s.jobs.user_registered.url = "http://127.0.0.1:9/hook".into())
+            .await;
     let queues = FakeQueues::mount(&app.upstream).await;
     Mock::given(method("POST"))
         .and(path("/auth/v1/signup"))
@@ -543,7 +669,10 @@ async fn registration_queues_user_registered_for_a_new_user() {
     .await;
     let waiting = queues.waiting("user_registered");
     assert_eq!(waiting.len(), 1);
-    assert_eq!(waiting[0].message, json!({"user_id": USER_A, "email": "ann@example.com"}));
+    assert_eq!(
+        waiting[0].message,
+        json!({"user_id": USER_A, "email": "ann@example.com"})
+    );
     let sends = app.requests_to("POST", "/rest/v1/rpc/send").await;
     assert_eq!(header_of(&sends[0], "content-profile"), Some("pgmq_public"));
     assert_eq!(header_of(&sends[0], "apikey"), Some(SERVICE_KEY));

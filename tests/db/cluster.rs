@@ -257,8 +257,8 @@ impl Cluster {
             .map(|(b, m)| (b.clone(), m.to_vec()))
             .expect("the baseline is always listed");
         let apply = |db: &mut Client, file: &Path| {
-            let sql = fs::read_to_string(file)
-                .unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
+            let sql =
+                fs::read_to_string(file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
             db.batch_execute(&sql)
                 .unwrap_or_else(|e| panic!("apply {}: {}", file.display(), describe(&e)));
         };

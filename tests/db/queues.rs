@@ -56,15 +56,29 @@ fn wrappers_have_supabases_signatures() {
             &[],
         )
         .expect("functions");
-    let found: Vec<(String, String, String)> =
-        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    let found: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
     let expected = [
         ("archive", "queue_name text, message_id bigint", "boolean"),
         ("delete", "queue_name text, message_id bigint", "boolean"),
         ("pop", "queue_name text", "SETOF pgmq.message_record"),
-        ("read", "queue_name text, sleep_seconds integer, n integer", "SETOF pgmq.message_record"),
-        ("send", "queue_name text, message jsonb, sleep_seconds integer DEFAULT 0", "SETOF bigint"),
-        ("send_batch", "queue_name text, messages jsonb[], sleep_seconds integer DEFAULT 0", "SETOF bigint"),
+        (
+            "read",
+            "queue_name text, sleep_seconds integer, n integer",
+            "SETOF pgmq.message_record",
+        ),
+        (
+            "send",
+            "queue_name text, message jsonb, sleep_seconds integer DEFAULT 0",
+            "SETOF bigint",
+        ),
+        (
+            "send_batch",
+            "queue_name text, messages jsonb[], sleep_seconds integer DEFAULT 0",
+            "SETOF bigint",
+        ),
     ];
     let expected: Vec<(String, String, String)> = expected
         .iter()
@@ -84,8 +98,14 @@ fn a_read_message_is_hidden_until_its_visibility_timeout_then_read_again() {
     assert_eq!(row["msg_id"], json!(id));
     assert_eq!(row["read_ct"], json!(1));
     assert_eq!(row["message"], json!({"n": 1}));
-    assert!(row["vt"].is_string() && row["enqueued_at"].is_string(), "{row}");
-    assert!(read(&mut db, "user_registered", 1, 5).is_empty(), "hidden while in flight");
+    assert!(
+        row["vt"].is_string() && row["enqueued_at"].is_string(),
+        "{row}"
+    );
+    assert!(
+        read(&mut db, "user_registered", 1, 5).is_empty(),
+        "hidden while in flight"
+    );
 
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let again = read(&mut db, "user_registered", 1, 5);
@@ -100,21 +120,37 @@ fn archive_moves_a_message_out_of_the_queue_and_set_vt_delays_it() {
     let b = send(&mut db, "user_registered", &json!({"n": 2}));
     assert_eq!(read(&mut db, "user_registered", 30, 10).len(), 2);
 
-    let archived = rpc(&mut db, &format!("pgmq_public.archive('user_registered', {a}::bigint)"), false);
+    let archived = rpc(
+        &mut db,
+        &format!("pgmq_public.archive('user_registered', {a}::bigint)"),
+        false,
+    );
     assert_eq!(archived, json!(true));
     assert_eq!(count(&mut db, "q_user_registered"), 1);
     assert_eq!(count(&mut db, "a_user_registered"), 1);
 
     // Backoff: visible again now (0 s), then hidden for an hour.
-    let moved = rpc(&mut db, &format!("public.queue_set_vt('user_registered', {b}::bigint, 0)"), false);
+    let moved = rpc(
+        &mut db,
+        &format!("public.queue_set_vt('user_registered', {b}::bigint, 0)"),
+        false,
+    );
     assert_eq!(moved, json!(true));
     assert_eq!(read(&mut db, "user_registered", 3600, 10).len(), 1);
-    rpc(&mut db, &format!("public.queue_set_vt('user_registered', {b}::bigint, 3600)"), false);
+    rpc(
+        &mut db,
+        &format!("public.queue_set_vt('user_registered', {b}::bigint, 3600)"),
+        false,
+    );
     assert!(read(&mut db, "user_registered", 30, 10).is_empty());
 
     let depth = rpc(&mut db, "public.queue_depth('user_registered')", false);
     assert_eq!(depth, json!(1));
-    let gone = rpc(&mut db, "pgmq_public.archive('user_registered', 999::bigint)", false);
+    let gone = rpc(
+        &mut db,
+        "pgmq_public.archive('user_registered', 999::bigint)",
+        false,
+    );
     assert_eq!(gone, json!(false));
 }
 
@@ -168,6 +204,11 @@ fn every_queue_has_its_dead_letter_queue() {
         .collect();
     assert_eq!(
         names,
-        ["stripe_events", "stripe_events_dlq", "user_registered", "user_registered_dlq"]
+        [
+            "stripe_events",
+            "stripe_events_dlq",
+            "user_registered",
+            "user_registered_dlq"
+        ]
     );
 }

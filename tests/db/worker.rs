@@ -75,7 +75,8 @@ fn postgrest(dbname: &str, req: &Request) -> (u16, String) {
         } else {
             format!("select to_json({call})::text")
         };
-        tx.query_one(&sql, &[]).map(|row| (200, row.get::<_, String>(0)))
+        tx.query_one(&sql, &[])
+            .map(|row| (200, row.get::<_, String>(0)))
     } else {
         return (404, String::new());
     };
@@ -169,7 +170,10 @@ fn worker_killed_mid_job_leaves_the_message_which_reappears_and_applies_once() {
     let dbname = cluster.clone_template("supagate_template");
     let mut db = cluster.connect(&dbname);
     let (payload, event) = payment_event();
-    let customer = event["data"]["object"]["customer"].as_str().unwrap().to_owned();
+    let customer = event["data"]["object"]["customer"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let user = create_user(&mut db, "payer@example.com");
     db.execute(
         "select public.link_stripe_customer($1::text::uuid, $2)",
@@ -180,7 +184,11 @@ fn worker_killed_mid_job_leaves_the_message_which_reappears_and_applies_once() {
     let queued: bool = db
         .query_one(
             "select public.enqueue_stripe_event($1, $2, $3::text::jsonb)",
-            &[&event["id"].as_str().unwrap(), &"payment_intent.succeeded", &payload],
+            &[
+                &event["id"].as_str().unwrap(),
+                &"payment_intent.succeeded",
+                &payload,
+            ],
         )
         .unwrap()
         .get(0);
@@ -206,7 +214,10 @@ fn worker_killed_mid_job_leaves_the_message_which_reappears_and_applies_once() {
         )
         .expect("the message is still in the queue");
     assert_eq!(row.get::<_, i32>(0), 1);
-    assert!(row.get::<_, bool>(1), "invisible until its visibility timeout");
+    assert!(
+        row.get::<_, bool>(1),
+        "invisible until its visibility timeout"
+    );
 
     let mut second = spawn_worker(&server.uri());
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -217,7 +228,10 @@ fn worker_killed_mid_job_leaves_the_message_which_reappears_and_applies_once() {
         if let Some(row) = rows.first() {
             break row.get::<_, i32>(0);
         }
-        assert!(Instant::now() < deadline, "the message was never processed again");
+        assert!(
+            Instant::now() < deadline,
+            "the message was never processed again"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let waited = killed_at.elapsed();
