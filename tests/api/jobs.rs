@@ -561,6 +561,7 @@ async fn user_registered_run(
     );
     settings.jobs.user_registered.url = format!("{}/v1/contacts", mailer.uri());
     settings.jobs.user_registered.api_key = supagate::config::Secret::new("mail-key");
+    settings.jobs.user_registered.timeout_ms = 200;
     let supabase = Supabase::new(&settings).unwrap();
     let handlers = default_handlers(&settings, supabase.clone()).unwrap();
     let worker = Worker::new(supabase, handlers, settings.worker.clone());
@@ -614,6 +615,20 @@ async fn user_registered_job_retries_a_5xx_and_dead_letters_a_4xx_at_once() {
         letter["error"].as_str().unwrap().contains("422"),
         "{letter}"
     );
+}
+
+#[tokio::test]
+async fn user_registered_call_slower_than_its_timeout_is_retried() {
+    // timeout_ms is 200: each attempt is cut off, counted transient, and tried again.
+    let slow = ResponseTemplate::new(202).set_delay(Duration::from_millis(600));
+    let (_u, queues, mailer) = user_registered_run(slow, 2).await;
+    assert_eq!(mailer.received_requests().await.unwrap().len(), 2);
+    let letter = &queues.waiting("user_registered_dlq")[0].message;
+    assert!(
+        letter["error"].as_str().unwrap().starts_with("transient"),
+        "{letter}"
+    );
+    assert_eq!(queues.archived("user_registered").len(), 1);
 }
 
 #[tokio::test]
