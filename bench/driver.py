@@ -104,6 +104,24 @@ SELECT = "id,name,description,price,category_id,user_id,created_at,updated_at,ca
 UPSTREAM_LIST = f"/rest/v1/items?select={SELECT}&order=created_at.desc,id.desc&limit=20&offset=0"
 UPSTREAM_INSERT = f"/rest/v1/items?select={SELECT}"
 POST_BODY = '{"name":"Mug","price":12.5}'
+# Jobs scenarios (issue 17): the webhook's secret (the worker sends the secret key above).
+WEBHOOK_SECRET = "whsec_bench_secret"
+WORKER_SECONDS = env_int("BENCH_WORKER_SECONDS", max(5, SECONDS))
+
+
+def stripe_payment_event():
+    """tests/fixtures/stripe.json's payment_intent.succeeded event, as compact JSON."""
+    with open(os.path.join(ROOT, "tests/fixtures/stripe.json")) as f:
+        events = json.load(f)["events"]
+    payload = next(e["payload"] for e in events if e["name"] == "payment_intent_succeeded")
+    return json.dumps(json.loads(payload), separators=(",", ":"))
+
+
+def stripe_signature(payload, secret, t):
+    import hashlib
+    import hmac
+    mac = hmac.new(secret.encode(), f"{t}.{payload}".encode(), hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
 
 
 class Stop(Exception):
@@ -322,6 +340,14 @@ def stand_in_bodies(fixture):
         "ITEM_OBJECT": json.dumps(created, **compact),
         "CATEGORY_ARRAY": json.dumps([dict(categories[0], slug="kitchen")], **compact),
         "JWKS": json.dumps(fixture["jwks_initial"], **compact),
+        # pgmq_public.read's answer: one pgmq.message_record row (the stand-in cannot honour
+        # `n`, so every read hands out one message, which is the conservative case).
+        "QUEUE_READ": json.dumps([{
+            "msg_id": 1, "read_ct": 1, "enqueued_at": "2026-11-30T04:00:00.000000+00:00",
+            "last_read_at": "2026-11-30T04:00:00.000000+00:00",
+            "vt": "2026-11-30T04:01:00.000000+00:00",
+            "message": json.loads(stripe_payment_event()), "headers": None,
+        }], **compact),
     }
     for key, text in bodies.items():
         # Inside an nginx single-quoted string: no quote, no backslash, no $ (variables).
@@ -403,7 +429,24 @@ def scenarios(fixture, ports):
     up_post = dict(method="POST", path=UPSTREAM_INSERT, body=POST_BODY,
                    headers=upstream_headers(hs, [("Content-Type", "application/json"),
                                                  ("Prefer", "return=representation")]))
+    webhook_body = stripe_payment_event()
+    webhook_headers = [("Content-Type", "application/json"),
+                       ("Stripe-Signature",
+                        stripe_signature(webhook_body, WEBHOOK_SECRET, int(time.time())))]
+    webhook = dict(method="POST", path="/api/webhooks/stripe", body=webhook_body,
+                   headers=webhook_headers)
     return [
+        dict(name="webhook_ack", title="POST /api/webhooks/stripe, payment_intent.succeeded: "
+                                       "queued vs inline", no_half=True,
+             note="`supagate` is the default `stripe.processing = \"queue\"` (one upstream call: "
+                  "enqueue_stripe_event); `supagate_inline` a second instance with "
+                  "`\"inline\"` (three: the duplicate check, the payment insert, "
+                  "record_webhook_event). The same signed delivery every time (tolerance "
+                  "raised for the run); the stand-in answers as for a new event.",
+             targets=[
+                 dict(target="supagate", port=ports["supagate"], **webhook),
+                 dict(target="supagate_inline", port=ports["supagate_inline"], **webhook),
+             ]),
         get_items("get_items_hs256", "GET /api/items?limit=20, HS256 token", hs, hs),
         get_items("get_items_es256", "GET /api/items?limit=20, ES256 token (JWKS)", es, es),
         get_items("get_items_anon", "GET /api/items?limit=20, anonymous", None, ANON_KEY),
@@ -774,6 +817,9 @@ def write_report(ctx):
     # stand-in ceiling
     L += ["## The stand-in's own ceiling", ""]
     L += ctx["ceiling"] or ["(no upstream scenario ran)"]
+    if ctx.get("worker"):
+        L += ["", "## Worker throughput (`worker_throughput`)", ""]
+        L += ctx["worker"]
     L += ["", "## RSS at many connections", ""]
     L += ctx["c1000"] or ["(not measured)"]
     L += ["", "## Commands", "", "Each wrk run (target, scenario and headers vary; headers and "
@@ -790,11 +836,57 @@ def write_report(ctx):
 # main
 
 
+def jobs_done(port):
+    """supagate_jobs_total{queue="stripe_events",outcome="done"} from the worker's /metrics."""
+    status, _, body = http(port, "GET", "/metrics")
+    if status != 200:
+        return None
+    for line in body.decode("utf-8", "replace").splitlines():
+        if line.startswith('supagate_jobs_total{queue="stripe_events",outcome="done"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def measure_worker(env, ports, servers):
+    wenv = dict(env, SUPAGATE_WORKER__METRICS_LISTEN=f"127.0.0.1:{ports['worker_metrics']}")
+    lines = ["| round | concurrency | jobs/s | upstream calls/job | worker CPU µs/job "
+             "| stand-in CPU µs/job | peak RSS MB |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    rates = []
+    for rnd in range(max(1, ROUNDS)):
+        servers["worker"] = Proc("worker", pinned([SUPAGATE_BIN, "worker"], SERVICE_CPU),
+                                 env=wenv)
+        wait_port(ports["worker_metrics"], servers["worker"])
+        time.sleep(1)  # warm-up: pool connections
+        pids = {"worker": servers["worker"].pids(), "standin": servers["standin"].pids()}
+        global RSS_RESET_OK
+        RSS_RESET_OK = reset_peak_rss(pids["worker"]) and RSS_RESET_OK
+        cpu0 = {k: cpu_seconds(v) for k, v in pids.items()}
+        done0, t0 = jobs_done(ports["worker_metrics"]), time.monotonic()
+        time.sleep(WORKER_SECONDS)
+        done1, wall = jobs_done(ports["worker_metrics"]), time.monotonic() - t0
+        cpu = {k: cpu_seconds(v) - cpu0[k] for k, v in pids.items()}
+        hwm = status_kb(pids["worker"], "VmHWM") / 1024
+        servers["worker"].stop()
+        del servers["worker"]
+        jobs = (done1 or 0) - (done0 or 0)
+        rate = jobs / wall if wall else 0
+        rates.append(rate)
+        per_job = lambda k: f"{cpu[k] / jobs * 1e6:.1f}" if jobs else "–"
+        lines.append(f"| {rnd + 1} | 8 | {rate:.0f} | 3 | {per_job('worker')} | "
+                     f"{per_job('standin')} | {hwm:.1f} |")
+        log(f"worker round {rnd + 1}: {rate:.0f} jobs/s, peak RSS {hwm:.1f} MB")
+    lines += ["", f"Median **{med(rates):.0f} jobs/s** over {len(rates)} rounds of "
+              f"{WORKER_SECONDS} s (`supagate worker`, default settings: concurrency 8; each job "
+              "is a read, the payment insert and the archive, three calls to the stand-in; the "
+              "stand-in hands out one message per read)."]
+    return lines
+
+
 def start_servers(fixture, servers):
     """Starts the stand-in, the hop and supagate (and, when wanted, the rate-limited
     instances and Redis) into `servers`; returns the ports."""
-    ports = dict(zip(("standin", "hop", "supagate", "supagate_mem", "supagate_redis", "redis"),
-                     free_ports(6)))
+    ports = dict(zip(("standin", "hop", "supagate", "supagate_mem", "supagate_redis", "redis",
+                      "supagate_inline", "worker_metrics"), free_ports(8)))
     global STANDIN_PORT
     STANDIN_PORT = ports["standin"]
     import pwd
@@ -817,25 +909,7 @@ def start_servers(fixture, servers):
                                  SERVICE_CPU)
 
     def start_supagate(name, port, config_dir=CONFIG_DIR, extra=None):
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("SUPABASE_", "SUPAGATE_", "NEXT_PUBLIC_", "STRIPE_",
-                                    "BENCH_", "REDIS_"))
-               and k not in ("APP_ENV", "RUST_LOG", "HOST", "PORT")}
-        env.update({
-            "APP_ENV": "production", "HOST": "127.0.0.1", "PORT": str(port),
-            "SUPABASE_URL": f"http://127.0.0.1:{ports['standin']}",
-            "SUPABASE_ANON_KEY": ANON_KEY, "SUPABASE_JWT_SECRET": fixture["hs256_secret"],
-            # The start-up write of the item-limit rule (/ready waits for it).
-            "SUPABASE_SERVICE_ROLE_KEY": SERVICE_KEY,
-            "SUPAGATE_AUTH__ISSUER": fixture["issuer"],
-            "SUPAGATE_RATE_LIMIT__ENABLED": "false",
-            "SUPAGATE_SERVER__WORKERS": str(SUPAGATE_WORKERS),
-            "SUPAGATE_SERVER__SHUTDOWN_TIMEOUT_SECS": "2",
-            "SUPAGATE_CONFIG_DIR": config_dir,
-            **(extra or {}),
-        })
-        if SUPAGATE_RUST_LOG:
-            env["RUST_LOG"] = SUPAGATE_RUST_LOG
+        env = supagate_env(fixture, ports, port, config_dir, extra)
         argv = [SUPAGATE_BIN, "serve"]
         if os.environ.get("PROFILE_TOOL") == "callgrind" and name == "supagate":
             # bench/profile.py: instrumentation switched on around the measured load only.
@@ -868,8 +942,38 @@ def start_servers(fixture, servers):
                      REDIS_URL=f"redis://127.0.0.1:{ports['redis']}"))
         else:
             log("redis-server not found: the Redis rate-limit target is skipped")
+    if not SCENARIO_FILTER or "webhook_ack" in SCENARIO_FILTER:
+        servers["supagate_inline"] = start_supagate(
+            "supagate_inline", ports["supagate_inline"],
+            extra={"SUPAGATE_STRIPE__PROCESSING": "inline"})
     log(f"ports: {ports}")
     return ports
+
+
+def supagate_env(fixture, ports, port, config_dir=CONFIG_DIR, extra=None):
+    """The environment of a supagate process pointed at the stand-in (production config)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SUPABASE_", "SUPAGATE_", "NEXT_PUBLIC_", "STRIPE_",
+                                "BENCH_", "REDIS_"))
+           and k not in ("APP_ENV", "RUST_LOG", "HOST", "PORT")}
+    env.update({
+        "APP_ENV": "production", "HOST": "127.0.0.1", "PORT": str(port),
+        "SUPABASE_URL": f"http://127.0.0.1:{ports['standin']}",
+        "SUPABASE_ANON_KEY": ANON_KEY, "SUPABASE_JWT_SECRET": fixture["hs256_secret"],
+        # The start-up write of the item-limit rule (/ready waits for it), webhook writes
+        # and the worker use the secret key.
+        "SUPABASE_SERVICE_ROLE_KEY": SERVICE_KEY, "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "SUPAGATE_STRIPE__TOLERANCE_SECS": "86400",
+        "SUPAGATE_AUTH__ISSUER": fixture["issuer"],
+        "SUPAGATE_RATE_LIMIT__ENABLED": "false",
+        "SUPAGATE_SERVER__WORKERS": str(SUPAGATE_WORKERS),
+        "SUPAGATE_SERVER__SHUTDOWN_TIMEOUT_SECS": "2",
+        "SUPAGATE_CONFIG_DIR": config_dir,
+        **(extra or {}),
+    })
+    if SUPAGATE_RUST_LOG:
+        env["RUST_LOG"] = SUPAGATE_RUST_LOG
+    return env
 
 
 def main():
@@ -1075,6 +1179,13 @@ def main():
                     c1000 += ["", f"supagate's resident set after that run (VmRSS): "
                               f"{status_kb([servers['supagate'].pid], 'VmRSS') / 1024:.1f} MB."]
 
+        # Worker throughput: `supagate worker` against the stand-in, whose read always hands
+        # out one payment event; jobs/s from the worker's own counter, RSS from VmHWM.
+        worker = []
+        if not SCENARIO_FILTER or "worker_throughput" in SCENARIO_FILTER:
+            worker = measure_worker(supagate_env(fixture, ports, ports["supagate_inline"]),
+                                    ports, servers)
+
         for p in servers.values():
             if not p.alive():
                 raise RuntimeError(f"{p.name} died during the run:\n{p.log_tail()}")
@@ -1089,10 +1200,12 @@ def main():
             command=os.environ.get("BENCH_COMMAND", "bench/run.sh"),
             elapsed=time.monotonic() - t0, health=health, ready=ready,
             results=results, ceiling=ceiling, c1000=c1000, commands=commands,
+            worker=worker,
         )
         write_report(ctx)
     finally:
-        for name in ("supagate", "supagate_mem", "supagate_redis", "redis", "hop", "standin"):
+        for name in ("worker", "supagate_inline", "supagate", "supagate_mem", "supagate_redis",
+                     "redis", "hop", "standin"):
             if name in servers:
                 servers[name].stop()
     return 0

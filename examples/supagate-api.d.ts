@@ -1979,7 +1979,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Stored (or a duplicate delivery: `duplicate: true`); other event types are acknowledged unprocessed */
+            /** @description Queued for the worker (`stripe.processing = "queue"`) or stored (`"inline"`), or a duplicate delivery (`duplicate: true`); other event types are acknowledged unprocessed */
             200: {
                 headers: {
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */

@@ -95,6 +95,97 @@ pub struct Settings {
     pub business: BusinessSettings,
     pub stripe: StripeSettings,
     pub metrics: MetricsSettings,
+    #[serde(default)]
+    pub worker: WorkerSettings,
+    #[serde(default)]
+    pub jobs: JobsSettings,
+}
+
+/// `supagate worker`: how queues are consumed (see `jobs::worker`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    pub concurrency: usize,
+    pub poll_interval_ms: u64,
+    pub shutdown_timeout_secs: u64,
+    /// `host:port` for the worker's `/metrics`; empty: not served.
+    pub metrics_listen: String,
+    /// Per queue; a handler whose queue is not listed here uses [`QueueSettings::default`].
+    pub queues: std::collections::BTreeMap<String, QueueSettings>,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            poll_interval_ms: 500,
+            shutdown_timeout_secs: 30,
+            metrics_listen: String::new(),
+            queues: Default::default(),
+        }
+    }
+}
+
+impl WorkerSettings {
+    pub fn queue(&self, name: &str) -> QueueSettings {
+        self.queues.get(name).cloned().unwrap_or_default()
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    /// A read message is invisible to other reads this long; the handler must finish in it.
+    pub visibility_timeout_secs: u32,
+    /// Attempts (reads) before the message goes to `<queue>_dlq`.
+    pub max_attempts: u32,
+    pub backoff_base_secs: u32,
+    pub backoff_max_secs: u32,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            visibility_timeout_secs: 30,
+            max_attempts: 5,
+            backoff_base_secs: 5,
+            backoff_max_secs: 3600,
+        }
+    }
+}
+
+/// Settings of the job handlers themselves.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsSettings {
+    #[serde(default)]
+    pub user_registered: UserRegisteredSettings,
+}
+
+/// `user.registered`: the external API told about each new user.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserRegisteredSettings {
+    /// Empty: the job is off (nothing enqueued, queue not consumed).
+    pub url: String,
+    pub api_key: Secret,
+    pub timeout_ms: u64,
+}
+
+impl Default for UserRegisteredSettings {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            api_key: empty_secret(),
+            timeout_ms: 5000,
+        }
+    }
+}
+
+impl UserRegisteredSettings {
+    pub fn enabled(&self) -> bool {
+        !self.url.trim().is_empty()
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -284,6 +375,20 @@ pub struct StripeSettings {
     #[serde(deserialize_with = "secret_list")]
     pub webhook_secrets: Vec<Secret>,
     pub tolerance_secs: u64,
+    #[serde(default)]
+    pub processing: StripeProcessing,
+}
+
+/// Where a verified Stripe event's effects are applied.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StripeProcessing {
+    /// Recorded and put on the `stripe_events` queue in one transaction, then acknowledged;
+    /// `supagate worker` applies it.
+    #[default]
+    Queue,
+    /// Applied before the answer (projects without Supabase Queues).
+    Inline,
 }
 
 fn secret_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Secret>, D::Error> {
@@ -449,6 +554,7 @@ impl Settings {
                 "missing (rate_limit.store is \"redis\")",
             ));
         }
+        self.validate_worker()?;
         for proxy in &self.server.trusted_proxies {
             parse_ip_net(proxy).ok_or_else(|| {
                 ConfigError::invalid(
@@ -456,6 +562,36 @@ impl Settings {
                     format!("`{proxy}` is not an IP address or CIDR"),
                 )
             })?;
+        }
+        Ok(())
+    }
+
+    fn validate_worker(&self) -> Result<(), ConfigError> {
+        if self.worker.concurrency == 0 {
+            return Err(ConfigError::invalid(
+                "worker.concurrency",
+                "must be greater than 0",
+            ));
+        }
+        for (name, q) in &self.worker.queues {
+            if q.visibility_timeout_secs == 0 || q.max_attempts == 0 {
+                return Err(ConfigError::invalid(
+                    format!("worker.queues.{name}"),
+                    "visibility_timeout_secs and max_attempts must be greater than 0",
+                ));
+            }
+        }
+        let job = &self.jobs.user_registered;
+        if job.enabled() {
+            let url = Url::parse(&job.url).map_err(|e| {
+                ConfigError::invalid("jobs.user_registered.url", format!("not a URL ({e})"))
+            })?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(ConfigError::invalid(
+                    "jobs.user_registered.url",
+                    "must be an http(s) URL",
+                ));
+            }
         }
         Ok(())
     }
@@ -585,6 +721,38 @@ mod tests {
         assert_eq!(parse_ip_net(" 192.0.2.1 "), Some((ip("192.0.2.1"), 32)));
         assert_eq!(parse_ip_net("::1"), Some((ip("::1"), 128)));
         assert_eq!(parse_ip_net("10.1.2.3 / 8"), Some((ip("10.1.2.3"), 8)));
+    }
+
+    #[test]
+    fn webhooks_go_through_the_queue_unless_configured_inline() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut env = HashMap::new();
+        let settings = Settings::load(&dir, &env).unwrap();
+        assert_eq!(settings.stripe.processing, StripeProcessing::Queue);
+        assert_eq!(settings.worker.queue("stripe_events").max_attempts, 8);
+        assert!(!settings.jobs.user_registered.enabled());
+        env.insert(
+            "SUPAGATE_STRIPE__PROCESSING".to_owned(),
+            "inline".to_owned(),
+        );
+        env.insert(
+            "SUPAGATE_WORKER__QUEUES__STRIPE_EVENTS__MAX_ATTEMPTS".to_owned(),
+            "3".to_owned(),
+        );
+        let settings = Settings::load(&dir, &env).unwrap();
+        assert_eq!(settings.stripe.processing, StripeProcessing::Inline);
+        assert_eq!(settings.worker.queue("stripe_events").max_attempts, 3);
+    }
+
+    #[test]
+    fn a_user_registered_url_that_is_not_http_stops_start_up() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
+        let env = HashMap::from([(
+            "SUPAGATE_JOBS__USER_REGISTERED__URL".to_owned(),
+            "ftp://mail.example".to_owned(),
+        )]);
+        let err = Settings::load(&dir, &env).unwrap_err();
+        assert_eq!(err.setting, "jobs.user_registered.url");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod config;
 pub(crate) mod docs;
 pub mod error;
 pub mod http_client;
+pub mod jobs;
 pub(crate) mod metrics;
 pub mod middleware;
 pub mod openapi;

@@ -12,7 +12,7 @@ use supagate::server::Application;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str = "usage: supagate [serve | check-config | openapi | --help]";
+const USAGE: &str = "usage: supagate [serve | worker | check-config | openapi | --help]";
 
 fn main() -> ExitCode {
     let command = std::env::args()
@@ -47,6 +47,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         "serve" => serve(settings),
+        "worker" => worker(settings),
         other => {
             eprintln!("unknown command `{other}`; {USAGE}");
             ExitCode::from(2)
@@ -55,17 +56,22 @@ fn main() -> ExitCode {
 }
 
 fn serve(settings: Settings) -> ExitCode {
-    if let Err(e) = supagate::telemetry::init() {
-        eprintln!("error: logging not started: {e:#}");
-        return ExitCode::FAILURE;
-    }
-    let result = actix_web::rt::System::new().block_on(async move {
+    run_logged(async move {
         let app = Application::build(settings)?;
         tracing::info!("supagate listening on port {}", app.port());
         app.run().await?;
         tracing::info!("supagate stopped");
         anyhow::Ok(())
-    });
+    })
+}
+
+/// Starts logging, runs `main` on the actix runtime, and turns its error into exit code 1.
+fn run_logged(main: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    if let Err(e) = supagate::telemetry::init() {
+        eprintln!("error: logging not started: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    let result = actix_web::rt::System::new().block_on(main);
     // Lines still in the log buffer go out before the process ends.
     supagate::telemetry::flush();
     match result {
@@ -75,5 +81,44 @@ fn serve(settings: Settings) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `supagate worker`: consumes the job queues until SIGTERM/SIGINT (see `supagate::jobs`).
+fn worker(settings: Settings) -> ExitCode {
+    if settings.supabase.service_role_key.is_none() {
+        eprintln!(
+            "configuration error: supabase.service_role_key (SUPABASE_SECRET_KEY / \
+             SUPABASE_SERVICE_ROLE_KEY): missing (the worker reads queues with it)"
+        );
+        return ExitCode::from(2);
+    }
+    run_logged(async move {
+        let supabase = supagate::supabase::Supabase::new(&settings)?;
+        let handlers = supagate::jobs::default_handlers(&settings, supabase.clone())?;
+        if !settings.worker.metrics_listen.is_empty() {
+            let server = supagate::jobs::worker::metrics_server(&settings.worker.metrics_listen)?;
+            actix_web::rt::spawn(server);
+        }
+        supagate::jobs::worker::Worker::new(supabase, handlers, settings.worker.clone())
+            .run(shutdown_signal())
+            .await;
+        anyhow::Ok(())
+    })
+}
+
+/// SIGTERM (orchestrators) or SIGINT (a terminal).
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
 }

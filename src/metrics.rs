@@ -1,5 +1,6 @@
 //! Prometheus metrics: requests by route template and status, upstream calls by upstream and
-//! outcome, JWKS refreshes, webhook events. One process-wide registry, rendered at `/metrics`.
+//! outcome, JWKS refreshes, webhook events, background jobs. One process-wide registry, rendered
+//! at `/metrics` (the worker's on `worker.metrics_listen`).
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -35,6 +37,17 @@ struct WebhookLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    queue: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    queue: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Latency buckets from 0.1 ms (a cached verification and a fast upstream) to 10 s (the
@@ -54,6 +67,9 @@ pub struct Metrics {
     upstream_latency: HistogramFamily<UpstreamLabels>,
     jwks_refreshes: Family<OutcomeLabels, Counter>,
     webhook_events: Family<WebhookLabels, Counter>,
+    jobs: Family<JobLabels, Counter>,
+    job_latency: HistogramFamily<QueueLabels>,
+    queue_depth: Family<QueueLabels, Gauge>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -89,6 +105,10 @@ impl Metrics {
             Family::new_with_constructor(latency_histogram);
         let jwks_refreshes = Family::<OutcomeLabels, Counter>::default();
         let webhook_events = Family::<WebhookLabels, Counter>::default();
+        let jobs = Family::<JobLabels, Counter>::default();
+        let job_latency: HistogramFamily<QueueLabels> =
+            Family::new_with_constructor(latency_histogram);
+        let queue_depth = Family::<QueueLabels, Gauge>::default();
         registry.register(
             "http_requests",
             "HTTP requests served, by route template and status",
@@ -119,6 +139,21 @@ impl Metrics {
             "Stripe webhook deliveries, by event type and outcome",
             webhook_events.clone(),
         );
+        registry.register(
+            "jobs",
+            "Queue messages handled by the worker, by queue and outcome (done, retried, dead_lettered)",
+            jobs.clone(),
+        );
+        registry.register(
+            "job_duration_seconds",
+            "Time a job handler ran, by queue (every outcome)",
+            job_latency.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Messages in a queue (visible or not) at the worker's last look",
+            queue_depth.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -127,6 +162,9 @@ impl Metrics {
             upstream_latency,
             jwks_refreshes,
             webhook_events,
+            jobs,
+            job_latency,
+            queue_depth,
         }
     }
 
@@ -216,6 +254,25 @@ impl Metrics {
                 outcome,
             })
             .inc();
+    }
+
+    /// A job finished one attempt: `outcome` is `done`, `retried` or `dead_lettered`.
+    pub fn job(&self, queue: &str, outcome: &'static str, elapsed: Duration) {
+        let queue = queue.to_owned();
+        self.job_latency
+            .get_or_create(&QueueLabels {
+                queue: queue.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
+        self.jobs.get_or_create(&JobLabels { queue, outcome }).inc();
+    }
+
+    pub fn set_queue_depth(&self, queue: &str, depth: i64) {
+        self.queue_depth
+            .get_or_create(&QueueLabels {
+                queue: queue.to_owned(),
+            })
+            .set(depth);
     }
 
     /// The OpenMetrics text exposition (Prometheus scrapes it natively).

@@ -12,7 +12,9 @@ mod db {
     mod indexes;
     mod item_limit;
     mod project;
+    mod queues;
     mod rls;
     mod search;
     mod stats;
+    mod worker;
 }

@@ -219,6 +219,9 @@ pub async fn register(
     } else {
         (answer, None)
     };
+    if state.settings.jobs.user_registered.enabled() {
+        crate::jobs::user_registered::enqueue(&state.supabase, &user).await;
+    }
     let mut res = HttpResponse::Created();
     res.insert_header((header::LOCATION, "/api/auth/user"));
     if let Some(session) = &session {

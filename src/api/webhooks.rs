@@ -1,7 +1,13 @@
-//! `POST /api/webhooks/stripe`: verify the signature over the raw body, then parse, then store
-//! the event's effects and finally the event id, acknowledging only what is stored.
+//! `POST /api/webhooks/stripe`: verify the signature over the raw body, then parse, then either
+//! queue the event (`stripe.processing = "queue"`, the default) or store its effects inline,
+//! acknowledging only what is stored.
 //!
-//! Retry safety: the effects (`link_stripe_customer`, `apply_subscription_event`, the payment
+//! Queue mode: `enqueue_stripe_event` records the event id and puts the event on the
+//! `stripe_events` queue in one transaction, so a 200 means the event is durably in Postgres;
+//! `supagate worker` applies it (`jobs::stripe`), retrying transient failures and
+//! dead-lettering permanent ones instead of failing Stripe's delivery for days.
+//!
+//! Inline mode, retry safety: the effects (`link_stripe_customer`, `apply_subscription_event`, the payment
 //! insert) are idempotent and run *before* `record_webhook_event`. If any write fails the
 //! answer is 5xx and nothing marks the event as done, so Stripe's redelivery repeats the
 //! effects (harmlessly) and then records it. A delivery whose id is already recorded is a
@@ -12,11 +18,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use crate::config::StripeProcessing;
 use crate::error::{ApiError, ApiResult};
 use crate::openapi::responses;
 use crate::state::AppState;
-use crate::supabase::error::SupabaseError;
-use crate::webhooks::stripe::{self, Effect, Event};
+use crate::webhooks::stripe::{self, Event};
 
 /// The raw body limit for this resource (`server.webhook_body_limit_bytes`).
 pub fn payload_config(limit: usize) -> web::PayloadConfig {
@@ -46,7 +52,7 @@ fn body_error(err: actix_web::Error, limit: usize) -> ApiError {
     security(("stripe_signature" = [])),
     responses(
         responses::UpstreamErrors,
-        (status = 200, description = "Stored (or a duplicate delivery: `duplicate: true`); other event types are acknowledged unprocessed", body = WebhookReceived),
+        (status = 200, description = "Queued for the worker (`stripe.processing = \"queue\"`) or stored (`\"inline\"`), or a duplicate delivery (`duplicate: true`); other event types are acknowledged unprocessed", body = WebhookReceived),
         (status = 400, description = "`invalid_signature` (missing, malformed, stale or non-matching `Stripe-Signature`), `invalid_event` (not an event object this endpoint reads) or `invalid_body`", body = crate::error::ErrorBody, example = json!({"error": "Invalid Stripe-Signature", "code": "invalid_signature"})),
         (status = 413, response = responses::PayloadTooLarge),
         (status = 500, response = responses::Internal),
@@ -61,8 +67,10 @@ pub async fn stripe(
     // `unverified`, so forged traffic shows up without inventing label values.
     let mut kind = None;
     let mut permanent = false;
+    let queued = state.settings.stripe.processing == StripeProcessing::Queue;
     let result = handle(req, state, body, &mut kind, &mut permanent).await;
     let outcome = match &result {
+        Ok(res) if res.status() == StatusCode::OK && queued => "queued",
         Ok(res) if res.status() == StatusCode::OK => "ok",
         Err(_) if permanent => "permanent_error",
         Ok(_) => "other",
@@ -117,14 +125,26 @@ async fn handle(
     let event = Event::parse(&body)?;
     *kind = Some(event.kind.clone());
     let supabase = &state.supabase;
+    if settings.stripe.processing == StripeProcessing::Queue {
+        // Refused here (400) rather than dead-lettered later: the decision needs no I/O.
+        event.effect()?;
+        let raw: &serde_json::value::RawValue = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request("invalid_event", "Not a Stripe event this endpoint handles")
+                .with_internal(e)
+        })?;
+        let new = supabase
+            .enqueue_stripe_event(&event.id, &event.kind, raw)
+            .await?;
+        return Ok(received(!new));
+    }
     if supabase.webhook_event_recorded(&event.id).await? {
         return Ok(received(true));
     }
     let effect = event.effect()?;
-    if let Err(e) = store(&state, &event, effect).await {
+    if let Err(e) = crate::jobs::stripe::apply(supabase, &event, effect).await {
         if e.is_permanent() {
-            // Stripe's retries cannot fix bad data; this needs a person (or, with queues, the
-            // dead-letter queue). Still 5xx so the delivery is not lost meanwhile.
+            // Stripe's retries cannot fix bad data; this needs a person (queue mode sends it to
+            // the dead-letter queue instead). Still 5xx so the delivery is not lost meanwhile.
             *permanent = true;
             tracing::error!(
                 "stripe {}: permanent failure storing the event: {e}",
@@ -166,29 +186,4 @@ fn unix_now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
-}
-
-/// Stores what the event means. Every write is idempotent (see the module docs).
-async fn store(state: &AppState, event: &Event, effect: Effect) -> Result<(), SupabaseError> {
-    let supabase = &state.supabase;
-    match effect {
-        Effect::LinkCustomer { user, customer } => {
-            supabase.link_stripe_customer(user, &customer).await
-        }
-        Effect::Subscription(sub) => {
-            if !supabase.apply_subscription_event(&sub).await? {
-                tracing::info!(
-                    "stripe {}: older than the stored state of {}; ignored",
-                    event.id,
-                    sub.p_subscription_id
-                );
-            }
-            Ok(())
-        }
-        Effect::Payment(payment) => supabase.record_payment(&payment).await,
-        Effect::None(why) => {
-            tracing::info!("stripe {}: {why}; nothing to store", event.id);
-            Ok(())
-        }
-    }
 }

@@ -6,6 +6,7 @@ pub mod gotrue;
 pub(crate) mod gotrue_admin;
 pub mod item_limit;
 pub mod postgrest;
+pub mod queues;
 pub(crate) mod stripe_data;
 
 use crate::config::{Secret, Settings};

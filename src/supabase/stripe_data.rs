@@ -72,7 +72,7 @@ pub struct Payment {
 /// tables and RPCs are granted to `service_role` only. Every one is idempotent, so a retried
 /// delivery may repeat them safely.
 impl Supabase {
-    fn service_api(&self) -> Result<&JsonApi, SupabaseError> {
+    pub(crate) fn service_api(&self) -> Result<&JsonApi, SupabaseError> {
         // Config requires the key for webhooks; without it the event cannot be stored, and a
         // 5xx makes Stripe retry once the deployment is fixed.
         self.rest_service
@@ -167,7 +167,7 @@ impl Supabase {
 
 /// A service-role PostgREST call: a 2xx body, or the error through the one table (so a
 /// permanent data error such as 23505 is told apart from an outage by the caller).
-async fn service_call(
+pub(crate) async fn service_call(
     api: &JsonApi,
     request: reqwest::RequestBuilder,
 ) -> Result<bytes::Bytes, SupabaseError> {

@@ -8,6 +8,7 @@ mod faults;
 mod foundation;
 mod hostile;
 mod items;
+mod jobs;
 mod metrics;
 mod openapi;
 mod rate_limit;

@@ -267,3 +267,44 @@ fn apply_subscription_event_agrees_with_the_ordering_rule() {
         }
     }
 }
+
+/// The other order of `subscription_arriving_before_checkout_is_claimed_when_customer_is_linked`:
+/// a payment for a customer linked earlier gets its user on insert (the `payments_fill_user_id`
+/// trigger), written as the worker writes it (service role, ignore-duplicates insert).
+#[test]
+fn payment_for_an_already_linked_customer_gets_its_user_on_insert() {
+    let mut db = fresh_db();
+    let user = create_user(&mut db, "user@example.com");
+    link(&mut db, &user, "cus_1");
+    let mut tx = as_caller(&mut db, &Caller::Service);
+    tx.execute(
+        "insert into public.payments (id, stripe_customer_id, amount, currency, status) \
+         values ('pi_1', 'cus_1', 500, 'usd', 'succeeded') on conflict (id) do nothing",
+        &[],
+    )
+    .expect("payment");
+    tx.commit().expect("commit");
+    let owner: Option<String> = db
+        .query_one("select user_id::text from public.payments", &[])
+        .expect("row")
+        .get(0);
+    assert_eq!(owner.as_deref(), Some(user.as_str()));
+}
+
+#[test]
+fn guest_payment_without_customer_keeps_no_user() {
+    let mut db = fresh_db();
+    let user = create_user(&mut db, "user@example.com");
+    link(&mut db, &user, "cus_1");
+    db.execute(
+        "insert into public.payments (id, stripe_customer_id, amount, currency, status) \
+         values ('pi_1', null, 500, 'usd', 'succeeded')",
+        &[],
+    )
+    .expect("payment");
+    let owner: Option<String> = db
+        .query_one("select user_id::text from public.payments", &[])
+        .expect("row")
+        .get(0);
+    assert_eq!(owner, None);
+}

@@ -257,13 +257,48 @@ impl Cluster {
             .batch_execute(&format!("create database {TEMPLATE_DB}"))
             .expect("create template database");
         let mut db = self.connect(TEMPLATE_DB);
-        for file in template_files() {
-            let sql = fs::read_to_string(&file)
-                .unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
+        let (baseline, migrations) = template_files()
+            .split_first()
+            .map(|(b, m)| (b.clone(), m.to_vec()))
+            .expect("the baseline is always listed");
+        let apply = |db: &mut Client, file: &Path| {
+            let sql =
+                fs::read_to_string(file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
             db.batch_execute(&sql)
                 .unwrap_or_else(|e| panic!("apply {}: {}", file.display(), describe(&e)));
+        };
+        apply(&mut db, &baseline);
+        // What the Queues integration does on a hosted project: pgmq in schema `pgmq`, here from
+        // the SQL the `pgmq` crate embeds (this cluster has no pgmq control file to CREATE EXTENSION).
+        self.install_pgmq(TEMPLATE_DB);
+        for file in &migrations {
+            apply(&mut db, file);
         }
         // The template must have no open connection when it is cloned.
+    }
+
+    /// Installs the real pgmq SQL shipped inside the `pgmq` crate (`install-sql-embedded`).
+    fn install_pgmq(&self, dbname: &str) {
+        let options = sqlx::postgres::PgConnectOptions::new()
+            .socket(&self.socket_dir)
+            .port(PORT)
+            .username("postgres")
+            .database(dbname);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime for the pgmq install");
+        runtime.block_on(async {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(options)
+                .await
+                .expect("sqlx connection for the pgmq install");
+            pgmq::install::install_sql_from_embedded(&pool)
+                .await
+                .expect("install pgmq from the SQL embedded in the pgmq crate");
+            pool.close().await;
+        });
     }
 
     fn stop(&self) {
@@ -301,6 +336,8 @@ fn template_cache_dir(bin: &Path) -> PathBuf {
     bin.hash(&mut hasher);
     // Bump when initdb's options change: they shape the cached directory too.
     "initdb: trust, UTF8, C.UTF-8, wal-segsize=1".hash(&mut hasher);
+    // The pgmq SQL installed between the baseline and the migrations (Cargo.lock pins it).
+    "pgmq crate 0.33.7 install-sql-embedded".hash(&mut hasher);
     for file in template_files() {
         file.file_name().hash(&mut hasher);
         fs::read(&file)

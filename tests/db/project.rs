@@ -12,13 +12,16 @@ fn supabase_dir() -> std::path::PathBuf {
 }
 
 #[test]
-fn config_exposes_public_schema_on_port_54321() {
+fn config_exposes_public_and_queue_schemas_on_port_54321() {
     let config: Value = Figment::from(Toml::file(supabase_dir().join("config.toml")))
         .extract()
         .expect("config.toml parses");
     assert_eq!(config["project_id"], "supagate");
     assert_eq!(config["api"]["port"], 54321);
-    assert_eq!(config["api"]["schemas"], serde_json::json!(["public"]));
+    assert_eq!(
+        config["api"]["schemas"],
+        serde_json::json!(["public", "pgmq_public"])
+    );
     assert_eq!(config["auth"]["site_url"], "http://localhost:3000");
     assert_eq!(config["db"]["major_version"], 15);
 }
