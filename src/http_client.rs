@@ -10,8 +10,8 @@ use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, USER_AGENT};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
-use url::Url;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use url::Url;
 
 use crate::config::{Secret, UpstreamSettings};
 use crate::metrics::metrics;
@@ -379,7 +379,10 @@ impl JsonApi {
     /// callgrind put at an eighth of a proxied GET's instructions (README, dependency notes).
     /// The answer is handed back as a `reqwest::Response` over the hyper body, with the
     /// request timeout covering the body as reqwest's total timeout did.
-    async fn attempt(&self, mut request: reqwest::Request) -> Result<reqwest::Response, UpstreamError> {
+    async fn attempt(
+        &self,
+        mut request: reqwest::Request,
+    ) -> Result<reqwest::Response, UpstreamError> {
         trace_context::with_current(|trace| {
             let headers = request.headers_mut();
             if let Ok(value) = HeaderValue::from_bytes(&trace.traceparent()) {
@@ -481,7 +484,8 @@ impl JsonApi {
             };
             if let Err(e) = &result {
                 failed = true;
-                let log = || tracing::warn!("{name}: streamed body aborted after {seen} bytes: {e}");
+                let log =
+                    || tracing::warn!("{name}: streamed body aborted after {seen} bytes: {e}");
                 match &request {
                     Some(request) => request.in_scope(log),
                     None => log(),

@@ -56,11 +56,7 @@ pub async fn request_context(
         .map(HeaderValue::as_bytes)
         .filter(|raw| sane_request_id(raw))
         .and_then(|raw| std::str::from_utf8(raw).ok())
-        .unwrap_or_else(|| {
-            new_request_id()
-                .hyphenated()
-                .encode_lower(&mut generated)
-        });
+        .unwrap_or_else(|| new_request_id().hyphenated().encode_lower(&mut generated));
     let id_header = HeaderValue::from_str(id).ok();
     let trace = TraceContext::from_headers(req.headers());
     // Every line the request causes (handlers, extractors, the outbound client, and actix's
@@ -119,7 +115,12 @@ pub async fn request_context(
                 pattern.as_deref().unwrap_or("unmatched")
             }
         };
-        crate::metrics::metrics().observe_request(request.method().as_str(), route, status, elapsed);
+        crate::metrics::metrics().observe_request(
+            request.method().as_str(),
+            route,
+            status,
+            elapsed,
+        );
     }
     // Only the path is logged: query values may carry emails, tokens or other secrets.
     if tracing::enabled!(target: "supagate::access", tracing::Level::INFO) {

@@ -216,8 +216,11 @@ pub fn access_line(request: &RequestLog, status: u16, elapsed: Duration, note: &
 /// failure is never held back. Lines buffered when the process is killed (SIGKILL) are lost.
 pub struct LogSink {
     buf: Mutex<Vec<u8>>,
-    out: Box<dyn Fn(&[u8]) + Send + Sync>,
+    out: Output,
 }
+
+/// Where a batch of lines goes (stderr; a capture in tests).
+type Output = Box<dyn Fn(&[u8]) + Send + Sync>;
 
 const FLUSH_BYTES: usize = 32 * 1024;
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
