@@ -1,7 +1,7 @@
 //! Per-request cost of the cross-cutting middleware (request id, trace context, the request's
-//! tracing span, security headers, metrics, access log), through actix's test service, with
-//! the production subscriber installed at `RUST_LOG=warn`: the span is created (it is
-//! ERROR-level), the access line is filtered out, output goes nowhere. `bare` is the same app
+//! log context, security headers, metrics, access log), through actix's test service, with
+//! the production subscriber installed at `RUST_LOG=warn`: the log context is set, the access
+//! line is filtered out, output goes nowhere. `bare` is the same app
 //! without the middleware, so the difference is what it adds.
 //! Run: `cargo bench --bench middleware -- --warm-up-time 1 --measurement-time 3`.
 
