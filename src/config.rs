@@ -273,6 +273,11 @@ fn default_redis_timeout_ms() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct BusinessSettings {
     pub free_item_limit: u32,
+    /// Anonymous sign-ins may write (create items, edit their profile). Off: 403
+    /// `anonymous_not_allowed`. The RLS policies read the same switch from
+    /// `private.settings` (see the anonymous migration); set both together.
+    #[serde(default)]
+    pub allow_anonymous_writes: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -165,6 +165,8 @@ pub fn routes() -> Vec<Route> {
         route!(session::logout),
         route!(session::user),
         route!(session::recover),
+        route!(session::anonymous),
+        route!(session::update_user),
         route!(billing::subscription),
         // Stripe signs the raw bytes, so this resource reads them itself under its own limit.
         route!(webhooks::stripe).with_resource(|resource, settings| {

@@ -44,6 +44,14 @@ pub struct MaybeUser(pub Option<AuthUser>);
 /// A caller whose `app_metadata.role` is `admin`; 401 without credentials, 403 otherwise.
 pub struct Admin(pub AuthUser);
 
+/// A signed-in caller who may change data: as [`User`], plus 403 `anonymous_not_allowed`
+/// for an anonymous sign-in unless `business.allow_anonymous_writes` is on.
+pub struct Writer(pub AuthUser);
+
+/// A signed-in caller with a permanent account (billing): as [`User`], plus 403
+/// `anonymous_not_allowed` for every anonymous sign-in, whatever the write setting.
+pub struct Permanent(pub AuthUser);
+
 /// Marks a request whose user came from the session cookie (so a route that learns from
 /// Auth that the session is gone can clear the cookies).
 #[derive(Clone, Copy)]
@@ -232,13 +240,24 @@ impl FromRequest for MaybeUser {
     }
 }
 
+/// A signed-in caller (401 otherwise) that `admit` then accepts or refuses (403).
+fn signed_in<T: 'static>(
+    req: &HttpRequest,
+    admit: fn(&HttpRequest, AuthUser) -> Result<T, ApiError>,
+) -> Fut<T> {
+    let req = req.clone();
+    Box::pin(async move {
+        let user = authenticate(&req).await?.required()?;
+        admit(&req, user)
+    })
+}
+
 impl FromRequest for User {
     type Error = ApiError;
     type Future = Fut<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move { authenticate(&req).await?.required().map(User) })
+        signed_in(req, |_, user| Ok(User(user)))
     }
 }
 
@@ -247,9 +266,7 @@ impl FromRequest for Admin {
     type Future = Fut<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let user = authenticate(&req).await?.required()?;
+        signed_in(req, |_, user| {
             if user.is_admin {
                 Ok(Admin(user))
             } else {
@@ -258,6 +275,43 @@ impl FromRequest for Admin {
                     "Administrator role required",
                 ))
             }
+        })
+    }
+}
+
+impl FromRequest for Writer {
+    type Error = ApiError;
+    type Future = Fut<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        signed_in(req, |req, user| {
+            let allowed = req
+                .app_data::<web::Data<AppState>>()
+                .is_some_and(|s| s.settings.business.allow_anonymous_writes);
+            if user.is_anonymous && !allowed {
+                return Err(ApiError::forbidden(
+                    "anonymous_not_allowed",
+                    "Anonymous users cannot change data; sign up to keep your work",
+                ));
+            }
+            Ok(Writer(user))
+        })
+    }
+}
+
+impl FromRequest for Permanent {
+    type Error = ApiError;
+    type Future = Fut<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        signed_in(req, |_, user| {
+            if user.is_anonymous {
+                return Err(ApiError::forbidden(
+                    "anonymous_not_allowed",
+                    "Anonymous users have no billing; sign up first",
+                ));
+            }
+            Ok(Permanent(user))
         })
     }
 }

@@ -13,6 +13,9 @@ pub struct AuthUser {
     pub id: Uuid,
     pub role: String,
     pub is_admin: bool,
+    /// An anonymous sign-in (`is_anonymous` claim): reads like a user, writes only when
+    /// `business.allow_anonymous_writes` says so, never billing.
+    pub is_anonymous: bool,
     pub expires_at: i64,
     /// Shared, so a cache hit hands out the verified token without copying it.
     pub(super) token: Arc<Secret>,
@@ -24,6 +27,7 @@ impl std::fmt::Debug for AuthUser {
             .field("id", &self.id)
             .field("role", &self.role)
             .field("is_admin", &self.is_admin)
+            .field("is_anonymous", &self.is_anonymous)
             .finish_non_exhaustive()
     }
 }
@@ -40,6 +44,7 @@ impl AuthUser {
             id,
             role: "authenticated".to_owned(),
             is_admin: false,
+            is_anonymous: false,
             expires_at,
             token: Arc::new(Secret::new(token)),
         }

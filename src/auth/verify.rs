@@ -24,6 +24,9 @@ struct Claims {
     exp: i64,
     #[serde(default)]
     app_metadata: Value,
+    /// Set by Auth on tokens of anonymous sign-ins (absent on older tokens: not anonymous).
+    #[serde(default)]
+    is_anonymous: bool,
 }
 
 /// Verifies tokens against the configured keys: the legacy HS256 secret (when set) and the
@@ -246,6 +249,7 @@ fn user_from_claims(claims: Claims, token: &str) -> Result<AuthUser, ApiError> {
         id,
         role,
         is_admin,
+        is_anonymous: claims.is_anonymous,
         expires_at: claims.exp,
         token: Arc::new(Secret::new(token)),
     })

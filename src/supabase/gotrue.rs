@@ -226,6 +226,19 @@ impl Supabase {
         self.auth_json(bearer(request, access_token)).await
     }
 
+    /// `PUT /user`: changes the token owner's email, password or `data`. An anonymous user
+    /// given an email (and password) becomes permanent once the address is confirmed; the
+    /// id, and so every row, stays.
+    pub async fn update_user(
+        &self,
+        access_token: &str,
+        body: &Value,
+        client: ForClient,
+    ) -> Result<Value, AuthError> {
+        let request = auth_request(&self.gotrue, Method::PUT, "/user", client).json(body);
+        self.auth_json(bearer(request, access_token)).await
+    }
+
     /// `POST /recover`: sends the reset mail if the address has an account.
     pub async fn recover(&self, email: &str, client: ForClient) -> Result<(), AuthError> {
         let request = auth_request(&self.gotrue, Method::POST, "/recover", client)

@@ -15,6 +15,7 @@ mod redis_server;
 mod secrets;
 mod sessions;
 mod shutdown;
+mod signin;
 mod support;
 mod telemetry;
 mod upstream_errors;

@@ -1,0 +1,425 @@
+//! Sign-in flows beyond the password (issue 14): anonymous users and their conversion. Auth
+//! and PostgREST are wiremock; each test checks what supagate sends as well as what it answers.
+
+use serde_json::{json, Value};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::support::*;
+
+const COOKIE: &str = "sb-127-auth-token";
+
+/// An HS256 token of an anonymous sign-in (`is_anonymous: true`), as Auth mints it.
+fn anonymous_token(sub: &str) -> String {
+    let mut claims = user_claims(sub);
+    claims["is_anonymous"] = json!(true);
+    claims["email"] = json!("");
+    claims["app_metadata"] = json!({"provider": "anonymous", "providers": ["anonymous"]});
+    claims["amr"] = json!([{"method": "anonymous", "timestamp": unix_now()}]);
+    mint_hs256(&claims)
+}
+
+fn anonymous_session(sub: &str) -> Value {
+    json!({"access_token": anonymous_token(sub), "token_type": "bearer", "expires_in": 3600,
+           "expires_at": unix_now() + 3600, "refresh_token": "anon-refresh",
+           "user": {"id": sub, "aud": "authenticated", "role": "authenticated", "email": "",
+                    "is_anonymous": true, "app_metadata": {"provider": "anonymous"}}})
+}
+
+fn signup_mock(answer: ResponseTemplate) -> Mock {
+    Mock::given(method("POST"))
+        .and(path("/auth/v1/signup"))
+        .respond_with(answer)
+}
+
+// ---- anonymous sign-in ----
+
+#[tokio::test]
+async fn anonymous_sign_in_signs_up_without_credentials_and_writes_the_cookie_session() {
+    let app = TestApp::spawn_with_mocks(
+        vec![signup_mock(
+            ResponseTemplate::new(200).set_body_json(anonymous_session(USER_A)),
+        )],
+        |s| {
+            s.cookies.enabled = true;
+            s.cookies.secure = Some(false);
+        },
+    )
+    .await;
+    let res = app
+        .post("/api/auth/anonymous")
+        .json(&json!({"data": {"theme": "dark"}}))
+        .send()
+        .await
+        .unwrap();
+    let cookies: Vec<String> = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        res.headers()["cache-control"],
+        "private, no-cache, no-store, must-revalidate, max-age=0"
+    );
+    let (status, body) = json_of(res).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["user"]["is_anonymous"], true);
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with(&format!("{COOKIE}=base64-"))),
+        "{cookies:?}"
+    );
+
+    let requests = app.upstream_requests().await;
+    let signup = requests_to(&requests, "/auth/v1/signup");
+    assert_eq!(signup.len(), 1);
+    // auth-js signInAnonymously: no email, no phone, no password; only `data`.
+    assert_eq!(body_json(signup[0]), json!({"data": {"theme": "dark"}}));
+    assert_sent_anonymously(signup[0]);
+    assert_eq!(header_of(signup[0], "sb-forwarded-for"), Some("127.0.0.1"));
+}
+
+#[tokio::test]
+async fn anonymous_sign_in_without_a_body_sends_empty_data() {
+    let app = TestApp::spawn_with_mocks(
+        vec![signup_mock(
+            ResponseTemplate::new(200).set_body_json(anonymous_session(USER_A)),
+        )],
+        |_| {},
+    )
+    .await;
+    let res = app.post("/api/auth/anonymous").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let requests = app.upstream_requests().await;
+    let signup = requests_to(&requests, "/auth/v1/signup");
+    assert_eq!(body_json(signup[0]), json!({"data": {}}));
+}
+
+#[tokio::test]
+async fn anonymous_sign_in_disabled_in_auth_is_403_provider_disabled() {
+    let app = TestApp::spawn_with_mocks(
+        vec![signup_mock(ResponseTemplate::new(422).set_body_json(
+            json!({"code": "anonymous_provider_disabled", "message": "Anonymous sign-ins are disabled"}),
+        ))],
+        |_| {},
+    )
+    .await;
+    let (status, body) = json_of(app.post("/api/auth/anonymous").send().await.unwrap()).await;
+    assert_eq!((status, error_code(&body)), (403, "provider_disabled"));
+}
+
+#[tokio::test]
+async fn anonymous_sign_in_refuses_oversized_metadata_before_calling_auth() {
+    let app = TestApp::spawn().await;
+    let big = "x".repeat(5000);
+    let (status, body) = json_of(
+        app.post("/api/auth/anonymous")
+            .json(&json!({"data": {"note": big}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_field_error(&body, "data");
+    assert!(app.upstream_requests().await.is_empty());
+}
+
+#[tokio::test]
+async fn auths_429_on_anonymous_sign_in_is_429_with_retry_after() {
+    let app = TestApp::spawn_with_mocks(
+        vec![signup_mock(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "120")
+                .set_body_json(json!({"code": "over_request_rate_limit", "message": "slow"})),
+        )],
+        |_| {},
+    )
+    .await;
+    let res = app.post("/api/auth/anonymous").send().await.unwrap();
+    assert_eq!(res.headers()["retry-after"], "120");
+    let (status, body) = json_of(res).await;
+    assert_eq!((status, error_code(&body)), (429, "rate_limited"));
+}
+
+// ---- what an anonymous user may do ----
+
+#[tokio::test]
+async fn an_anonymous_user_reads_items_like_a_signed_in_user() {
+    let app = TestApp::spawn().await;
+    mock_rest(
+        &app,
+        "GET",
+        "items",
+        pg_list(json!([item_row(ITEM_ID, USER_B)]), "0-0/1"),
+    )
+    .await;
+    let token = anonymous_token(USER_A);
+    let res = app
+        .get("/api/items")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let requests = app.upstream_requests().await;
+    assert_sent_as_user(&requests[0], &token);
+}
+
+#[tokio::test]
+async fn an_anonymous_user_writing_is_403_anonymous_not_allowed_and_nothing_is_sent() {
+    let app = TestApp::spawn().await;
+    let token = anonymous_token(USER_A);
+    let item = json!({"name": "Mug", "price": 12.5});
+    for req in [
+        app.post("/api/items").json(&item),
+        app.put(&format!("/api/items/{ITEM_ID}")).json(&item),
+        app.patch(&format!("/api/items/{ITEM_ID}"))
+            .json(&json!({"name": "Cup"})),
+        app.delete(&format!("/api/items/{ITEM_ID}")),
+        app.put(&format!("/api/users/{USER_A}"))
+            .json(&json!({"username": "guest", "full_name": "Guest"})),
+        app.delete(&format!("/api/users/{USER_A}")),
+    ] {
+        let res = req.bearer_auth(&token).send().await.unwrap();
+        let url = res.url().clone();
+        let (status, body) = json_of(res).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (403, "anonymous_not_allowed"),
+            "{url}"
+        );
+    }
+    assert!(app.upstream_requests().await.is_empty());
+}
+
+#[tokio::test]
+async fn allow_anonymous_writes_lets_an_anonymous_user_create_items_under_the_free_plan() {
+    let app = TestApp::spawn_with(|s| s.business.allow_anonymous_writes = true).await;
+    mock_rest(
+        &app,
+        "GET",
+        "subscriptions",
+        ResponseTemplate::new(200).set_body_json(json!([])),
+    )
+    .await;
+    mock_rest(
+        &app,
+        "HEAD",
+        "items",
+        ResponseTemplate::new(200).insert_header("content-range", "*/0"),
+    )
+    .await;
+    mock_rest(
+        &app,
+        "POST",
+        "items",
+        ResponseTemplate::new(201).set_body_json(item_row(ITEM_ID, USER_A)),
+    )
+    .await;
+    let token = anonymous_token(USER_A);
+    let res = app
+        .post("/api/items")
+        .bearer_auth(&token)
+        .json(&json!({"name": "Mug", "price": 12.5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let requests = app.upstream_requests().await;
+    let insert = requests
+        .iter()
+        .find(|r| r.method.as_str() == "POST")
+        .expect("insert sent");
+    // Still the caller's own token: RLS decides too (private.settings must agree).
+    assert_sent_as_user(insert, &token);
+    assert_eq!(body_json(insert)["user_id"], USER_A);
+}
+
+#[tokio::test]
+async fn an_anonymous_user_has_no_billing_even_when_anonymous_writes_are_allowed() {
+    let app = TestApp::spawn_with(|s| s.business.allow_anonymous_writes = true).await;
+    let (status, body) = json_of(
+        app.get("/api/billing/subscription")
+            .bearer_auth(anonymous_token(USER_A))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, error_code(&body)), (403, "anonymous_not_allowed"));
+    assert!(app.upstream_requests().await.is_empty());
+}
+
+#[tokio::test]
+async fn is_anonymous_is_read_from_the_verified_token_only() {
+    // A token whose *user_metadata* says is_anonymous=false while the claim says true is
+    // anonymous; one whose user_metadata says true while the claim is false is not.
+    let app = TestApp::spawn().await;
+    let mut claims = user_claims(USER_A);
+    claims["is_anonymous"] = json!(true);
+    claims["user_metadata"]["is_anonymous"] = json!(false);
+    let (status, body) = json_of(
+        app.delete(&format!("/api/items/{ITEM_ID}"))
+            .bearer_auth(mint_hs256(&claims))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, error_code(&body)), (403, "anonymous_not_allowed"));
+
+    mock_rest(
+        &app,
+        "GET",
+        "subscriptions",
+        ResponseTemplate::new(200).set_body_json(json!([])),
+    )
+    .await;
+    let mut claims = user_claims(USER_A);
+    claims["user_metadata"]["is_anonymous"] = json!(true);
+    let res = app
+        .get("/api/billing/subscription")
+        .bearer_auth(mint_hs256(&claims))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+// ---- conversion: PUT /api/auth/user ----
+
+fn update_user_mock(answer: ResponseTemplate) -> Mock {
+    Mock::given(method("PUT"))
+        .and(path("/auth/v1/user"))
+        .respond_with(answer)
+}
+
+#[tokio::test]
+async fn converting_an_anonymous_user_sends_email_and_password_to_auth_and_keeps_the_id() {
+    let converted = json!({"id": USER_A, "aud": "authenticated", "role": "authenticated",
+        "email": "", "new_email": "ann@example.com", "is_anonymous": true,
+        "email_change_sent_at": "2025-06-01T00:00:00Z"});
+    let app = TestApp::spawn_with_mocks(
+        vec![update_user_mock(
+            ResponseTemplate::new(200).set_body_json(converted.clone()),
+        )],
+        |_| {},
+    )
+    .await;
+    let token = anonymous_token(USER_A);
+    let res = app
+        .put("/api/auth/user")
+        .bearer_auth(&token)
+        .json(&json!({"email": "ann@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(res).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["id"], USER_A);
+    assert_eq!(body, converted);
+
+    let requests = app.upstream_requests().await;
+    let put = requests_to(&requests, "/auth/v1/user");
+    assert_eq!(put.len(), 1);
+    assert_sent_as_user(put[0], &token);
+    assert_eq!(header_of(put[0], "sb-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(
+        body_json(put[0]),
+        json!({"email": "ann@example.com", "password": "correct horse battery"})
+    );
+}
+
+#[tokio::test]
+async fn an_anonymous_user_setting_a_password_without_an_email_is_told_which_field_is_missing() {
+    let app = TestApp::spawn().await;
+    let (status, body) = json_of(
+        app.put("/api/auth/user")
+            .bearer_auth(anonymous_token(USER_A))
+            .json(&json!({"password": "correct horse battery"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_field_error(&body, "email");
+    assert!(app.upstream_requests().await.is_empty());
+}
+
+#[tokio::test]
+async fn converting_to_an_address_that_has_an_account_is_409() {
+    let app = TestApp::spawn_with_mocks(
+        vec![update_user_mock(ResponseTemplate::new(422).set_body_json(
+            json!({"code": "email_exists", "message": "A user with this email address has already been registered"}),
+        ))],
+        |_| {},
+    )
+    .await;
+    let (status, body) = json_of(
+        app.put("/api/auth/user")
+            .bearer_auth(anonymous_token(USER_A))
+            .json(&json!({"email": "taken@example.com"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, error_code(&body)), (409, "user_already_exists"));
+}
+
+#[tokio::test]
+async fn update_user_needs_a_field_and_a_signed_in_caller() {
+    let app = TestApp::spawn().await;
+    let (status, _) = json_of(
+        app.put("/api/auth/user")
+            .json(&json!({"email": "ann@example.com"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, body) = json_of(
+        app.put("/api/auth/user")
+            .bearer_auth(user_token(USER_A))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["details"]["formErrors"][0],
+        "At least one field is required"
+    );
+    assert!(app.upstream_requests().await.is_empty());
+}
+
+#[tokio::test]
+async fn the_anonymous_route_has_a_per_ip_rate_limit_by_default() {
+    let app = TestApp::spawn_with_mocks(
+        vec![signup_mock(
+            ResponseTemplate::new(200).set_body_json(anonymous_session(USER_A)),
+        )],
+        |_| {},
+    )
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..11 {
+        statuses.push(
+            app.post("/api/auth/anonymous")
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses[..10], [200; 10]);
+    assert_eq!(statuses[10], 429);
+}
