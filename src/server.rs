@@ -10,7 +10,9 @@ use actix_web::http::{header, Method};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
-use crate::api::{self, billing, categories, health, items, session, users, webhooks, Route};
+use crate::api::{
+    self, billing, categories, health, items, session, signin, users, webhooks, Route,
+};
 use crate::config::Settings;
 use crate::middleware::{request_context, REQUEST_ID};
 use crate::state::AppState;
@@ -167,6 +169,9 @@ pub fn routes() -> Vec<Route> {
         route!(session::recover),
         route!(session::anonymous),
         route!(session::update_user),
+        route!(signin::otp),
+        route!(signin::verify),
+        route!(signin::confirm),
         route!(billing::subscription),
         // Stripe signs the raw bytes, so this resource reads them itself under its own limit.
         route!(webhooks::stripe).with_resource(|resource, settings| {

@@ -8,6 +8,7 @@ pub(crate) mod health;
 pub mod input;
 pub mod items;
 pub(crate) mod session;
+pub(crate) mod signin;
 pub mod users;
 pub(crate) mod webhooks;
 

@@ -25,7 +25,7 @@ use crate::supabase::gotrue::{AuthCall, AuthError, ForClient, LogoutScope};
 const MAX_DATA_BYTES: usize = 4096;
 
 /// The client an Auth call is made for (its IP goes out as `Sb-Forwarded-For`).
-fn for_client(req: &HttpRequest, state: &AppState) -> ForClient {
+pub(super) fn for_client(req: &HttpRequest, state: &AppState) -> ForClient {
     ForClient(state.limiter.client_ip(req))
 }
 
@@ -122,7 +122,7 @@ impl FromJson for AuthPassword {
 
 /// `user_metadata` for a new account: a JSON object of at most 4 KiB, because it lands in
 /// every access token.
-pub struct Metadata(Map<String, Value>);
+pub struct Metadata(pub(super) Map<String, Value>);
 
 impl FromJson for Metadata {
     fn from_json(raw: &RawValue) -> Result<Self, Problem> {
@@ -314,7 +314,7 @@ pub async fn login(
 }
 
 /// 200 with Auth's session as it came, stored in the session cookie (when cookies are on).
-fn session_answer(
+pub(super) fn session_answer(
     req: &HttpRequest,
     state: &AppState,
     session: web::Bytes,
@@ -685,7 +685,7 @@ pub(crate) struct RecoverAccepted {
     message: &'static str,
 }
 
-fn token_headers(res: &mut HttpResponseBuilder) {
+pub(super) fn token_headers(res: &mut HttpResponseBuilder) {
     res.insert_header((header::CACHE_CONTROL, NO_STORE))
         .insert_header((header::EXPIRES, HeaderValue::from_static("0")))
         .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));

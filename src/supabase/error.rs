@@ -264,7 +264,13 @@ impl AuthFailure {
                 "same_password",
                 "The new password must differ from the current one",
             ),
-            (_, "signup_disabled") => {
+            // A code or link that is wrong, used or expired (Auth cannot tell them apart).
+            (_, "otp_expired") => {
+                ApiError::auth_failed("otp_expired", "The code or link is invalid or has expired")
+            }
+            // `create_user: false` and no such account: Auth's own wording is "Signups not
+            // allowed for otp".
+            (_, "signup_disabled" | "otp_disabled") => {
                 ApiError::forbidden("signup_disabled", "Sign-ups are disabled")
             }
             (

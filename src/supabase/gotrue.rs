@@ -77,6 +77,8 @@ pub enum AuthCall {
     User,
     Logout,
     Recover,
+    Otp,
+    Verify,
     Admin,
 }
 
@@ -237,6 +239,18 @@ impl Supabase {
     ) -> Result<Value, AuthError> {
         let request = auth_request(&self.gotrue, Method::PUT, "/user", client).json(body);
         self.auth_json(bearer(request, access_token)).await
+    }
+
+    /// `POST /otp`: mails a magic link / code, or texts a code (`{}` or `{message_id}`).
+    pub async fn otp(&self, body: &Value, client: ForClient) -> Result<Value, AuthError> {
+        let request = auth_request(&self.gotrue, Method::POST, "/otp", client).json(body);
+        self.auth_json(self.anon_bearer(request)).await
+    }
+
+    /// `POST /verify`: a code or a link's `token_hash` for a session (as Auth wrote it).
+    pub async fn verify(&self, body: &Value, client: ForClient) -> Result<Bytes, AuthError> {
+        let request = auth_request(&self.gotrue, Method::POST, "/verify", client).json(body);
+        auth_call(&self.gotrue, self.anon_bearer(request)).await
     }
 
     /// `POST /recover`: sends the reset mail if the address has an account.

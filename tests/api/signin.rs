@@ -423,3 +423,405 @@ async fn the_anonymous_route_has_a_per_ip_rate_limit_by_default() {
     assert_eq!(statuses[..10], [200; 10]);
     assert_eq!(statuses[10], 429);
 }
+
+// ---- one-time codes and magic links ----
+
+fn session_of(sub: &str) -> Value {
+    json!({"access_token": user_token(sub), "token_type": "bearer", "expires_in": 3600,
+           "expires_at": unix_now() + 3600, "refresh_token": "otp-refresh",
+           "user": {"id": sub, "email": "ann@example.com"}})
+}
+
+fn auth_mock(verb: &str, route: &str, answer: ResponseTemplate) -> Mock {
+    Mock::given(method(verb))
+        .and(path(format!("/auth/v1{route}")))
+        .respond_with(answer)
+}
+
+/// An instance whose Auth answers `POST /auth/v1<route>` with `answer`.
+async fn auth_app(
+    route: &str,
+    answer: ResponseTemplate,
+    tweak: impl FnOnce(&mut supagate::config::Settings),
+) -> TestApp {
+    TestApp::spawn_with_mocks(vec![auth_mock("POST", route, answer)], tweak).await
+}
+
+/// Cookie sessions on; Auth's `/verify` answers a session for `USER_A`.
+async fn verifying_app() -> TestApp {
+    auth_app(
+        "/verify",
+        ResponseTemplate::new(200).set_body_json(session_of(USER_A)),
+        cookie_settings,
+    )
+    .await
+}
+
+fn cookie_settings(s: &mut supagate::config::Settings) {
+    s.cookies.enabled = true;
+    s.cookies.secure = Some(false);
+}
+
+fn set_cookies(res: &reqwest::Response) -> Vec<String> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn only_auth_call(app: &TestApp, route: &str) -> wiremock::Request {
+    let requests = app.upstream_requests().await;
+    let calls = requests_to(&requests, &format!("/auth/v1{route}"));
+    assert_eq!(calls.len(), 1, "{route}");
+    let call = calls[0].clone();
+    assert_sent_anonymously(&call);
+    assert_eq!(header_of(&call, "sb-forwarded-for"), Some("127.0.0.1"));
+    call
+}
+
+#[tokio::test]
+async fn an_email_otp_is_sent_as_auth_js_sends_it() {
+    let app = auth_app(
+        "/otp",
+        ResponseTemplate::new(200).set_body_json(json!({})),
+        |_| {},
+    )
+    .await;
+    let res = app
+        .post("/api/auth/otp")
+        .json(&json!({"email": "ann@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let call = only_auth_call(&app, "/otp").await;
+    assert_eq!(
+        body_json(&call),
+        json!({"email": "ann@example.com", "create_user": true, "data": {}})
+    );
+}
+
+#[tokio::test]
+async fn a_phone_otp_names_its_channel_and_passes_the_message_id_on() {
+    let app = auth_app(
+        "/otp",
+        ResponseTemplate::new(200).set_body_json(json!({"message_id": "SM123"})),
+        |_| {},
+    )
+    .await;
+    let (status, body) = json_of(
+        app.post("/api/auth/otp")
+            .json(&json!({"phone": "+14155550123", "channel": "whatsapp", "create_user": false}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"message_id": "SM123"})));
+    let call = only_auth_call(&app, "/otp").await;
+    assert_eq!(
+        body_json(&call),
+        json!({"phone": "+14155550123", "channel": "whatsapp", "create_user": false, "data": {}})
+    );
+}
+
+#[tokio::test]
+async fn an_otp_request_needs_exactly_one_address_and_nothing_reaches_auth_otherwise() {
+    let app = TestApp::spawn().await;
+    for body in [
+        json!({}),
+        json!({"email": "ann@example.com", "phone": "+14155550123"}),
+        json!({"email": "ann@example.com", "channel": "sms"}),
+    ] {
+        let (status, answer) =
+            json_of(app.post("/api/auth/otp").json(&body).send().await.unwrap()).await;
+        assert_eq!(
+            (status, error_code(&answer)),
+            (400, "validation_failed"),
+            "{body}"
+        );
+    }
+    let (status, answer) = json_of(
+        app.post("/api/auth/otp")
+            .json(&json!({"phone": "call me", "email": null}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_field_error(&answer, "phone");
+    assert!(app.upstream_requests().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_otp_for_an_unknown_address_without_create_user_is_403_signup_disabled() {
+    let app = auth_app(
+        "/otp",
+        ResponseTemplate::new(422).set_body_json(
+            json!({"code": "otp_disabled", "message": "Signups not allowed for otp"}),
+        ),
+        |_| {},
+    )
+    .await;
+    let (status, body) = json_of(
+        app.post("/api/auth/otp")
+            .json(&json!({"email": "nobody@example.com", "create_user": false}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, error_code(&body)), (403, "signup_disabled"));
+}
+
+#[tokio::test]
+async fn auths_mail_quota_on_otp_is_429_with_retry_after() {
+    let app = auth_app(
+        "/otp",
+        ResponseTemplate::new(429).set_body_json(
+            json!({"code": "over_email_send_rate_limit", "message": "email rate limit exceeded"}),
+        ),
+        |_| {},
+    )
+    .await;
+    let res = app
+        .post("/api/auth/otp")
+        .json(&json!({"email": "ann@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().contains_key("retry-after"));
+    let (status, body) = json_of(res).await;
+    assert_eq!((status, error_code(&body)), (429, "rate_limited"));
+}
+
+#[tokio::test]
+async fn verifying_an_emailed_code_answers_the_session_and_writes_the_cookie() {
+    let app = verifying_app().await;
+    let res = app
+        .post("/api/auth/verify")
+        .json(&json!({"type": "email", "email": "ann@example.com", "token": "123456"}))
+        .send()
+        .await
+        .unwrap();
+    let cookies = set_cookies(&res);
+    let (status, body) = json_of(res).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["refresh_token"], "otp-refresh");
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with(&format!("{COOKIE}=base64-"))),
+        "{cookies:?}"
+    );
+    let call = only_auth_call(&app, "/verify").await;
+    assert_eq!(
+        body_json(&call),
+        json!({"type": "email", "email": "ann@example.com", "token": "123456"})
+    );
+}
+
+#[tokio::test]
+async fn verifying_a_token_hash_sends_it_alone() {
+    let app = auth_app(
+        "/verify",
+        ResponseTemplate::new(200).set_body_json(session_of(USER_A)),
+        |_| {},
+    )
+    .await;
+    let res = app
+        .post("/api/auth/verify")
+        .json(&json!({"type": "magiclink", "token_hash": "pkce_abc123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let call = only_auth_call(&app, "/verify").await;
+    assert_eq!(
+        body_json(&call),
+        json!({"type": "magiclink", "token_hash": "pkce_abc123"})
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_or_expired_code_is_401_otp_expired_with_www_authenticate() {
+    let app = auth_app(
+        "/verify",
+        ResponseTemplate::new(403).set_body_json(
+            json!({"code": "otp_expired", "message": "Token has expired or is invalid"}),
+        ),
+        cookie_settings,
+    )
+    .await;
+    let res = app
+        .post("/api/auth/verify")
+        .json(&json!({"type": "sms", "phone": "+14155550123", "token": "000000"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().contains_key("www-authenticate"));
+    assert!(set_cookies(&res).is_empty());
+    let (status, body) = json_of(res).await;
+    assert_eq!((status, error_code(&body)), (401, "otp_expired"));
+}
+
+#[tokio::test]
+async fn verify_refuses_mismatched_combinations_before_calling_auth() {
+    let app = TestApp::spawn().await;
+    for body in [
+        json!({"type": "email", "token": "123456"}),
+        json!({"type": "email", "token": "1", "token_hash": "h", "email": "ann@example.com"}),
+        json!({"type": "magiclink", "token_hash": "h", "email": "ann@example.com"}),
+        json!({"type": "sms", "email": "ann@example.com", "token": "123456"}),
+        json!({"type": "email", "phone": "+14155550123", "token": "123456"}),
+        json!({"type": "bogus", "token_hash": "h"}),
+        json!({"token_hash": "h"}),
+    ] {
+        let (status, answer) = json_of(
+            app.post("/api/auth/verify")
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (status, error_code(&answer)),
+            (400, "validation_failed"),
+            "{body}"
+        );
+    }
+    assert!(app.upstream_requests().await.is_empty());
+}
+
+#[tokio::test]
+async fn the_email_link_verifies_writes_the_cookie_session_and_redirects_to_next() {
+    let app = verifying_app().await;
+    let res = app
+        .get("/api/auth/confirm?token_hash=abc123&type=signup&next=%2Faccount%3Ftab%3Dwelcome")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/account?tab=welcome");
+    assert!(set_cookies(&res)
+        .iter()
+        .any(|c| c.starts_with(&format!("{COOKIE}=base64-"))));
+    let call = only_auth_call(&app, "/verify").await;
+    assert_eq!(
+        body_json(&call),
+        json!({"type": "signup", "token_hash": "abc123"})
+    );
+}
+
+#[tokio::test]
+async fn the_email_link_without_next_goes_home() {
+    let app = verifying_app().await;
+    let res = app
+        .get("/api/auth/confirm?token_hash=abc123&type=email")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/");
+}
+
+#[tokio::test]
+async fn an_expired_email_link_is_401_and_writes_no_session() {
+    let app = auth_app(
+        "/verify",
+        ResponseTemplate::new(403).set_body_json(
+            json!({"code": "otp_expired", "message": "Email link is invalid or has expired"}),
+        ),
+        cookie_settings,
+    )
+    .await;
+    let res = app
+        .get("/api/auth/confirm?token_hash=old&type=recovery&next=/reset")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("location").is_none());
+    assert!(set_cookies(&res).is_empty());
+    let (status, body) = json_of(res).await;
+    assert_eq!((status, error_code(&body)), (401, "otp_expired"));
+}
+
+/// `next` values a browser (or a framework decoding once more) could read as another origin.
+/// Each is given as it would appear in the query string.
+const OPEN_REDIRECTS: &[&str] = &[
+    "https://evil.example",
+    "https%3A%2F%2Fevil.example",
+    "http://evil.example/account",
+    "//evil.example",
+    "%2F%2Fevil.example",
+    "///evil.example",
+    "/%2F%2Fevil.example",
+    "/%252F%252Fevil.example",
+    "/\\evil.example",
+    "%2F%5Cevil.example",
+    "/%5Cevil.example",
+    "/%255Cevil.example",
+    "\\\\evil.example",
+    "%5C%5Cevil.example",
+    "javascript:alert(1)",
+    "javascript%3Aalert(1)",
+    "evil.example",
+    "/%09/evil.example",
+    "%2F%09%2Fevil.example",
+    "/account%0D%0ALocation:%20https://evil.example",
+    "/account%250D%250ASet-Cookie:%20x=1",
+    "%0D%0A/account",
+    "/%E2%80%A8evil.example",
+    "%20//evil.example",
+];
+
+#[tokio::test]
+async fn the_email_link_refuses_every_next_that_leaves_the_site_before_calling_auth() {
+    let app = auth_app(
+        "/verify",
+        ResponseTemplate::new(200).set_body_json(session_of(USER_A)),
+        |s| s.rate_limit.enabled = false,
+    )
+    .await;
+    for next in OPEN_REDIRECTS {
+        let res = app
+            .get(&format!(
+                "/api/auth/confirm?token_hash=abc&type=email&next={next}"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.headers().get("location").is_none(), "{next}");
+        let (status, body) = json_of(res).await;
+        assert_eq!(status, 400, "{next}");
+        assert_field_error(&body, "next");
+    }
+    assert!(app.upstream_requests().await.is_empty());
+}
+
+#[tokio::test]
+async fn otp_and_verify_have_per_ip_rate_limits_by_default() {
+    let app = TestApp::spawn().await;
+    for (route, body) in [
+        ("/api/auth/otp", json!({})),
+        ("/api/auth/verify", json!({})),
+    ] {
+        let mut statuses = Vec::new();
+        for _ in 0..11 {
+            let res = app.post(route).json(&body).send().await.unwrap();
+            statuses.push(res.status().as_u16());
+        }
+        assert_eq!(statuses[..10], [400; 10], "{route}");
+        assert_eq!(statuses[10], 429, "{route}");
+    }
+    // The link shares the verify rule's bucket.
+    let res = app
+        .get("/api/auth/confirm?token_hash=abc&type=email")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+}
