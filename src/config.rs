@@ -93,6 +93,8 @@ pub struct Settings {
     pub cookies: CookieSettings,
     pub rate_limit: RateLimitSettings,
     pub business: BusinessSettings,
+    #[serde(default)]
+    pub sign_in: SignInSettings,
     pub stripe: StripeSettings,
     pub metrics: MetricsSettings,
 }
@@ -280,6 +282,35 @@ pub struct BusinessSettings {
     pub allow_anonymous_writes: bool,
 }
 
+/// `[sign_in]`: OAuth sign-in through Supabase Auth (PKCE).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignInSettings {
+    /// Providers `/api/auth/oauth/{provider}` accepts, by Auth's names (`github`, `google`,
+    /// ...); each must be enabled in the Supabase project too. Empty: OAuth is off.
+    pub oauth_providers: Vec<String>,
+    /// supagate's origin as browsers reach it (`https://app.example.com` behind the Next.js
+    /// rewrite). Auth sends the browser back to `{public_url}/api/auth/callback`, which must be
+    /// in the project's redirect allow list.
+    pub public_url: String,
+    /// Supabase's URL as browsers reach it, when it differs from `supabase.url` (a private
+    /// address inside a cluster). Empty: `supabase.url`.
+    pub supabase_public_url: String,
+    /// Lifetime of the code-verifier cookie (Auth's flow state lives 300 s by default).
+    pub code_verifier_max_age_secs: u64,
+}
+
+impl Default for SignInSettings {
+    fn default() -> Self {
+        Self {
+            oauth_providers: Vec::new(),
+            public_url: String::new(),
+            supabase_public_url: String::new(),
+            code_verifier_max_age_secs: 600,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StripeSettings {
@@ -452,6 +483,7 @@ impl Settings {
                 "missing (rate_limit.store is \"redis\")",
             ));
         }
+        self.validate_sign_in()?;
         for proxy in &self.server.trusted_proxies {
             parse_ip_net(proxy).ok_or_else(|| {
                 ConfigError::invalid(
@@ -461,6 +493,57 @@ impl Settings {
             })?;
         }
         Ok(())
+    }
+
+    fn validate_sign_in(&self) -> Result<(), ConfigError> {
+        let sign_in = &self.sign_in;
+        if sign_in.oauth_providers.is_empty() {
+            return Ok(());
+        }
+        for provider in &sign_in.oauth_providers {
+            if provider.is_empty()
+                || !provider
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            {
+                return Err(ConfigError::invalid(
+                    "sign_in.oauth_providers",
+                    format!("`{provider}` is not a provider name (a-z, 0-9, _ and -)"),
+                ));
+            }
+        }
+        let is_origin = |raw: &str| {
+            Url::parse(raw).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https") && u.host_str().is_some() && u.path() == "/"
+            })
+        };
+        if !is_origin(&sign_in.public_url) {
+            return Err(ConfigError::invalid(
+                "sign_in.public_url",
+                "must be supagate's public origin (http(s)://host[:port]) when oauth_providers is set",
+            ));
+        }
+        if !sign_in.supabase_public_url.is_empty() && !is_origin(&sign_in.supabase_public_url) {
+            return Err(ConfigError::invalid(
+                "sign_in.supabase_public_url",
+                "must be an http(s) origin",
+            ));
+        }
+        if !self.cookies.enabled {
+            return Err(ConfigError::invalid(
+                "sign_in.oauth_providers",
+                "OAuth sign-in ends in a cookie session: set cookies.enabled = true",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Where browsers go for Supabase Auth's `/authorize`.
+    pub fn supabase_public_base(&self) -> &str {
+        match self.sign_in.supabase_public_url.trim_end_matches('/') {
+            "" => self.supabase_base(),
+            url => url,
+        }
     }
 
     /// `{url}` without a trailing slash.
@@ -512,7 +595,11 @@ fn toml_string(settings: &Settings) -> String {
 /// `u16`, and list settings accept comma-separated values.
 fn env_value(key: &str, raw: &str) -> serde_json::Value {
     use serde_json::Value;
-    const LIST_KEYS: &[&str] = &["cors.allowed_origins", "server.trusted_proxies"];
+    const LIST_KEYS: &[&str] = &[
+        "cors.allowed_origins",
+        "server.trusted_proxies",
+        "sign_in.oauth_providers",
+    ];
     if LIST_KEYS.contains(&key) {
         return Value::Array(
             raw.split(',')

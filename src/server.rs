@@ -172,6 +172,8 @@ pub fn routes() -> Vec<Route> {
         route!(signin::otp),
         route!(signin::verify),
         route!(signin::confirm),
+        route!(signin::oauth),
+        route!(signin::callback),
         route!(billing::subscription),
         // Stripe signs the raw bytes, so this resource reads them itself under its own limit.
         route!(webhooks::stripe).with_resource(|resource, settings| {

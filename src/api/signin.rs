@@ -438,3 +438,213 @@ pub async fn confirm(
     }
     Ok(res.finish())
 }
+
+/// The provider a sign-in starts with (`/api/auth/oauth/{provider}`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OAuthQuery {
+    /// Where to go after signing in: a path on this site (default `/`).
+    #[param(value_type = Option<String>, example = "/account")]
+    next: Option<NextPath>,
+}
+
+impl FromParams for OAuthQuery {
+    fn from_params(p: &mut QueryFields) -> Option<Self> {
+        Some(Self {
+            next: p.optional("next")?,
+        })
+    }
+}
+
+/// `GET /api/auth/oauth/{provider}?next=` → 302 to Auth's `/authorize` with a fresh PKCE
+/// challenge; the verifier waits in the `...-code-verifier` cookie.
+#[utoipa::path(
+    get,
+    path = "/api/auth/oauth/{provider}",
+    operation_id = "startOAuth",
+    tag = "auth",
+    params(("provider" = String, Path, description = "One of `sign_in.oauth_providers` (Auth's names: `github`, `google`, ...)"), OAuthQuery),
+    security(()),
+    responses(
+        (status = 302, description = "To `{supabase}/auth/v1/authorize?provider=…&redirect_to={public_url}/api/auth/callback?next=…&code_challenge=…&code_challenge_method=s256`", headers(("Location" = String, description = "Auth's authorize URL"), ("Set-Cookie" = String, description = "`sb-<ref>-auth-token-code-verifier` (HttpOnly, `sign_in.code_verifier_max_age_secs`)"))),
+        (status = 400, response = responses::BadRequest),
+        (status = 404, description = "`not_found`: the provider is not in `sign_in.oauth_providers`", body = crate::error::ErrorBody, example = json!({"error": "Unknown sign-in provider", "code": "not_found"})),
+        (status = 429, response = responses::RateLimited),
+    )
+)]
+pub async fn oauth(
+    state: web::Data<AppState>,
+    provider: web::Path<String>,
+    Params(query): Params<OAuthQuery>,
+) -> ApiResult<HttpResponse> {
+    let settings = &state.settings;
+    let provider = provider.into_inner();
+    if !settings.sign_in.oauth_providers.contains(&provider) {
+        return Err(ApiError::not_found("Unknown sign-in provider"));
+    }
+    let next = query.next.map_or_else(|| "/".to_owned(), |n| n.0);
+    let verifier = crate::auth::pkce::new_verifier()
+        .ok_or_else(|| ApiError::internal("the OS random generator failed"))?;
+    let mut callback = url::Url::parse(settings.sign_in.public_url.trim_end_matches('/'))
+        .map_err(|e| ApiError::internal(format!("sign_in.public_url: {e}")))?;
+    callback.set_path("/api/auth/callback");
+    callback.query_pairs_mut().append_pair("next", &next);
+    let mut authorize = url::Url::parse(&format!(
+        "{}/auth/v1/authorize",
+        settings.supabase_public_base()
+    ))
+    .map_err(|e| ApiError::internal(format!("supabase URL: {e}")))?;
+    // auth-js `_getUrlForProvider`, in its order.
+    authorize
+        .query_pairs_mut()
+        .append_pair("provider", &provider)
+        .append_pair("redirect_to", callback.as_str())
+        .append_pair("code_challenge", &crate::auth::pkce::challenge(&verifier))
+        .append_pair("code_challenge_method", "s256");
+    let max_age = i64::try_from(settings.sign_in.code_verifier_max_age_secs).unwrap_or(i64::MAX);
+    let mut res = HttpResponse::Found();
+    token_headers(&mut res);
+    res.insert_header((header::LOCATION, authorize.as_str()))
+        .cookie(
+            state
+                .session_cookie
+                .code_verifier_cookie(&verifier, max_age),
+        );
+    Ok(res.finish())
+}
+
+/// What Auth sends the browser back with: `code` on success, `error*` on failure.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CallbackQuery {
+    /// The auth code (a UUID) for the pkce grant.
+    #[param(value_type = Option<String>)]
+    code: Option<OtpToken>,
+    /// Set by `/api/auth/oauth/{provider}`: a path on this site.
+    #[param(value_type = Option<String>)]
+    next: Option<NextPath>,
+    /// The provider or Auth refused (`access_denied`, `server_error`, ...).
+    #[param(value_type = Option<String>)]
+    error: Option<String>,
+    #[param(value_type = Option<String>)]
+    error_code: Option<String>,
+    #[param(value_type = Option<String>)]
+    error_description: Option<String>,
+}
+
+impl FromParam for String {
+    fn from_param(text: &str) -> Result<Self, Problem> {
+        if text.chars().count() > 1000 || text.chars().any(char::is_control) {
+            return Err("must be at most 1000 characters, none of them control characters".into());
+        }
+        Ok(text.to_owned())
+    }
+}
+
+impl FromParams for CallbackQuery {
+    fn from_params(p: &mut QueryFields) -> Option<Self> {
+        let code = p.optional("code");
+        let next = p.optional("next");
+        let error = p.optional("error");
+        let error_code = p.optional("error_code");
+        let error_description = p.optional("error_description");
+        // `sb`: a marker Auth adds to its error redirects; accepted and ignored.
+        let sb = p.optional::<String>("sb");
+        sb?;
+        Some(Self {
+            code: code?,
+            next: next?,
+            error: error?,
+            error_code: error_code?,
+            error_description: error_description?,
+        })
+    }
+}
+
+/// `GET /api/auth/callback?code=&next=` → 303 to `next` with the cookie session.
+#[utoipa::path(
+    get,
+    path = "/api/auth/callback",
+    operation_id = "oauthCallback",
+    tag = "auth",
+    params(CallbackQuery),
+    security(()),
+    responses(
+        responses::UpstreamErrors,
+        (status = 303, description = "Signed in: the session is in the `@supabase/ssr` cookies, the code-verifier cookie is cleared", headers(("Location" = String, description = "`next`"), ("Set-Cookie" = String, description = "The session cookies and the verifier's deletion"))),
+        (status = 400, description = "`oauth_failed` (the provider or Auth refused: `details` has Auth's `error`, `error_code`, `error_description`), `code_verifier_missing` (no sign-in was started in this browser, or its cookie expired), `code_verifier_mismatch`, `oauth_code_invalid` (unknown or already used code), `oauth_code_expired`, `validation_failed`. The verifier cookie is cleared in every case", body = crate::error::ErrorBody, example = json!({"error": "This sign-in link was already used or is unknown; start the sign-in again", "code": "oauth_code_invalid"})),
+        (status = 429, response = responses::RateLimited),
+    )
+)]
+pub async fn callback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    Params(query): Params<CallbackQuery>,
+) -> ApiResult<HttpResponse> {
+    let outcome = exchange(&req, &state, query).await;
+    // auth-js drops the verifier after every exchange, success or not: a code is single-use.
+    let deletions = state.session_cookie.code_verifier_deletions();
+    match outcome {
+        Ok(mut res) => {
+            for cookie in deletions {
+                res.add_cookie(&cookie)
+                    .map_err(|e| ApiError::internal(format!("cookie: {e}")))?;
+            }
+            Ok(res)
+        }
+        Err(e) => {
+            let mut res = actix_web::ResponseError::error_response(&e);
+            for cookie in deletions {
+                let _ = res.add_cookie(&cookie);
+            }
+            Ok(res)
+        }
+    }
+}
+
+async fn exchange(
+    req: &HttpRequest,
+    state: &AppState,
+    query: CallbackQuery,
+) -> ApiResult<HttpResponse> {
+    if query.error.is_some() || query.error_code.is_some() {
+        return Err(ApiError::bad_request(
+            "oauth_failed",
+            "Sign-in was refused by the provider or Supabase Auth",
+        )
+        .with_details(json!({
+            "error": query.error,
+            "error_code": query.error_code,
+            "error_description": query.error_description,
+        })));
+    }
+    let Some(code) = query.code else {
+        return Err(ApiError::validation(
+            json!({ "code": ["is required"] }),
+            vec![],
+        ));
+    };
+    let verifier = state.session_cookie.code_verifier(req).ok_or_else(|| {
+        ApiError::bad_request(
+            "code_verifier_missing",
+            "No sign-in was started in this browser (or it expired); start it again",
+        )
+    })?;
+    let session = state
+        .supabase
+        .token(
+            "pkce",
+            &json!({ "auth_code": code.0, "code_verifier": verifier }),
+            for_client(req, state),
+        )
+        .await
+        .map_err(|e| e.into_api(AuthCall::Pkce))?;
+    let stored = crate::auth::refresh::stored_session(&session)
+        .ok_or_else(|| ApiError::upstream_error("auth: pkce grant without a session"))?;
+    state.session_cookie.store(req, stored.session_json);
+    let next = query.next.map_or_else(|| "/".to_owned(), |n| n.0);
+    let mut res = HttpResponse::SeeOther();
+    token_headers(&mut res);
+    res.insert_header((header::LOCATION, next));
+    Ok(res.finish())
+}

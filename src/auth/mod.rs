@@ -6,6 +6,7 @@ pub mod cache;
 pub mod cookie;
 pub mod extract;
 pub mod jwks;
+pub mod pkce;
 pub mod refresh;
 mod user;
 pub mod verify;

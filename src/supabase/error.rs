@@ -264,6 +264,20 @@ impl AuthFailure {
                 "same_password",
                 "The new password must differ from the current one",
             ),
+            // The OAuth (PKCE) code exchange: unknown or already used code, too late, or a
+            // verifier that is not the one the sign-in started with.
+            (_, "flow_state_not_found") => ApiError::bad_request(
+                "oauth_code_invalid",
+                "This sign-in link was already used or is unknown; start the sign-in again",
+            ),
+            (_, "flow_state_expired") => ApiError::bad_request(
+                "oauth_code_expired",
+                "The sign-in took too long; start it again",
+            ),
+            (_, "bad_code_verifier") => ApiError::bad_request(
+                "code_verifier_mismatch",
+                "This sign-in was started in another browser or tab; start it again here",
+            ),
             // A code or link that is wrong, used or expired (Auth cannot tell them apart).
             (_, "otp_expired") => {
                 ApiError::auth_failed("otp_expired", "The code or link is invalid or has expired")

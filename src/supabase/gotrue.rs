@@ -79,6 +79,7 @@ pub enum AuthCall {
     Recover,
     Otp,
     Verify,
+    Pkce,
     Admin,
 }
 

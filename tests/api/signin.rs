@@ -778,6 +778,27 @@ const OPEN_REDIRECTS: &[&str] = &[
     "%20//evil.example",
 ];
 
+/// Each of [`OPEN_REDIRECTS`] appended to `prefix` is 400 `fieldErrors.next`, with no
+/// `Location`, no cookie written and nothing sent upstream.
+async fn refuses_every_open_redirect(app: &TestApp, prefix: &str, cookie: Option<&str>) {
+    for next in OPEN_REDIRECTS {
+        let mut req = app.get(&format!("{prefix}{next}"));
+        if let Some(cookie) = cookie {
+            req = req.header("cookie", cookie);
+        }
+        let res = req.send().await.unwrap();
+        assert!(res.headers().get("location").is_none(), "{next}");
+        assert!(
+            !set_cookies(&res).iter().any(|c| !c.contains("Max-Age=0")),
+            "{next}"
+        );
+        let (status, body) = json_of(res).await;
+        assert_eq!(status, 400, "{next}");
+        assert_field_error(&body, "next");
+    }
+    assert!(app.upstream_requests().await.is_empty());
+}
+
 #[tokio::test]
 async fn the_email_link_refuses_every_next_that_leaves_the_site_before_calling_auth() {
     let app = auth_app(
@@ -786,20 +807,12 @@ async fn the_email_link_refuses_every_next_that_leaves_the_site_before_calling_a
         |s| s.rate_limit.enabled = false,
     )
     .await;
-    for next in OPEN_REDIRECTS {
-        let res = app
-            .get(&format!(
-                "/api/auth/confirm?token_hash=abc&type=email&next={next}"
-            ))
-            .send()
-            .await
-            .unwrap();
-        assert!(res.headers().get("location").is_none(), "{next}");
-        let (status, body) = json_of(res).await;
-        assert_eq!(status, 400, "{next}");
-        assert_field_error(&body, "next");
-    }
-    assert!(app.upstream_requests().await.is_empty());
+    refuses_every_open_redirect(
+        &app,
+        "/api/auth/confirm?token_hash=abc&type=email&next=",
+        None,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -824,4 +837,292 @@ async fn otp_and_verify_have_per_ip_rate_limits_by_default() {
         .await
         .unwrap();
     assert_eq!(res.status(), 429);
+}
+
+// ---- OAuth with PKCE ----
+
+fn pkce_fixture() -> Value {
+    fixture("pkce.json")
+}
+
+fn oauth_settings(s: &mut supagate::config::Settings) {
+    cookie_settings(s);
+    s.sign_in.oauth_providers = vec!["github".into()];
+    s.sign_in.public_url = "http://localhost:3000".into();
+}
+
+async fn oauth_app(extra: Vec<Mock>) -> TestApp {
+    TestApp::spawn_with_mocks(extra, oauth_settings).await
+}
+
+fn cookie_named<'a>(cookies: &'a [String], name: &str) -> Vec<&'a String> {
+    cookies
+        .iter()
+        .filter(|c| c.starts_with(&format!("{name}=")))
+        .collect()
+}
+
+/// The verifier inside a code-verifier cookie value, decoded as auth-js reads it back.
+fn verifier_in(value: &str) -> String {
+    use base64::Engine;
+    let b64 = value
+        .strip_prefix("base64-")
+        .expect("base64- prefix, as ssr writes");
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(b64)
+        .unwrap();
+    serde_json::from_slice::<String>(&json).expect("a JSON string, as auth-js stores it")
+}
+
+fn s256(verifier: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier))
+}
+
+#[tokio::test]
+async fn oauth_start_redirects_to_authorize_with_the_s256_challenge_of_the_verifier_cookie() {
+    let app = oauth_app(vec![]).await;
+    let res = app
+        .get("/api/auth/oauth/github?next=%2Faccount")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    let cookies = set_cookies(&res);
+    let location = url::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
+    assert_eq!(
+        format!(
+            "{}/auth/v1/authorize",
+            location.origin().ascii_serialization()
+        ),
+        format!("{}/auth/v1/authorize", app.upstream.uri())
+    );
+    assert_eq!(location.path(), "/auth/v1/authorize");
+    let q: std::collections::HashMap<String, String> =
+        location.query_pairs().into_owned().collect();
+    assert_eq!(q["provider"], "github");
+    assert_eq!(
+        q["redirect_to"],
+        "http://localhost:3000/api/auth/callback?next=%2Faccount"
+    );
+    assert_eq!(q["code_challenge_method"], "s256");
+
+    // The cookie is named as @supabase/ssr names it (from the real library's run).
+    let ssr_name = pkce_fixture()["sign_in_with_oauth"]["verifier_cookie"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(ssr_name, format!("{COOKIE}-code-verifier"));
+    let written = cookie_named(&cookies, &ssr_name);
+    assert_eq!(written.len(), 1, "{cookies:?}");
+    let parsed = actix_web::cookie::Cookie::parse(written[0].as_str()).unwrap();
+    assert_eq!(parsed.http_only(), Some(true));
+    assert_eq!(parsed.path(), Some("/"));
+    assert_eq!(parsed.same_site(), Some(actix_web::cookie::SameSite::Lax));
+    assert_eq!(
+        parsed.max_age(),
+        Some(actix_web::cookie::time::Duration::seconds(600))
+    );
+    let verifier = verifier_in(parsed.value());
+    assert_eq!(verifier.len(), 112);
+    assert!(verifier
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert_eq!(q["code_challenge"], s256(&verifier));
+    assert!(app.upstream_requests().await.is_empty());
+}
+
+#[tokio::test]
+async fn each_oauth_start_gets_its_own_verifier() {
+    let app = oauth_app(vec![]).await;
+    let mut verifiers = Vec::new();
+    for _ in 0..2 {
+        let res = app.get("/api/auth/oauth/github").send().await.unwrap();
+        let cookies = set_cookies(&res);
+        let c = actix_web::cookie::Cookie::parse(
+            cookie_named(&cookies, &format!("{COOKIE}-code-verifier"))[0].clone(),
+        )
+        .unwrap();
+        verifiers.push(verifier_in(c.value()));
+    }
+    assert_ne!(verifiers[0], verifiers[1]);
+}
+
+#[tokio::test]
+async fn oauth_start_refuses_providers_not_in_config_and_next_that_leaves_the_site() {
+    let app = TestApp::spawn_with_mocks(vec![], |s| {
+        oauth_settings(s);
+        s.rate_limit.enabled = false;
+    })
+    .await;
+    let (status, body) = json_of(app.get("/api/auth/oauth/gitlab").send().await.unwrap()).await;
+    assert_eq!((status, error_code(&body)), (404, "not_found"));
+    refuses_every_open_redirect(&app, "/api/auth/oauth/github?next=", None).await;
+}
+
+fn pkce_grant(answer: ResponseTemplate) -> Mock {
+    Mock::given(method("POST"))
+        .and(path("/auth/v1/token"))
+        .and(wiremock::matchers::query_param("grant_type", "pkce"))
+        .respond_with(answer)
+}
+
+/// The verifier cookie exactly as @supabase/ssr wrote it in the fixture run.
+fn ssr_verifier_cookie() -> String {
+    let c = &pkce_fixture()["sign_in_with_oauth"]["verifier_cookie"];
+    format!(
+        "{}={}",
+        c["name"].as_str().unwrap(),
+        c["value"].as_str().unwrap()
+    )
+}
+
+#[tokio::test]
+async fn the_callback_sends_the_pkce_grant_auth_js_sends_writes_the_session_and_drops_the_verifier()
+{
+    let fx = pkce_fixture();
+    let code = fx["exchange"]["auth_code"].as_str().unwrap().to_owned();
+    let app = oauth_app(vec![pkce_grant(
+        ResponseTemplate::new(200).set_body_json(session_of(USER_A)),
+    )])
+    .await;
+    let res = app
+        .get(&format!("/api/auth/callback?code={code}&next=%2Faccount"))
+        .header("cookie", ssr_verifier_cookie())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/account");
+    let cookies = set_cookies(&res);
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with(&format!("{COOKIE}=base64-"))),
+        "{cookies:?}"
+    );
+    let dropped = cookie_named(&cookies, &format!("{COOKIE}-code-verifier"));
+    assert_eq!(dropped.len(), 1, "{cookies:?}");
+    assert!(dropped[0].contains("Max-Age=0"), "{}", dropped[0]);
+
+    let requests = app.upstream_requests().await;
+    let grants = requests_to(&requests, "/auth/v1/token");
+    assert_eq!(grants.len(), 1);
+    assert_eq!(
+        query_pairs(grants[0]),
+        vec![("grant_type".into(), "pkce".into())]
+    );
+    assert_sent_anonymously(grants[0]);
+    assert_eq!(header_of(grants[0], "sb-forwarded-for"), Some("127.0.0.1"));
+    // Byte for byte the body auth-js's exchangeCodeForSession sent for the same cookie.
+    assert_eq!(body_json(grants[0]), fx["exchange"]["request"]["body"]);
+}
+
+#[tokio::test]
+async fn a_callback_without_the_verifier_cookie_is_400_and_calls_no_one() {
+    let app = oauth_app(vec![]).await;
+    let (status, body) = json_of(
+        app.get("/api/auth/callback?code=0b7f9a3e-2c4d-4e5f-8a6b-7c8d9e0f1a2b")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, error_code(&body)), (400, "code_verifier_missing"));
+    assert!(app.upstream_requests().await.is_empty());
+}
+
+#[tokio::test]
+async fn auths_pkce_refusals_each_get_their_own_400_and_the_verifier_is_dropped() {
+    for (status, auth_code, ours) in [
+        (400, "bad_code_verifier", "code_verifier_mismatch"),
+        (404, "flow_state_not_found", "oauth_code_invalid"),
+        (422, "flow_state_expired", "oauth_code_expired"),
+    ] {
+        let app = oauth_app(vec![pkce_grant(
+            ResponseTemplate::new(status).set_body_json(json!({"code": auth_code, "message": "m"})),
+        )])
+        .await;
+        let res = app
+            .get("/api/auth/callback?code=0b7f9a3e-2c4d-4e5f-8a6b-7c8d9e0f1a2b")
+            .header("cookie", ssr_verifier_cookie())
+            .send()
+            .await
+            .unwrap();
+        let cookies = set_cookies(&res);
+        assert!(res.headers().get("location").is_none());
+        let (got, body) = json_of(res).await;
+        assert_eq!((got, error_code(&body)), (400, ours), "{auth_code}");
+        let dropped = cookie_named(&cookies, &format!("{COOKIE}-code-verifier"));
+        assert!(
+            dropped.iter().any(|c| c.contains("Max-Age=0")),
+            "{cookies:?}"
+        );
+        assert!(
+            !cookies
+                .iter()
+                .any(|c| c.starts_with(&format!("{COOKIE}=base64-"))),
+            "no session on {auth_code}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_provider_error_in_the_callback_is_400_oauth_failed_with_auths_words() {
+    let app = oauth_app(vec![]).await;
+    let res = app
+        .get("/api/auth/callback?error=access_denied&error_code=provider_email_needs_verification&error_description=Email+not+verified&sb=")
+        .header("cookie", ssr_verifier_cookie())
+        .send()
+        .await
+        .unwrap();
+    let cookies = set_cookies(&res);
+    let (status, body) = json_of(res).await;
+    assert_eq!((status, error_code(&body)), (400, "oauth_failed"));
+    assert_eq!(body["details"]["error"], "access_denied");
+    assert_eq!(
+        body["details"]["error_code"],
+        "provider_email_needs_verification"
+    );
+    assert_eq!(body["details"]["error_description"], "Email not verified");
+    assert!(cookie_named(&cookies, &format!("{COOKIE}-code-verifier"))
+        .iter()
+        .any(|c| c.contains("Max-Age=0")));
+    assert!(app.upstream_requests().await.is_empty());
+}
+
+#[tokio::test]
+async fn the_callback_refuses_every_next_that_leaves_the_site() {
+    let app = TestApp::spawn_with_mocks(
+        vec![pkce_grant(
+            ResponseTemplate::new(200).set_body_json(session_of(USER_A)),
+        )],
+        |s| {
+            oauth_settings(s);
+            s.rate_limit.enabled = false;
+        },
+    )
+    .await;
+    let cookie = ssr_verifier_cookie();
+    refuses_every_open_redirect(&app, "/api/auth/callback?code=abc&next=", Some(&cookie)).await;
+}
+
+#[test]
+fn oauth_needs_a_public_url_and_cookie_sessions() {
+    let mut env = test_env("http://127.0.0.1:54321");
+    env.insert("SUPAGATE_SIGN_IN__OAUTH_PROVIDERS".into(), "github".into());
+    let err =
+        supagate::config::Settings::load(&repo_path("config"), &env).expect_err("no public_url");
+    assert!(err.to_string().contains("sign_in.public_url"), "{err}");
+    env.insert(
+        "SUPAGATE_SIGN_IN__PUBLIC_URL".into(),
+        "http://localhost:3000".into(),
+    );
+    let err =
+        supagate::config::Settings::load(&repo_path("config"), &env).expect_err("cookies off");
+    assert!(err.to_string().contains("cookies.enabled"), "{err}");
+    env.insert("SUPAGATE_COOKIES__ENABLED".into(), "true".into());
+    let settings = supagate::config::Settings::load(&repo_path("config"), &env).unwrap();
+    assert_eq!(settings.sign_in.oauth_providers, vec!["github".to_owned()]);
 }
