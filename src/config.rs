@@ -298,6 +298,12 @@ pub struct SignInSettings {
     pub supabase_public_url: String,
     /// Lifetime of the code-verifier cookie (Auth's flow state lives 300 s by default).
     pub code_verifier_max_age_secs: u64,
+    /// Operations (`"METHOD /template"`, as in /openapi.json) that need an `aal2` session:
+    /// an `aal1` caller gets 403 `mfa_required`.
+    pub aal2_routes: Vec<String>,
+    /// Off (default): a user with no verified factor passes an `aal2` route (nothing to step
+    /// up with; Auth is asked). On: such a user is refused too.
+    pub aal2_requires_factor: bool,
 }
 
 impl Default for SignInSettings {
@@ -307,6 +313,8 @@ impl Default for SignInSettings {
             public_url: String::new(),
             supabase_public_url: String::new(),
             code_verifier_max_age_secs: 600,
+            aal2_routes: Vec::new(),
+            aal2_requires_factor: false,
         }
     }
 }
@@ -497,6 +505,14 @@ impl Settings {
 
     fn validate_sign_in(&self) -> Result<(), ConfigError> {
         let sign_in = &self.sign_in;
+        for route in &sign_in.aal2_routes {
+            if crate::server::served_route(route).is_none() {
+                return Err(ConfigError::invalid(
+                    "sign_in.aal2_routes",
+                    format!("`{route}` is no route supagate serves (write \"METHOD /path/{{param}}\" as /openapi.json lists it)"),
+                ));
+            }
+        }
         if sign_in.oauth_providers.is_empty() {
             return Ok(());
         }
@@ -599,6 +615,7 @@ fn env_value(key: &str, raw: &str) -> serde_json::Value {
         "cors.allowed_origins",
         "server.trusted_proxies",
         "sign_in.oauth_providers",
+        "sign_in.aal2_routes",
     ];
     if LIST_KEYS.contains(&key) {
         return Value::Array(

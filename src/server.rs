@@ -184,6 +184,17 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
+/// The served operation `spec` (`"METHOD /template"`, as /openapi.json lists it) names.
+pub fn served_route(spec: &str) -> Option<(Method, String)> {
+    let (method, path) = spec.trim().split_once(' ')?;
+    let method = Method::from_bytes(method.as_bytes()).ok()?;
+    let path = path.trim();
+    routes()
+        .iter()
+        .find(|r| r.path() == path && r.methods().contains(&method))
+        .map(|r| (method, r.path().to_owned()))
+}
+
 /// Registers [`routes`] on the app, plus `/metrics` when it is served on the main listener.
 pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     let mut all = routes();

@@ -88,6 +88,7 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Identity, ApiError> {
     if let Some(token) = bearer_token(req) {
         let user = state.verifier.verify(token?).await?;
         set_logged_user(req, user.id);
+        require_aal2_where_configured(req, state, &user).await?;
         return Ok(Identity::User(user));
     }
     let cookie = &state.session_cookie;
@@ -107,8 +108,61 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Identity, ApiError> {
     if let Identity::User(user) = &caller {
         set_logged_user(req, user.id);
         req.extensions_mut().insert(FromCookie);
+        require_aal2_where_configured(req, state, user).await?;
     }
     Ok(caller)
+}
+
+/// `sign_in.aal2_routes`: an `aal1` caller there is 403 `mfa_required`, unless they have no
+/// verified factor to step up with and `aal2_requires_factor` is off (Auth's `GET /user`
+/// says which; asked only for `aal1` callers on those routes). `aal` comes from the verified
+/// token only.
+async fn require_aal2_where_configured(
+    req: &HttpRequest,
+    state: &AppState,
+    user: &AuthUser,
+) -> Result<(), ApiError> {
+    let sign_in = &state.settings.sign_in;
+    if user.aal2 || sign_in.aal2_routes.is_empty() {
+        return Ok(());
+    }
+    let Some(pattern) = req.match_pattern() else {
+        return Ok(());
+    };
+    let declared = sign_in.aal2_routes.iter().any(|spec| {
+        spec.trim()
+            .split_once(' ')
+            .is_some_and(|(m, p)| m == req.method().as_str() && p.trim() == pattern)
+    });
+    if !declared {
+        return Ok(());
+    }
+    if !sign_in.aal2_requires_factor {
+        let client = ForClient(state.limiter.client_ip(req));
+        let me = state
+            .supabase
+            .user(user.token(), client)
+            .await
+            .map_err(|e| e.into_api(crate::supabase::gotrue::AuthCall::User))?;
+        let has_verified_factor = me
+            .get("factors")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|factors| {
+                factors.iter().any(|f| {
+                    f.get("status").and_then(serde_json::Value::as_str) == Some("verified")
+                })
+            });
+        if !has_verified_factor {
+            return Ok(());
+        }
+    }
+    Err(ApiError::forbidden(
+        "mfa_required",
+        "This action needs a multi-factor authenticated session",
+    )
+    .with_details(serde_json::json!({
+        "hint": "Verify a second factor (Supabase Auth MFA challenge and verify) to get an aal2 session, then retry"
+    })))
 }
 
 async fn cookie_caller(

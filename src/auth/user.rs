@@ -16,6 +16,8 @@ pub struct AuthUser {
     /// An anonymous sign-in (`is_anonymous` claim): reads like a user, writes only when
     /// `business.allow_anonymous_writes` says so, never billing.
     pub is_anonymous: bool,
+    /// The token's `aal` claim is `aal2`: this session verified a second factor.
+    pub aal2: bool,
     pub expires_at: i64,
     /// Shared, so a cache hit hands out the verified token without copying it.
     pub(super) token: Arc<Secret>,
@@ -28,6 +30,7 @@ impl std::fmt::Debug for AuthUser {
             .field("role", &self.role)
             .field("is_admin", &self.is_admin)
             .field("is_anonymous", &self.is_anonymous)
+            .field("aal2", &self.aal2)
             .finish_non_exhaustive()
     }
 }
@@ -45,6 +48,7 @@ impl AuthUser {
             role: "authenticated".to_owned(),
             is_admin: false,
             is_anonymous: false,
+            aal2: false,
             expires_at,
             token: Arc::new(Secret::new(token)),
         }

@@ -106,7 +106,8 @@ shared_response!(
     Forbidden => || error(
         "Authenticated but not allowed (`forbidden`): not the owner, not an admin, or refused by \
          row-level security. `anonymous_not_allowed`: an anonymous sign-in on a write (unless \
-         `business.allow_anonymous_writes`) or on billing.",
+         `business.allow_anonymous_writes`) or on billing. `mfa_required`: an `aal1` session on an \
+         operation listed in `sign_in.aal2_routes` (`details.hint` says how to step up).",
         &[
             ("forbidden", body("forbidden", "Only the owner or an admin may change this item")),
             (

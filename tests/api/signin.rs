@@ -1126,3 +1126,138 @@ fn oauth_needs_a_public_url_and_cookie_sessions() {
     let settings = supagate::config::Settings::load(&repo_path("config"), &env).unwrap();
     assert_eq!(settings.sign_in.oauth_providers, vec!["github".to_owned()]);
 }
+
+// ---- aal2 routes (MFA) ----
+
+const AAL2_ROUTE: &str = "GET /api/billing/subscription";
+
+fn token_with_aal(sub: &str, aal: &str) -> String {
+    let mut claims = user_claims(sub);
+    claims["aal"] = json!(aal);
+    mint_hs256(&claims)
+}
+
+fn auth_user_with_factors(factors: Value) -> Mock {
+    Mock::given(method("GET"))
+        .and(path("/auth/v1/user"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"id": USER_A, "email": "ann@example.com", "factors": factors}),
+            ),
+        )
+}
+
+async fn aal2_app(factors: Value, requires_factor: bool) -> TestApp {
+    let app = TestApp::spawn_with_mocks(vec![auth_user_with_factors(factors)], |s| {
+        s.sign_in.aal2_routes = vec![AAL2_ROUTE.into()];
+        s.sign_in.aal2_requires_factor = requires_factor;
+    })
+    .await;
+    mock_rest(
+        &app,
+        "GET",
+        "subscriptions",
+        ResponseTemplate::new(200).set_body_json(json!([])),
+    )
+    .await;
+    app
+}
+
+async fn subscription_as(app: &TestApp, token: impl std::fmt::Display) -> reqwest::Response {
+    app.get("/api/billing/subscription")
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn verified_totp() -> Value {
+    json!([{"id": "f1", "factor_type": "totp", "status": "verified"}])
+}
+
+async fn auth_user_calls(app: &TestApp) -> usize {
+    let requests = app.upstream_requests().await;
+    requests_to(&requests, "/auth/v1/user").len()
+}
+
+#[tokio::test]
+async fn an_aal1_caller_with_a_verified_factor_on_an_aal2_route_is_403_mfa_required() {
+    let app = aal2_app(verified_totp(), false).await;
+    let token = token_with_aal(USER_A, "aal1");
+    let (status, body) = json_of(subscription_as(&app, &token).await).await;
+    assert_eq!((status, error_code(&body)), (403, "mfa_required"));
+    assert!(body["details"]["hint"].is_string());
+    let requests = app.upstream_requests().await;
+    let asked = requests_to(&requests, "/auth/v1/user");
+    assert_eq!(asked.len(), 1);
+    assert_sent_as_user(asked[0], &token);
+    assert_eq!(header_of(asked[0], "sb-forwarded-for"), Some("127.0.0.1"));
+    assert!(requests_to(&requests, "/rest/v1/subscriptions").is_empty());
+}
+
+#[tokio::test]
+async fn an_aal2_caller_passes_without_asking_auth() {
+    let app = aal2_app(verified_totp(), false).await;
+    let res = subscription_as(&app, token_with_aal(USER_A, "aal2")).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(auth_user_calls(&app).await, 0);
+}
+
+#[tokio::test]
+async fn a_user_without_a_verified_factor_is_not_locked_out_by_default() {
+    let unverified = json!([{"id": "f1", "factor_type": "totp", "status": "unverified"}]);
+    let app = aal2_app(unverified, false).await;
+    let res = subscription_as(&app, token_with_aal(USER_A, "aal1")).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(auth_user_calls(&app).await, 1);
+}
+
+#[tokio::test]
+async fn aal2_requires_factor_refuses_every_aal1_caller_without_asking_auth() {
+    let app = aal2_app(json!([]), true).await;
+    let (status, body) = json_of(subscription_as(&app, token_with_aal(USER_A, "aal1")).await).await;
+    assert_eq!((status, error_code(&body)), (403, "mfa_required"));
+    assert_eq!(auth_user_calls(&app).await, 0);
+}
+
+#[tokio::test]
+async fn routes_not_declared_aal2_never_ask_about_factors() {
+    let app = aal2_app(verified_totp(), true).await;
+    mock_rest(&app, "GET", "items", pg_list(json!([]), "*/0")).await;
+    let res = app
+        .get("/api/items?mine=true")
+        .bearer_auth(token_with_aal(USER_A, "aal1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(auth_user_calls(&app).await, 0);
+}
+
+#[tokio::test]
+async fn aal_is_read_from_the_verified_token_not_from_user_metadata() {
+    let app = aal2_app(verified_totp(), false).await;
+    let mut claims = user_claims(USER_A);
+    claims["aal"] = json!("aal1");
+    claims["user_metadata"]["aal"] = json!("aal2");
+    let (status, body) = json_of(subscription_as(&app, mint_hs256(&claims)).await).await;
+    assert_eq!((status, error_code(&body)), (403, "mfa_required"));
+}
+
+#[test]
+fn aal2_routes_must_name_served_operations() {
+    let mut env = test_env("http://127.0.0.1:54321");
+    env.insert(
+        "SUPAGATE_SIGN_IN__AAL2_ROUTES".into(),
+        "DELETE /api/users/{id}, GET /api/billing/subscription".into(),
+    );
+    let settings = supagate::config::Settings::load(&repo_path("config"), &env).unwrap();
+    assert_eq!(settings.sign_in.aal2_routes.len(), 2);
+    env.insert(
+        "SUPAGATE_SIGN_IN__AAL2_ROUTES".into(),
+        "DELETE /api/users/{user_id}".into(),
+    );
+    let err = supagate::config::Settings::load(&repo_path("config"), &env)
+        .expect_err("a template that is not served");
+    assert!(err.to_string().contains("sign_in.aal2_routes"), "{err}");
+}
