@@ -11,7 +11,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::api::{
-    self, billing, categories, health, items, session, signin, users, webhooks, Route,
+    self, billing, categories, health, items, mfa, session, signin, users, webhooks, Route,
 };
 use crate::config::Settings;
 use crate::middleware::{request_context, REQUEST_ID};
@@ -174,6 +174,11 @@ pub fn routes() -> Vec<Route> {
         route!(signin::confirm),
         route!(signin::oauth),
         route!(signin::callback),
+        route!(mfa::enroll),
+        route!(mfa::list),
+        route!(mfa::unenroll),
+        route!(mfa::challenge),
+        route!(mfa::verify),
         route!(billing::subscription),
         // Stripe signs the raw bytes, so this resource reads them itself under its own limit.
         route!(webhooks::stripe).with_resource(|resource, settings| {

@@ -264,6 +264,20 @@ impl AuthFailure {
                 "same_password",
                 "The new password must differ from the current one",
             ),
+            // MFA: a wrong code, a challenge past its 300 s, or verified from another IP
+            // than the one that asked for it.
+            (_, "mfa_verification_failed") => {
+                ApiError::unprocessable("mfa_verification_failed", "The code is not correct")
+            }
+            (_, "mfa_challenge_expired") => ApiError::unprocessable(
+                "mfa_challenge_expired",
+                "The challenge has expired; ask for a new one",
+            ),
+            (_, "mfa_ip_address_mismatch") => ApiError::unprocessable(
+                "mfa_ip_address_mismatch",
+                "Challenge and verify must come from the same network address",
+            ),
+            (_, "mfa_factor_not_found") => ApiError::not_found("No such factor"),
             // The OAuth (PKCE) code exchange: unknown or already used code, too late, or a
             // verifier that is not the one the sign-in started with.
             (_, "flow_state_not_found") => ApiError::bad_request(

@@ -80,6 +80,7 @@ pub enum AuthCall {
     Otp,
     Verify,
     Pkce,
+    Mfa,
     Admin,
 }
 
@@ -252,6 +253,22 @@ impl Supabase {
     pub async fn verify(&self, body: &Value, client: ForClient) -> Result<Bytes, AuthError> {
         let request = auth_request(&self.gotrue, Method::POST, "/verify", client).json(body);
         auth_call(&self.gotrue, self.anon_bearer(request)).await
+    }
+
+    /// A `/factors…` call (MFA) for the token's owner; the answer as Auth wrote it.
+    pub async fn factors(
+        &self,
+        method: Method,
+        path: &str,
+        access_token: &str,
+        body: Option<&Value>,
+        client: ForClient,
+    ) -> Result<Bytes, AuthError> {
+        let mut request = auth_request(&self.gotrue, method, path, client);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        auth_call(&self.gotrue, bearer(request, access_token)).await
     }
 
     /// `POST /recover`: sends the reset mail if the address has an account.

@@ -1261,3 +1261,226 @@ fn aal2_routes_must_name_served_operations() {
         .expect_err("a template that is not served");
     assert!(err.to_string().contains("sign_in.aal2_routes"), "{err}");
 }
+
+// ---- MFA factors, challenge and verify ----
+
+const FACTOR: &str = "2b306a77-21dc-4110-ba71-537cb56b9e98";
+const CHALLENGE: &str = "b824ca10-cc13-4250-adba-20ee6e5e7dcd";
+
+fn factors_mock(verb: &str, route: String, answer: ResponseTemplate) -> Mock {
+    Mock::given(method(verb))
+        .and(path(format!("/auth/v1{route}")))
+        .respond_with(answer)
+}
+
+/// The one Auth call a test expects, made with the user's token and the client IP.
+async fn only_user_call(app: &TestApp, verb: &str, route: &str, token: &str) -> wiremock::Request {
+    let requests = app.upstream_requests().await;
+    let calls: Vec<_> = requests
+        .iter()
+        .filter(|r| r.url.path() == format!("/auth/v1{route}") && r.method.as_str() == verb)
+        .collect();
+    assert_eq!(calls.len(), 1, "{verb} {route}");
+    assert_sent_as_user(calls[0], token);
+    assert_eq!(header_of(calls[0], "sb-forwarded-for"), Some("127.0.0.1"));
+    calls[0].clone()
+}
+
+#[tokio::test]
+async fn enrolling_a_totp_factor_asks_auth_and_passes_the_qr_code_on() {
+    let enrolled = json!({"id": FACTOR, "type": "totp", "friendly_name": "Phone app",
+        "totp": {"qr_code": "<svg/>", "secret": "JBSWY3DPEHPK3PXP", "uri": "otpauth://totp/x"}});
+    let app = TestApp::spawn_with_mocks(
+        vec![factors_mock(
+            "POST",
+            "/factors".into(),
+            ResponseTemplate::new(200).set_body_json(enrolled.clone()),
+        )],
+        |_| {},
+    )
+    .await;
+    let token = user_token(USER_A);
+    let res = app
+        .post("/api/auth/mfa/factors")
+        .bearer_auth(&token)
+        .json(&json!({"friendly_name": "Phone app"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()["cache-control"],
+        "private, no-cache, no-store, must-revalidate, max-age=0"
+    );
+    let (status, body) = json_of(res).await;
+    assert_eq!((status, body), (200, enrolled));
+    let call = only_user_call(&app, "POST", "/factors", &token).await;
+    assert_eq!(
+        body_json(&call),
+        json!({"factor_type": "totp", "friendly_name": "Phone app"})
+    );
+}
+
+#[tokio::test]
+async fn factors_are_listed_from_auths_user_and_removed_by_id() {
+    let factors = json!([{"id": FACTOR, "factor_type": "totp", "status": "verified"}]);
+    let app = TestApp::spawn_with_mocks(
+        vec![
+            auth_user_with_factors(factors.clone()),
+            factors_mock(
+                "DELETE",
+                format!("/factors/{FACTOR}"),
+                ResponseTemplate::new(200).set_body_json(json!({"id": FACTOR})),
+            ),
+        ],
+        |_| {},
+    )
+    .await;
+    let token = token_with_aal(USER_A, "aal2");
+    let (status, body) = json_of(
+        app.get("/api/auth/mfa/factors")
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"factors": factors})));
+    let (status, body) = json_of(
+        app.delete(&format!("/api/auth/mfa/factors/{FACTOR}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"id": FACTOR})));
+    only_user_call(&app, "DELETE", &format!("/factors/{FACTOR}"), &token).await;
+    let (status, body) = json_of(
+        app.delete("/api/auth/mfa/factors/not-a-uuid")
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, error_code(&body)), (400, "invalid_id"));
+}
+
+#[tokio::test]
+async fn a_challenge_is_asked_for_the_named_factor() {
+    let app = TestApp::spawn_with_mocks(
+        vec![factors_mock(
+            "POST",
+            format!("/factors/{FACTOR}/challenge"),
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": CHALLENGE, "type": "totp", "expires_at": 1767225900})),
+        )],
+        |_| {},
+    )
+    .await;
+    let token = user_token(USER_A);
+    let (status, body) = json_of(
+        app.post("/api/auth/mfa/challenge")
+            .bearer_auth(&token)
+            .json(&json!({"factor_id": FACTOR}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body["id"].clone()), (200, json!(CHALLENGE)));
+    only_user_call(
+        &app,
+        "POST",
+        &format!("/factors/{FACTOR}/challenge"),
+        &token,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn verifying_a_challenge_upgrades_the_cookie_session_to_aal2() {
+    let mut aal2 = session_of(USER_A);
+    aal2["access_token"] = json!(token_with_aal(USER_A, "aal2"));
+    aal2["refresh_token"] = json!("aal2-refresh");
+    // Auth's /factors/{id}/verify answer has no expires_at (auth-js adds it).
+    aal2.as_object_mut().unwrap().remove("expires_at");
+    let app = TestApp::spawn_with_mocks(
+        vec![factors_mock(
+            "POST",
+            format!("/factors/{FACTOR}/verify"),
+            ResponseTemplate::new(200).set_body_json(aal2),
+        )],
+        cookie_settings,
+    )
+    .await;
+    let token = token_with_aal(USER_A, "aal1");
+    let res = app
+        .post("/api/auth/mfa/verify")
+        .bearer_auth(&token)
+        .json(&json!({"factor_id": FACTOR, "challenge_id": CHALLENGE, "code": "123456"}))
+        .send()
+        .await
+        .unwrap();
+    let cookies = set_cookies(&res);
+    let (status, body) = json_of(res).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["refresh_token"], "aal2-refresh");
+    let written = cookies
+        .iter()
+        .find(|c| c.starts_with(&format!("{COOKIE}=base64-")))
+        .expect("session cookie rewritten");
+    let value = written
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches(&format!("{COOKIE}=base64-"));
+    use base64::Engine;
+    let stored: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(value)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stored["refresh_token"], "aal2-refresh");
+    assert!(
+        stored["expires_at"].is_i64(),
+        "expires_at filled in as auth-js does"
+    );
+    let call = only_user_call(&app, "POST", &format!("/factors/{FACTOR}/verify"), &token).await;
+    assert_eq!(
+        body_json(&call),
+        json!({"challenge_id": CHALLENGE, "code": "123456"})
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_or_malformed_mfa_code_is_refused_with_its_own_code() {
+    let app = TestApp::spawn_with_mocks(
+        vec![factors_mock(
+            "POST",
+            format!("/factors/{FACTOR}/verify"),
+            ResponseTemplate::new(422).set_body_json(
+                json!({"code": "mfa_verification_failed", "message": "Invalid TOTP code entered"}),
+            ),
+        )],
+        |_| {},
+    )
+    .await;
+    let token = user_token(USER_A);
+    let verify = |code: &str| {
+        app.post("/api/auth/mfa/verify")
+            .bearer_auth(&token)
+            .json(&json!({"factor_id": FACTOR, "challenge_id": CHALLENGE, "code": code}))
+            .send()
+    };
+    let (status, body) = json_of(verify("654321").await.unwrap()).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (422, "mfa_verification_failed")
+    );
+    let (status, body) = json_of(verify("12ab").await.unwrap()).await;
+    assert_eq!(status, 400);
+    assert_field_error(&body, "code");
+    assert_eq!(app.upstream_requests().await.len(), 1);
+}
