@@ -351,6 +351,13 @@ pub async fn anonymous(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
+    // No body means no metadata; a JSON `null` is a wrong body, not an absent one.
+    if body.trim_ascii() == b"null" {
+        return Err(ApiError::validation(
+            json!({}),
+            vec!["Expected a JSON object".to_owned()],
+        ));
+    }
     let data = optional_body::<AnonymousBody>(&req, &state, &body)?
         .and_then(|b| b.data)
         .map_or_else(Map::new, |d| d.0);

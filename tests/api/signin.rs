@@ -98,6 +98,27 @@ async fn anonymous_sign_in_without_a_body_sends_empty_data() {
 }
 
 #[tokio::test]
+async fn anonymous_sign_in_refuses_a_body_that_is_not_an_object() {
+    let app = TestApp::spawn().await;
+    for body in ["null", "[]", "\"x\""] {
+        let res = app
+            .post("/api/auth/anonymous")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let (status, answer) = json_of(res).await;
+        assert_eq!(
+            (status, error_code(&answer)),
+            (400, "validation_failed"),
+            "{body}"
+        );
+    }
+    assert!(app.upstream_requests().await.is_empty());
+}
+
+#[tokio::test]
 async fn anonymous_sign_in_disabled_in_auth_is_403_provider_disabled() {
     let app = TestApp::spawn_with_mocks(
         vec![signup_mock(ResponseTemplate::new(422).set_body_json(
