@@ -2292,7 +2292,7 @@ export interface operations {
             cookie?: never;
         };
         /** @description Optional: send no body for an anonymous user without metadata. */
-        requestBody: {
+        requestBody?: {
             content: {
                 "application/json": components["schemas"]["AnonymousBody"];
             };
