@@ -274,7 +274,8 @@ export interface paths {
         };
         /** `GET /api/auth/user` → 200 the Supabase user object. */
         get: operations["getAuthUser"];
-        put?: never;
+        /** `PUT /api/auth/user` → 200 the updated Supabase user. */
+        put: operations["updateAuthUser"];
         post?: never;
         delete?: never;
         options?: never;
@@ -296,6 +297,183 @@ export interface paths {
          *     cannot tell whether an account exists. Only an unreachable or failing Auth is reported.
          */
         post: operations["recoverPassword"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/anonymous": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * `POST /api/auth/anonymous` → 200 session of a new anonymous user (Auth's `POST /signup`
+         *     without email or phone).
+         */
+        post: operations["signInAnonymously"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/otp": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** `POST /api/auth/otp` → 200: Auth mailed the link/code or texted the code. */
+        post: operations["sendOtp"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** `POST /api/auth/verify` → 200 session (cookie written). */
+        post: operations["verifyOtp"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/confirm": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /api/auth/confirm?token_hash=&type=&next=` → 303 to `next` with the cookie session. */
+        get: operations["confirmEmailLink"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/oauth/{provider}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * `GET /api/auth/oauth/{provider}?next=` → 302 to Auth's `/authorize` with a fresh PKCE
+         *     challenge; the verifier waits in the `...-code-verifier` cookie.
+         */
+        get: operations["startOAuth"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/callback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /api/auth/callback?code=&next=` → 303 to `next` with the cookie session. */
+        get: operations["oauthCallback"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/mfa/factors": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** `GET /api/auth/mfa/factors` → 200 `{factors}` (from Auth's user, as auth-js `listFactors`). */
+        get: operations["listFactors"];
+        put?: never;
+        /** `POST /api/auth/mfa/factors` → 200 the new (unverified) TOTP factor with its QR code. */
+        post: operations["enrollFactor"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/mfa/factors/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** `DELETE /api/auth/mfa/factors/{id}` → 200 `{id}`. */
+        delete: operations["unenrollFactor"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/mfa/challenge": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** `POST /api/auth/mfa/challenge` → 200 `{id, type, expires_at}`. */
+        post: operations["challengeFactor"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/mfa/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** `POST /api/auth/mfa/verify` → 200 the `aal2` session (cookies rewritten). */
+        post: operations["verifyFactor"];
         delete?: never;
         options?: never;
         head?: never;
@@ -338,6 +516,17 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * @example {
+         *       "data": {
+         *         "theme": "dark"
+         *       }
+         *     }
+         */
+        AnonymousBody: {
+            /** @description Becomes `user_metadata` (at most 4 KiB of JSON). Never used for authorization. */
+            data?: Record<string, never> | null;
+        };
         /**
          * @description The caller's subscription as the webhooks stored it, or `{"status": "none"}` (the other
          *     fields absent).
@@ -432,6 +621,41 @@ export interface components {
              *     `/ready`, `{reasons}` for `weak_password`.
              */
             details?: Record<string, never>;
+        };
+        /**
+         * @example {
+         *       "factor_id": "2b306a77-21dc-4110-ba71-537cb56b9e98"
+         *     }
+         */
+        FactorChallengeBody: {
+            /** Format: uuid */
+            factor_id: string;
+        };
+        /**
+         * @example {
+         *       "friendly_name": "Phone app"
+         *     }
+         */
+        FactorEnrollBody: {
+            /** @description Shown in the user's factor list; unique per user. */
+            friendly_name?: string | null;
+            /** @description The issuer the authenticator app shows (Auth's default: the Site URL's host). */
+            issuer?: string | null;
+        };
+        /**
+         * @example {
+         *       "challenge_id": "b824ca10-cc13-4250-adba-20ee6e5e7dcd",
+         *       "code": "123456",
+         *       "factor_id": "2b306a77-21dc-4110-ba71-537cb56b9e98"
+         *     }
+         */
+        FactorVerifyBody: {
+            /** Format: uuid */
+            factor_id: string;
+            /** Format: uuid */
+            challenge_id: string;
+            /** @description The 6-digit code from the authenticator app. */
+            code: string;
         };
         /**
          * @description `GET /health`.
@@ -541,6 +765,29 @@ export interface components {
             password: string;
         };
         /**
+         * @example {
+         *       "email": "ada@example.com"
+         *     }
+         */
+        OtpBody: {
+            /**
+             * Format: email
+             * @description Mails a magic link and code. Exactly one of `email` and `phone`.
+             */
+            email?: string | null;
+            /**
+             * @description Texts a code (needs a phone provider in Auth).
+             * @example +14155550123
+             */
+            phone?: string | null;
+            /** @description Create the account when there is none (default `true`, as in Auth and auth-js). */
+            create_user?: boolean | null;
+            /** @description `user_metadata` for an account this creates (at most 4 KiB of JSON). */
+            data?: Record<string, never> | null;
+            /** @description Phone only: `sms` (default) or `whatsapp`. */
+            channel?: null | ("sms" | "whatsapp");
+        };
+        /**
          * @description A profile (one per Supabase user, created by a database trigger).
          * @example {
          *       "avatar_url": "https://example.com/ada.png",
@@ -582,16 +829,13 @@ export interface components {
             avatar_url?: string | null;
         };
         /**
-         * @description `GET /ready` when every check passes. (When one fails the answer is a 503 `ErrorBody` with
+         * @description `GET /ready` when both probes pass. (When one fails the answer is a 503 `ErrorBody` with
          *     the same `checks` under `details`.)
          * @example {
          *       "checks": {
          *         "auth": {
          *           "ok": true,
          *           "status": 200
-         *         },
-         *         "item_limit": {
-         *           "ok": true
          *         },
          *         "rest": {
          *           "ok": true,
@@ -616,15 +860,10 @@ export interface components {
             /** @description Why the probe failed (connection error, timeout), when it did. */
             error?: string | null;
         };
-        /** @description The readiness checks. */
+        /** @description The two readiness probes. */
         ReadyChecks: {
             auth: components["schemas"]["ReadyCheck"];
             rest: components["schemas"]["ReadyCheck"];
-            /**
-             * @description `business.free_item_limit` is written to the database (which enforces it); needs the
-             *     secret key.
-             */
-            item_limit: components["schemas"]["ReadyCheck"];
         };
         /**
          * @description `POST /api/auth/recover`'s answer, the same whether or not the account exists.
@@ -730,6 +969,24 @@ export interface components {
             } | null;
         };
         /**
+         * @example {
+         *       "email": "ada@example.com",
+         *       "password": "correct horse battery"
+         *     }
+         */
+        UpdateUserBody: {
+            /**
+             * Format: email
+             * @description A new address (Auth mails a confirmation link). On an anonymous user this is the
+             *     conversion to a permanent account.
+             */
+            email?: string | null;
+            /** @description An anonymous user may set one only together with `email` (Auth's rule). */
+            password?: string | null;
+            /** @description Replaces keys of `user_metadata` (at most 4 KiB of JSON). */
+            data?: Record<string, never> | null;
+        };
+        /**
          * @description The `get_user_stats(user_id)` RPC's answer, one object.
          * @example {
          *       "avg_price": 49.9,
@@ -753,6 +1010,27 @@ export interface components {
              * @description `null` when the user owns no items.
              */
             last_item_at: string | null;
+        };
+        /**
+         * @example {
+         *       "email": "ada@example.com",
+         *       "token": "123456",
+         *       "type": "email"
+         *     }
+         */
+        VerifyBody: {
+            /**
+             * @description `email` for an emailed code; `sms` / `phone_change` with `phone`; `signup`, `invite`,
+             *     `magiclink`, `recovery`, `email_change` for a link's `token_hash`.
+             */
+            type: "email" | "signup" | "invite" | "magiclink" | "recovery" | "email_change" | "sms" | "phone_change";
+            /** @description The typed code; with `email` or `phone`. */
+            token?: string | null;
+            /** @description From the link in the email (`{{ .TokenHash }}`); alone, without `email`/`phone`. */
+            token_hash?: string | null;
+            /** Format: email */
+            email?: string | null;
+            phone?: string | null;
         };
         /**
          * @description A webhook delivery was stored (or had been already: `duplicate`).
@@ -800,7 +1078,7 @@ export interface components {
                 "application/json": components["schemas"]["ErrorBody"];
             };
         };
-        /** @description Authenticated but not allowed (`forbidden`): not the owner, not an admin, or refused by row-level security. */
+        /** @description Authenticated but not allowed (`forbidden`): not the owner, not an admin, or refused by row-level security. `anonymous_not_allowed`: an anonymous sign-in on a write (unless `business.allow_anonymous_writes`) or on billing. `mfa_required`: an `aal1` session on an operation listed in `sign_in.aal2_routes` (`details.hint` says how to step up). */
         Forbidden: {
             headers: {
                 /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
@@ -957,7 +1235,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Supabase Auth and PostgREST answer, and the database holds the configured item limit */
+            /** @description Supabase Auth and PostgREST both answer */
             200: {
                 headers: {
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
@@ -1905,6 +2183,74 @@ export interface operations {
             504: components["responses"]["Timeout"];
         };
     };
+    updateAuthUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateUserBody"];
+            };
+        };
+        responses: {
+            /** @description The updated Supabase user. An anonymous user given an `email` keeps its id (and so every row it owns); it stays anonymous (`is_anonymous` in the token) until the address is confirmed through the mailed link and the session refreshed */
+            200: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SupabaseUser"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `user_already_exists`: the address belongs to another account */
+            409: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "user_already_exists",
+                     *       "error": "An account with this email already exists"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            /** @description `weak_password` or `same_password` */
+            422: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "weak_password",
+                     *       "error": "The password is too weak"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: components["responses"]["RateLimited"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
     recoverPassword: {
         parameters: {
             query?: never;
@@ -1932,6 +2278,533 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["RateLimited"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
+    signInAnonymously: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Optional: send no body for an anonymous user without metadata. */
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["AnonymousBody"];
+            };
+        };
+        responses: {
+            /** @description A session whose access token carries `is_anonymous: true`: it reads what signed-in users read, writes answer 403 `anonymous_not_allowed` unless `business.allow_anonymous_writes`, and billing is refused */
+            200: {
+                headers: {
+                    /** @description `private, no-cache, no-store, must-revalidate, max-age=0` */
+                    "Cache-Control"?: string;
+                    /** @description The `@supabase/ssr` session cookies, when cookie sessions are enabled */
+                    "Set-Cookie"?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Session"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            /** @description `provider_disabled` (anonymous sign-ins are off for the project) or `signup_disabled`; also 400 `captcha_failed` */
+            403: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "provider_disabled",
+                     *       "error": "This sign-in method is disabled for the project"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["RateLimited"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
+    sendOtp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["OtpBody"];
+            };
+        };
+        responses: {
+            /** @description Sent. `message_id` when Auth's SMS provider returned one */
+            200: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /** @example {} */
+                    "application/json": Record<string, never>;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            /** @description `signup_disabled` (no account and `create_user` false, or sign-ups off) or `provider_disabled` (email or phone sign-in off) */
+            403: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "signup_disabled",
+                     *       "error": "Sign-ups are disabled"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["RateLimited"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
+    verifyOtp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["VerifyBody"];
+            };
+        };
+        responses: {
+            /** @description A session (for `email_change` with secure email change on, Auth's `{msg}` until the second address confirms too) */
+            200: {
+                headers: {
+                    /** @description `private, no-cache, no-store, must-revalidate, max-age=0` */
+                    "Cache-Control"?: string;
+                    /** @description The `@supabase/ssr` session cookies, when cookie sessions are enabled */
+                    "Set-Cookie"?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Session"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            /** @description `otp_expired`: the code or link is wrong, used or expired (with `WWW-Authenticate: Bearer`) */
+            401: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "otp_expired",
+                     *       "error": "The code or link is invalid or has expired"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["RateLimited"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
+    confirmEmailLink: {
+        parameters: {
+            query: {
+                /** @description `{{ .TokenHash }}` from the email template. */
+                token_hash: string;
+                /** @description `{{ .Type }}`: `signup`, `invite`, `magiclink`, `recovery`, `email_change` or `email`. */
+                type: "email" | "signup" | "invite" | "magiclink" | "recovery" | "email_change" | "sms" | "phone_change";
+                /**
+                 * @description Where to go afterwards: a path on this site (default `/`). Absolute URLs, `//host`,
+                 *     `/\host`, their encoded forms and control characters are refused (400).
+                 * @example /account
+                 */
+                next?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Verified: the session is in the `@supabase/ssr` cookies (`cookies.enabled` must be on) and the browser goes to `next` */
+            303: {
+                headers: {
+                    /** @description `next`, a path on this site */
+                    Location?: string;
+                    /** @description The session cookies */
+                    "Set-Cookie"?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            /** @description `otp_expired`: the link is wrong, used or expired */
+            401: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "otp_expired",
+                     *       "error": "The code or link is invalid or has expired"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: components["responses"]["RateLimited"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
+    startOAuth: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Where to go after signing in: a path on this site (default `/`).
+                 * @example /account
+                 */
+                next?: string;
+            };
+            header?: never;
+            path: {
+                /** @description One of `sign_in.oauth_providers` (Auth's names: `github`, `google`, ...) */
+                provider: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description To `{supabase}/auth/v1/authorize?provider=…&redirect_to={public_url}/api/auth/callback?next=…&code_challenge=…&code_challenge_method=s256` */
+            302: {
+                headers: {
+                    /** @description Auth's authorize URL */
+                    Location?: string;
+                    /** @description `sb-<ref>-auth-token-code-verifier` (HttpOnly, `sign_in.code_verifier_max_age_secs`) */
+                    "Set-Cookie"?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            /** @description `not_found`: the provider is not in `sign_in.oauth_providers` */
+            404: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "not_found",
+                     *       "error": "Unknown sign-in provider"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: components["responses"]["RateLimited"];
+        };
+    };
+    oauthCallback: {
+        parameters: {
+            query?: {
+                /** @description The auth code (a UUID) for the pkce grant. */
+                code?: string;
+                /** @description Set by `/api/auth/oauth/{provider}`: a path on this site. */
+                next?: string;
+                /** @description The provider or Auth refused (`access_denied`, `server_error`, ...). */
+                error?: string;
+                error_code?: string;
+                error_description?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Signed in: the session is in the `@supabase/ssr` cookies, the code-verifier cookie is cleared */
+            303: {
+                headers: {
+                    /** @description `next` */
+                    Location?: string;
+                    /** @description The session cookies and the verifier's deletion */
+                    "Set-Cookie"?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `oauth_failed` (the provider or Auth refused: `details` has Auth's `error`, `error_code`, `error_description`), `code_verifier_missing` (no sign-in was started in this browser, or its cookie expired), `code_verifier_mismatch`, `oauth_code_invalid` (unknown or already used code), `oauth_code_expired`, `validation_failed`. The verifier cookie is cleared in every case */
+            400: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "oauth_code_invalid",
+                     *       "error": "This sign-in link was already used or is unknown; start the sign-in again"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: components["responses"]["RateLimited"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
+    listFactors: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description `{factors: [{id, factor_type, friendly_name, status (verified | unverified), created_at, updated_at}]}` */
+            200: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            429: components["responses"]["RateLimited"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
+    enrollFactor: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FactorEnrollBody"];
+            };
+        };
+        responses: {
+            /** @description Auth's answer: `{id, type: "totp", friendly_name, totp: {qr_code (SVG), secret, uri}}`; the factor stays `unverified` until a challenge is verified */
+            200: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `mfa_required` (an aal1 session of a user who already has a verified factor); anonymous users have no factors */
+            403: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["RateLimited"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
+    unenrollFactor: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Factor id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description `{id}` of the removed factor */
+            200: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description `mfa_required`: removing a verified factor needs an aal2 session */
+            403: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["RateLimited"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
+    challengeFactor: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FactorChallengeBody"];
+            };
+        };
+        responses: {
+            /** @description The challenge: `{id, type, expires_at}` (valid 300 s; verify from the same client IP) */
+            200: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["RateLimited"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
+    verifyFactor: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FactorVerifyBody"];
+            };
+        };
+        responses: {
+            /** @description A new session whose access token says `aal: aal2`; with cookie sessions the `@supabase/ssr` cookies are rewritten with it. The first verify of a factor also marks it `verified` */
+            200: {
+                headers: {
+                    /** @description The session cookies, when cookie sessions are enabled */
+                    "Set-Cookie"?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Session"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            /** @description `mfa_verification_failed` (wrong code), `mfa_challenge_expired`, `mfa_ip_address_mismatch` */
+            422: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "mfa_verification_failed",
+                     *       "error": "The code is not correct"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             429: components["responses"]["RateLimited"];
             502: components["responses"]["BadGateway"];
             503: components["responses"]["Unavailable"];
@@ -1979,7 +2852,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Queued for the worker (`stripe.processing = "queue"`) or stored (`"inline"`), or a duplicate delivery (`duplicate: true`); other event types are acknowledged unprocessed */
+            /** @description Stored (or a duplicate delivery: `duplicate: true`); other event types are acknowledged unprocessed */
             200: {
                 headers: {
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */

@@ -115,6 +115,24 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(200, USER)
         if path == "/recover" and method == "POST":
             return self.send(200, {})
+        # The sign-in flows (docs/sign-in.md): codes, links, conversion, MFA.
+        if path == "/otp" and method == "POST":
+            return self.send(200, {})
+        if path == "/verify" and method == "POST":
+            return self.send(200, SESSION)
+        if path == "/user" and method == "PUT":
+            return self.send(200, USER)
+        if path == "/factors" and method == "POST":
+            return self.send(200, {"id": str(uuid.uuid4()), "type": "totp", "friendly_name": "stub",
+                                   "totp": {"qr_code": "<svg/>", "secret": "JBSWY3DPEHPK3PXP",
+                                            "uri": "otpauth://totp/stub"}})
+        factor = re.fullmatch(r"/factors/([0-9a-f-]{36})(/challenge|/verify)?", path)
+        if factor and method == "DELETE" and not factor.group(2):
+            return self.send(200, {"id": factor.group(1)})
+        if factor and method == "POST" and factor.group(2) == "/challenge":
+            return self.send(200, {"id": str(uuid.uuid4()), "type": "totp", "expires_at": 4102444800})
+        if factor and method == "POST" and factor.group(2) == "/verify":
+            return self.send(200, SESSION)
         if path == "/admin/users" and method == "POST":
             new_id = str(uuid.uuid4())
             TABLES["profiles"][new_id] = {

@@ -93,6 +93,8 @@ pub struct Settings {
     pub cookies: CookieSettings,
     pub rate_limit: RateLimitSettings,
     pub business: BusinessSettings,
+    #[serde(default)]
+    pub sign_in: SignInSettings,
     pub stripe: StripeSettings,
     pub metrics: MetricsSettings,
     #[serde(default)]
@@ -366,6 +368,48 @@ fn default_redis_timeout_ms() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct BusinessSettings {
     pub free_item_limit: u32,
+    /// Anonymous sign-ins may write (create items, edit their profile). Off: 403
+    /// `anonymous_not_allowed`. The RLS policies read the same switch from
+    /// `private.settings` (see the anonymous migration); set both together.
+    #[serde(default)]
+    pub allow_anonymous_writes: bool,
+}
+
+/// `[sign_in]`: OAuth sign-in through Supabase Auth (PKCE).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignInSettings {
+    /// Providers `/api/auth/oauth/{provider}` accepts, by Auth's names (`github`, `google`,
+    /// ...); each must be enabled in the Supabase project too. Empty: OAuth is off.
+    pub oauth_providers: Vec<String>,
+    /// supagate's origin as browsers reach it (`https://app.example.com` behind the Next.js
+    /// rewrite). Auth sends the browser back to `{public_url}/api/auth/callback`, which must be
+    /// in the project's redirect allow list.
+    pub public_url: String,
+    /// Supabase's URL as browsers reach it, when it differs from `supabase.url` (a private
+    /// address inside a cluster). Empty: `supabase.url`.
+    pub supabase_public_url: String,
+    /// Lifetime of the code-verifier cookie (Auth's flow state lives 300 s by default).
+    pub code_verifier_max_age_secs: u64,
+    /// Operations (`"METHOD /template"`, as in /openapi.json) that need an `aal2` session:
+    /// an `aal1` caller gets 403 `mfa_required`.
+    pub aal2_routes: Vec<String>,
+    /// Off (default): a user with no verified factor passes an `aal2` route (nothing to step
+    /// up with; Auth is asked). On: such a user is refused too.
+    pub aal2_requires_factor: bool,
+}
+
+impl Default for SignInSettings {
+    fn default() -> Self {
+        Self {
+            oauth_providers: Vec::new(),
+            public_url: String::new(),
+            supabase_public_url: String::new(),
+            code_verifier_max_age_secs: 600,
+            aal2_routes: Vec::new(),
+            aal2_requires_factor: false,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -555,6 +599,7 @@ impl Settings {
             ));
         }
         self.validate_worker()?;
+        self.validate_sign_in()?;
         for proxy in &self.server.trusted_proxies {
             parse_ip_net(proxy).ok_or_else(|| {
                 ConfigError::invalid(
@@ -594,6 +639,65 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    fn validate_sign_in(&self) -> Result<(), ConfigError> {
+        let sign_in = &self.sign_in;
+        for route in &sign_in.aal2_routes {
+            if crate::server::served_route(route).is_none() {
+                return Err(ConfigError::invalid(
+                    "sign_in.aal2_routes",
+                    format!("`{route}` is no route supagate serves (write \"METHOD /path/{{param}}\" as /openapi.json lists it)"),
+                ));
+            }
+        }
+        if sign_in.oauth_providers.is_empty() {
+            return Ok(());
+        }
+        for provider in &sign_in.oauth_providers {
+            if provider.is_empty()
+                || !provider
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            {
+                return Err(ConfigError::invalid(
+                    "sign_in.oauth_providers",
+                    format!("`{provider}` is not a provider name (a-z, 0-9, _ and -)"),
+                ));
+            }
+        }
+        let is_origin = |raw: &str| {
+            Url::parse(raw).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https") && u.host_str().is_some() && u.path() == "/"
+            })
+        };
+        if !is_origin(&sign_in.public_url) {
+            return Err(ConfigError::invalid(
+                "sign_in.public_url",
+                "must be supagate's public origin (http(s)://host[:port]) when oauth_providers is set",
+            ));
+        }
+        if !sign_in.supabase_public_url.is_empty() && !is_origin(&sign_in.supabase_public_url) {
+            return Err(ConfigError::invalid(
+                "sign_in.supabase_public_url",
+                "must be an http(s) origin",
+            ));
+        }
+        if !self.cookies.enabled {
+            return Err(ConfigError::invalid(
+                "sign_in.oauth_providers",
+                "OAuth sign-in ends in a cookie session: set cookies.enabled = true",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Where browsers go for Supabase Auth's `/authorize`.
+    pub fn supabase_public_base(&self) -> &str {
+        match self.sign_in.supabase_public_url.trim_end_matches('/') {
+            "" => self.supabase_base(),
+            url => url,
+        }
     }
 
     /// `{url}` without a trailing slash.
@@ -645,7 +749,12 @@ fn toml_string(settings: &Settings) -> String {
 /// `u16`, and list settings accept comma-separated values.
 fn env_value(key: &str, raw: &str) -> serde_json::Value {
     use serde_json::Value;
-    const LIST_KEYS: &[&str] = &["cors.allowed_origins", "server.trusted_proxies"];
+    const LIST_KEYS: &[&str] = &[
+        "cors.allowed_origins",
+        "server.trusted_proxies",
+        "sign_in.oauth_providers",
+        "sign_in.aal2_routes",
+    ];
     if LIST_KEYS.contains(&key) {
         return Value::Array(
             raw.split(',')

@@ -10,7 +10,9 @@ use actix_web::http::{header, Method};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
-use crate::api::{self, billing, categories, health, items, session, users, webhooks, Route};
+use crate::api::{
+    self, billing, categories, health, items, mfa, session, signin, users, webhooks, Route,
+};
 use crate::config::Settings;
 use crate::middleware::{request_context, REQUEST_ID};
 use crate::state::AppState;
@@ -165,6 +167,18 @@ pub fn routes() -> Vec<Route> {
         route!(session::logout),
         route!(session::user),
         route!(session::recover),
+        route!(session::anonymous),
+        route!(session::update_user),
+        route!(signin::otp),
+        route!(signin::verify),
+        route!(signin::confirm),
+        route!(signin::oauth),
+        route!(signin::callback),
+        route!(mfa::enroll),
+        route!(mfa::list),
+        route!(mfa::unenroll),
+        route!(mfa::challenge),
+        route!(mfa::verify),
         route!(billing::subscription),
         // Stripe signs the raw bytes, so this resource reads them itself under its own limit.
         route!(webhooks::stripe).with_resource(|resource, settings| {
@@ -173,6 +187,17 @@ pub fn routes() -> Vec<Route> {
             ))
         }),
     ]
+}
+
+/// The served operation `spec` (`"METHOD /template"`, as /openapi.json lists it) names.
+pub fn served_route(spec: &str) -> Option<(Method, String)> {
+    let (method, path) = spec.trim().split_once(' ')?;
+    let method = Method::from_bytes(method.as_bytes()).ok()?;
+    let path = path.trim();
+    routes()
+        .iter()
+        .find(|r| r.path() == path && r.methods().contains(&method))
+        .map(|r| (method, r.path().to_owned()))
 }
 
 /// Registers [`routes`] on the app, plus `/metrics` when it is served on the main listener.

@@ -6,6 +6,7 @@ mod db {
     pub mod cluster;
     pub mod support;
 
+    mod anonymous;
     mod billing;
     mod constraints;
     mod event_order;

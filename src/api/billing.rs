@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::auth::User;
+use crate::auth::Permanent;
 use crate::error::ApiResult;
 use crate::openapi::responses;
 use crate::state::AppState;
@@ -40,7 +40,10 @@ pub(crate) struct BillingSubscription {
         (status = 403, response = responses::Forbidden),
     )
 )]
-pub async fn subscription(state: web::Data<AppState>, User(user): User) -> ApiResult<HttpResponse> {
+pub async fn subscription(
+    state: web::Data<AppState>,
+    Permanent(user): Permanent,
+) -> ApiResult<HttpResponse> {
     let body = match state.supabase.subscription_of(&user).await? {
         Some(sub) => BillingSubscription {
             status: sub.status,

@@ -77,6 +77,12 @@ impl FromJson for String {
     }
 }
 
+impl FromJson for bool {
+    fn from_json(raw: &RawValue) -> Result<Self, Problem> {
+        serde_json::from_str(raw.get()).map_err(|_| "must be true or false".into())
+    }
+}
+
 impl FromJson for Uuid {
     fn from_json(raw: &RawValue) -> Result<Self, Problem> {
         Uuid::parse_str(&String::from_json(raw)?).map_err(|_| "must be a valid UUID".into())

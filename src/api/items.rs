@@ -15,7 +15,7 @@ use super::input::{
     Body, Change, FromBody, FromJson, FromParam, FromParams, JsonFields, NoParams, Params, Problem,
     QueryFields,
 };
-use crate::auth::{AuthUser, MaybeUser, User};
+use crate::auth::{AuthUser, MaybeUser, Writer};
 use crate::error::{ApiError, ApiResult};
 use crate::openapi::responses;
 use crate::rules::ownership::{may_modify, Actor};
@@ -495,7 +495,7 @@ impl ItemPatch {
 )]
 pub async fn create(
     state: web::Data<AppState>,
-    User(user): User,
+    Writer(user): Writer,
     Body(input): Body<ItemInput>,
     _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
@@ -571,7 +571,7 @@ async fn update_with(
 )]
 pub async fn replace(
     state: web::Data<AppState>,
-    User(user): User,
+    Writer(user): Writer,
     id: web::Path<Uuid>,
     Body(input): Body<ItemInput>,
     _: Params<NoParams>,
@@ -599,7 +599,7 @@ pub async fn replace(
 )]
 pub async fn patch(
     state: web::Data<AppState>,
-    User(user): User,
+    Writer(user): Writer,
     id: web::Path<Uuid>,
     Body(patch): Body<ItemPatch>,
     _: Params<NoParams>,
@@ -624,7 +624,7 @@ pub async fn patch(
 )]
 pub async fn delete(
     state: web::Data<AppState>,
-    User(user): User,
+    Writer(user): Writer,
     id: web::Path<Uuid>,
     _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {

@@ -7,7 +7,9 @@ pub(crate) mod common;
 pub(crate) mod health;
 pub mod input;
 pub mod items;
+pub(crate) mod mfa;
 pub(crate) mod session;
+pub(crate) mod signin;
 pub mod users;
 pub(crate) mod webhooks;
 

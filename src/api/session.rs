@@ -1,4 +1,4 @@
-//! `/api/auth/*`: register, login, refresh, logout, user, recover — forwarded to Supabase
+//! `/api/auth/*`: register, login, anonymous, refresh, logout, user (read, update), recover — forwarded to Supabase
 //! Auth with our validation, rate limits, the client's IP (`Sb-Forwarded-For`), Auth's error
 //! table (`supabase::gotrue`) and `@supabase/ssr` cookies (`auth::cookie`).
 
@@ -25,7 +25,7 @@ use crate::supabase::gotrue::{AuthCall, AuthError, ForClient, LogoutScope};
 const MAX_DATA_BYTES: usize = 4096;
 
 /// The client an Auth call is made for (its IP goes out as `Sb-Forwarded-For`).
-fn for_client(req: &HttpRequest, state: &AppState) -> ForClient {
+pub(super) fn for_client(req: &HttpRequest, state: &AppState) -> ForClient {
     ForClient(state.limiter.client_ip(req))
 }
 
@@ -122,7 +122,7 @@ impl FromJson for AuthPassword {
 
 /// `user_metadata` for a new account: a JSON object of at most 4 KiB, because it lands in
 /// every access token.
-pub struct Metadata(Map<String, Value>);
+pub struct Metadata(pub(super) Map<String, Value>);
 
 impl FromJson for Metadata {
     fn from_json(raw: &RawValue) -> Result<Self, Problem> {
@@ -145,6 +145,54 @@ impl FromJson for RefreshToken {
             return Err("must be 1 to 4096 characters long".into());
         }
         Ok(Self(text))
+    }
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"data": {"theme": "dark"}}))]
+pub struct AnonymousBody {
+    /// Becomes `user_metadata` (at most 4 KiB of JSON). Never used for authorization.
+    #[schema(value_type = Option<Object>)]
+    data: Option<Metadata>,
+}
+
+impl FromBody for AnonymousBody {
+    fn from_body(f: &mut JsonFields) -> Option<Self> {
+        Some(Self {
+            data: f.optional("data")?,
+        })
+    }
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery"}))]
+pub struct UpdateUserBody {
+    /// A new address (Auth mails a confirmation link). On an anonymous user this is the
+    /// conversion to a permanent account.
+    #[schema(value_type = Option<String>, format = Email, max_length = 254)]
+    email: Option<Email>,
+    /// An anonymous user may set one only together with `email` (Auth's rule).
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 1024)]
+    password: Option<AuthPassword>,
+    /// Replaces keys of `user_metadata` (at most 4 KiB of JSON).
+    #[schema(value_type = Option<Object>)]
+    data: Option<Metadata>,
+}
+
+impl FromBody for UpdateUserBody {
+    fn from_body(f: &mut JsonFields) -> Option<Self> {
+        let email = f.optional("email");
+        let password = f.optional("password");
+        let data = f.optional("data");
+        let body = Self {
+            email: email?,
+            password: password?,
+            data: data?,
+        };
+        if body.email.is_none() && body.password.is_none() && body.data.is_none() {
+            f.form_problem("At least one field is required");
+        }
+        Some(body)
     }
 }
 
@@ -265,13 +313,64 @@ pub async fn login(
         )
         .await
         .map_err(|e| e.into_api(AuthCall::PasswordGrant))?;
+    session_answer(&req, &state, session)
+}
+
+/// 200 with Auth's session as it came, stored in the session cookie (when cookies are on).
+pub(super) fn session_answer(
+    req: &HttpRequest,
+    state: &AppState,
+    session: web::Bytes,
+) -> ApiResult<HttpResponse> {
     let stored = stored_session(&session)
-        .ok_or_else(|| ApiError::upstream_error("auth: token grant without a session"))?;
-    state.session_cookie.store(&req, stored.session_json);
+        .ok_or_else(|| ApiError::upstream_error("auth: answered without a session"))?;
+    state.session_cookie.store(req, stored.session_json);
     let mut res = HttpResponse::Ok();
     token_headers(&mut res);
     res.content_type(header::ContentType::json());
     Ok(res.body(session))
+}
+
+/// `POST /api/auth/anonymous` → 200 session of a new anonymous user (Auth's `POST /signup`
+/// without email or phone).
+#[utoipa::path(
+    post,
+    path = "/api/auth/anonymous",
+    operation_id = "signInAnonymously",
+    tag = "auth",
+    request_body(content = AnonymousBody, description = "Optional: send no body for an anonymous user without metadata."),
+    security(()),
+    responses(
+        responses::UpstreamErrors,
+        responses::BodyErrors,
+        (status = 200, description = "A session whose access token carries `is_anonymous: true`: it reads what signed-in users read, writes answer 403 `anonymous_not_allowed` unless `business.allow_anonymous_writes`, and billing is refused", body = Session, headers(("Cache-Control" = String, description = "`private, no-cache, no-store, must-revalidate, max-age=0`"), ("Set-Cookie" = String, description = "The `@supabase/ssr` session cookies, when cookie sessions are enabled"))),
+        (status = 400, response = responses::BadRequest),
+        (status = 403, description = "`provider_disabled` (anonymous sign-ins are off for the project) or `signup_disabled`; also 400 `captcha_failed`", body = crate::error::ErrorBody, example = json!({"error": "This sign-in method is disabled for the project", "code": "provider_disabled"})),
+        (status = 429, response = responses::RateLimited),
+    )
+)]
+pub async fn anonymous(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    // No body means no metadata; a JSON `null` is a wrong body, not an absent one.
+    if body.trim_ascii() == b"null" {
+        return Err(ApiError::validation(
+            json!({}),
+            vec!["Expected a JSON object".to_owned()],
+        ));
+    }
+    let data = optional_body::<AnonymousBody>(&req, &state, &body)?
+        .and_then(|b| b.data)
+        .map_or_else(Map::new, |d| d.0);
+    // auth-js `signInAnonymously`: `POST /signup` with `data` and no email or phone.
+    let session = state
+        .supabase
+        .signup(&json!({ "data": data }), for_client(&req, &state))
+        .await
+        .map_err(|e| e.into_api(AuthCall::Signup))?;
+    session_answer(&req, &state, session.to_string().into())
 }
 
 /// `POST /api/auth/refresh` → 200 session. The refresh token comes from the body, else from
@@ -441,6 +540,68 @@ pub async fn user(
     Ok(res.json(answer))
 }
 
+/// `PUT /api/auth/user` → 200 the updated Supabase user.
+#[utoipa::path(
+    put,
+    path = "/api/auth/user",
+    operation_id = "updateAuthUser",
+    tag = "auth",
+    request_body = UpdateUserBody,
+    security(("bearer_jwt" = []), ("session_cookie" = [])),
+    responses(
+        responses::UpstreamErrors,
+        responses::BodyErrors,
+        (status = 200, description = "The updated Supabase user. An anonymous user given an `email` keeps its id (and so every row it owns); it stays anonymous (`is_anonymous` in the token) until the address is confirmed through the mailed link and the session refreshed", body = SupabaseUser),
+        (status = 400, response = responses::BadRequest),
+        (status = 401, response = responses::Unauthorized),
+        (status = 409, description = "`user_already_exists`: the address belongs to another account", body = crate::error::ErrorBody, example = json!({"error": "An account with this email already exists", "code": "user_already_exists"})),
+        (status = 422, description = "`weak_password` or `same_password`", body = crate::error::ErrorBody, example = json!({"error": "The password is too weak", "code": "weak_password"})),
+        (status = 429, response = responses::RateLimited),
+    )
+)]
+pub async fn update_user(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    User(user): User,
+    Body(body): Body<UpdateUserBody>,
+) -> ApiResult<HttpResponse> {
+    // Auth's rule, checked here so the form can say which field is missing.
+    if user.is_anonymous && body.password.is_some() && body.email.is_none() {
+        return Err(ApiError::validation(
+            json!({ "email": ["is required to set a password on an anonymous account"] }),
+            vec![],
+        ));
+    }
+    let mut upstream = Map::new();
+    if let Some(email) = &body.email {
+        upstream.insert("email".into(), email.as_str().into());
+    }
+    if let Some(password) = body.password {
+        upstream.insert("password".into(), password.0.into());
+    }
+    if let Some(data) = body.data {
+        upstream.insert("data".into(), Value::Object(data.0));
+    }
+    let answer = state
+        .supabase
+        .update_user(
+            user.token(),
+            &Value::Object(upstream),
+            for_client(&req, &state),
+        )
+        .await
+        .map_err(|e| {
+            let e = e.into_api(AuthCall::User);
+            if e.code() == "session_expired" && req.extensions().get::<FromCookie>().is_some() {
+                state.session_cookie.clear(&req);
+            }
+            e
+        })?;
+    let mut res = HttpResponse::Ok();
+    res.insert_header((header::CACHE_CONTROL, NO_STORE));
+    Ok(res.json(answer))
+}
+
 /// `POST /api/auth/recover` → 202 whatever Auth says about the address, so the answer
 /// cannot tell whether an account exists. Only an unreachable or failing Auth is reported.
 #[utoipa::path(
@@ -534,7 +695,7 @@ pub(crate) struct RecoverAccepted {
     message: &'static str,
 }
 
-fn token_headers(res: &mut HttpResponseBuilder) {
+pub(super) fn token_headers(res: &mut HttpResponseBuilder) {
     res.insert_header((header::CACHE_CONTROL, NO_STORE))
         .insert_header((header::EXPIRES, HeaderValue::from_static("0")))
         .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));

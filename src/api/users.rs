@@ -13,7 +13,7 @@ use super::input::{
     Body, FromBody, FromJson, FromParam, FromParams, JsonFields, NoParams, Params, Problem,
     QueryFields,
 };
-use crate::auth::{Admin, AuthUser, User};
+use crate::auth::{Admin, AuthUser, User, Writer};
 use crate::error::{ApiError, ApiResult};
 use crate::openapi::responses;
 use crate::rules::ownership::{may_modify, Actor};
@@ -408,7 +408,7 @@ impl FromBody for ProfileInput {
 )]
 pub async fn replace(
     state: web::Data<AppState>,
-    User(user): User,
+    Writer(user): Writer,
     id: web::Path<Uuid>,
     Body(input): Body<ProfileInput>,
     _: Params<NoParams>,
@@ -455,7 +455,7 @@ pub async fn replace(
 )]
 pub async fn delete(
     state: web::Data<AppState>,
-    User(user): User,
+    Writer(user): Writer,
     id: web::Path<Uuid>,
     _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {

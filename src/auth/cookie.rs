@@ -384,6 +384,53 @@ impl SessionCookie {
     }
 }
 
+impl SessionCookie {
+    /// `<name>-code-verifier`: where auth-js (through ssr's cookie storage) keeps the PKCE
+    /// verifier of a pending OAuth sign-in.
+    pub fn code_verifier_name(&self) -> String {
+        format!("{}-code-verifier", self.name)
+    }
+
+    /// The code-verifier cookie as ssr writes it (`base64-` + base64url of the JSON string),
+    /// but HttpOnly and short-lived: only supagate reads it back.
+    pub fn code_verifier_cookie(&self, verifier: &str, max_age_secs: i64) -> Cookie<'static> {
+        let json = Value::String(verifier.to_owned()).to_string();
+        let value = format!("{BASE64_PREFIX}{}", URL_SAFE_NO_PAD.encode(json));
+        let mut cookie = self.build(self.code_verifier_name(), value, max_age_secs, true);
+        cookie.set_http_only(true);
+        cookie
+    }
+
+    /// Deletions of the code-verifier cookie (auth-js drops it after every exchange).
+    pub fn code_verifier_deletions(&self) -> Vec<Cookie<'static>> {
+        let name = self.code_verifier_name();
+        self.deletions(&[name.as_str()])
+    }
+
+    /// The verifier in `req`'s code-verifier cookie (raw JSON or `base64-`; a `/recovery`
+    /// suffix, which auth-js adds for password recovery, is dropped as auth-js drops it).
+    pub fn code_verifier(&self, req: &HttpRequest) -> Option<String> {
+        let name = self.code_verifier_name();
+        let raw = req
+            .headers()
+            .get_all(COOKIE)
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(cookie_pairs)
+            .find(|(n, v)| *n == name && !v.is_empty())
+            .map(|(_, v)| v.to_owned())?;
+        let text = decode_percent(&raw).ok()?;
+        let json = match text.strip_prefix(BASE64_PREFIX) {
+            Some(b64) => {
+                String::from_utf8(URL_SAFE_NO_PAD.decode(b64.trim_end_matches('=')).ok()?).ok()?
+            }
+            None => text,
+        };
+        let stored: String = serde_json::from_str(&json).ok()?;
+        let verifier = stored.split('/').next().unwrap_or_default();
+        (!verifier.is_empty()).then(|| verifier.to_owned())
+    }
+}
+
 /// Applies the cookie change scheduled on the response's request, if any: `Set-Cookie`
 /// headers plus the no-store headers ssr sends with them (the response now carries tokens).
 pub fn apply_scheduled<B>(res: &mut ServiceResponse<B>) {

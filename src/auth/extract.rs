@@ -44,6 +44,14 @@ pub struct MaybeUser(pub Option<AuthUser>);
 /// A caller whose `app_metadata.role` is `admin`; 401 without credentials, 403 otherwise.
 pub struct Admin(pub AuthUser);
 
+/// A signed-in caller who may change data: as [`User`], plus 403 `anonymous_not_allowed`
+/// for an anonymous sign-in unless `business.allow_anonymous_writes` is on.
+pub struct Writer(pub AuthUser);
+
+/// A signed-in caller with a permanent account (billing): as [`User`], plus 403
+/// `anonymous_not_allowed` for every anonymous sign-in, whatever the write setting.
+pub struct Permanent(pub AuthUser);
+
 /// Marks a request whose user came from the session cookie (so a route that learns from
 /// Auth that the session is gone can clear the cookies).
 #[derive(Clone, Copy)]
@@ -83,6 +91,7 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Identity, ApiError> {
     if let Some(token) = bearer_token(req) {
         let user = state.verifier.verify(token?).await?;
         set_logged_user(req, user.id);
+        require_aal2_where_configured(req, state, &user).await?;
         return Ok(Identity::User(user));
     }
     let cookie = &state.session_cookie;
@@ -102,8 +111,61 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Identity, ApiError> {
     if let Identity::User(user) = &caller {
         set_logged_user(req, user.id);
         req.extensions_mut().insert(FromCookie);
+        require_aal2_where_configured(req, state, user).await?;
     }
     Ok(caller)
+}
+
+/// `sign_in.aal2_routes`: an `aal1` caller there is 403 `mfa_required`, unless they have no
+/// verified factor to step up with and `aal2_requires_factor` is off (Auth's `GET /user`
+/// says which; asked only for `aal1` callers on those routes). `aal` comes from the verified
+/// token only.
+async fn require_aal2_where_configured(
+    req: &HttpRequest,
+    state: &AppState,
+    user: &AuthUser,
+) -> Result<(), ApiError> {
+    let sign_in = &state.settings.sign_in;
+    if user.aal2 || sign_in.aal2_routes.is_empty() {
+        return Ok(());
+    }
+    let Some(pattern) = req.match_pattern() else {
+        return Ok(());
+    };
+    let declared = sign_in.aal2_routes.iter().any(|spec| {
+        spec.trim()
+            .split_once(' ')
+            .is_some_and(|(m, p)| m == req.method().as_str() && p.trim() == pattern)
+    });
+    if !declared {
+        return Ok(());
+    }
+    if !sign_in.aal2_requires_factor {
+        let client = ForClient(state.limiter.client_ip(req));
+        let me = state
+            .supabase
+            .user(user.token(), client)
+            .await
+            .map_err(|e| e.into_api(crate::supabase::gotrue::AuthCall::User))?;
+        let has_verified_factor = me
+            .get("factors")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|factors| {
+                factors.iter().any(|f| {
+                    f.get("status").and_then(serde_json::Value::as_str) == Some("verified")
+                })
+            });
+        if !has_verified_factor {
+            return Ok(());
+        }
+    }
+    Err(ApiError::forbidden(
+        "mfa_required",
+        "This action needs a multi-factor authenticated session",
+    )
+    .with_details(serde_json::json!({
+        "hint": "Verify a second factor (Supabase Auth MFA challenge and verify) to get an aal2 session, then retry"
+    })))
 }
 
 async fn cookie_caller(
@@ -235,13 +297,24 @@ impl FromRequest for MaybeUser {
     }
 }
 
+/// A signed-in caller (401 otherwise) that `admit` then accepts or refuses (403).
+fn signed_in<T: 'static>(
+    req: &HttpRequest,
+    admit: fn(&HttpRequest, AuthUser) -> Result<T, ApiError>,
+) -> Fut<T> {
+    let req = req.clone();
+    Box::pin(async move {
+        let user = authenticate(&req).await?.required()?;
+        admit(&req, user)
+    })
+}
+
 impl FromRequest for User {
     type Error = ApiError;
     type Future = Fut<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move { authenticate(&req).await?.required().map(User) })
+        signed_in(req, |_, user| Ok(User(user)))
     }
 }
 
@@ -250,9 +323,7 @@ impl FromRequest for Admin {
     type Future = Fut<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let user = authenticate(&req).await?.required()?;
+        signed_in(req, |_, user| {
             if user.is_admin {
                 Ok(Admin(user))
             } else {
@@ -261,6 +332,43 @@ impl FromRequest for Admin {
                     "Administrator role required",
                 ))
             }
+        })
+    }
+}
+
+impl FromRequest for Writer {
+    type Error = ApiError;
+    type Future = Fut<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        signed_in(req, |req, user| {
+            let allowed = req
+                .app_data::<web::Data<AppState>>()
+                .is_some_and(|s| s.settings.business.allow_anonymous_writes);
+            if user.is_anonymous && !allowed {
+                return Err(ApiError::forbidden(
+                    "anonymous_not_allowed",
+                    "Anonymous users cannot change data; sign up to keep your work",
+                ));
+            }
+            Ok(Writer(user))
+        })
+    }
+}
+
+impl FromRequest for Permanent {
+    type Error = ApiError;
+    type Future = Fut<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        signed_in(req, |_, user| {
+            if user.is_anonymous {
+                return Err(ApiError::forbidden(
+                    "anonymous_not_allowed",
+                    "Anonymous users have no billing; sign up first",
+                ));
+            }
+            Ok(Permanent(user))
         })
     }
 }

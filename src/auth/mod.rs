@@ -1,15 +1,16 @@
 //! Who is calling: token extraction (bearer, then the `@supabase/ssr` cookie session, refreshed
 //! on the server), local JWT verification (JWKS and HS256), and the extractors handlers use
-//! (`User`, `MaybeUser`, `Admin`, `Identity`).
+//! (`User`, `MaybeUser`, `Writer`, `Permanent`, `Admin`, `Identity`).
 
 pub mod cache;
 pub mod cookie;
 pub mod extract;
 pub mod jwks;
+pub mod pkce;
 pub mod refresh;
 mod user;
 pub mod verify;
 
-pub use extract::{Admin, Identity, MaybeUser, User};
+pub use extract::{Admin, Identity, MaybeUser, Permanent, User, Writer};
 pub use user::AuthUser;
 pub use verify::Verifier;

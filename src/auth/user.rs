@@ -14,6 +14,11 @@ pub struct AuthUser {
     pub id: Uuid,
     pub role: String,
     pub is_admin: bool,
+    /// An anonymous sign-in (`is_anonymous` claim): reads like a user, writes only when
+    /// `business.allow_anonymous_writes` says so, never billing.
+    pub is_anonymous: bool,
+    /// The token's `aal` claim is `aal2`: this session verified a second factor.
+    pub aal2: bool,
     pub expires_at: i64,
     /// Shared, so a cache hit hands out the verified token without copying it.
     pub(super) token: Arc<VerifiedToken>,
@@ -49,6 +54,8 @@ impl std::fmt::Debug for AuthUser {
             .field("id", &self.id)
             .field("role", &self.role)
             .field("is_admin", &self.is_admin)
+            .field("is_anonymous", &self.is_anonymous)
+            .field("aal2", &self.aal2)
             .finish_non_exhaustive()
     }
 }
@@ -70,6 +77,8 @@ impl AuthUser {
             id,
             role: "authenticated".to_owned(),
             is_admin: false,
+            is_anonymous: false,
+            aal2: false,
             expires_at,
             token: VerifiedToken::shared(token),
         }

@@ -24,6 +24,12 @@ struct Claims {
     exp: i64,
     #[serde(default)]
     app_metadata: Value,
+    /// Set by Auth on tokens of anonymous sign-ins (absent on older tokens: not anonymous).
+    #[serde(default)]
+    is_anonymous: bool,
+    /// `aal1` (one factor) or `aal2` (a second factor verified in this session).
+    #[serde(default)]
+    aal: Option<String>,
 }
 
 /// Verifies tokens against the configured keys: the legacy HS256 secret (when set) and the
@@ -246,6 +252,8 @@ fn user_from_claims(claims: Claims, token: &str) -> Result<AuthUser, ApiError> {
         id,
         role,
         is_admin,
+        is_anonymous: claims.is_anonymous,
+        aal2: claims.aal.as_deref() == Some("aal2"),
         expires_at: claims.exp,
         token: super::user::VerifiedToken::shared(token),
     })

@@ -109,6 +109,25 @@ impl Modify for PatchNeedsAField {
     }
 }
 
+/// `POST /api/auth/anonymous` takes its body or none (`{}` and no body are the same request);
+/// utoipa marks every `request_body` required, and `Option<..>` would hide the schema behind
+/// a `oneOf` the closed-body pass cannot see.
+struct AnonymousBodyOptional;
+
+impl Modify for AnonymousBodyOptional {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let body = doc
+            .paths
+            .paths
+            .get_mut("/api/auth/anonymous")
+            .and_then(|item| item.post.as_mut())
+            .and_then(|op| op.request_body.as_mut());
+        if let Some(body) = body {
+            body.required = Some(utoipa::openapi::Required::False);
+        }
+    }
+}
+
 /// A JSON request body names only its own fields: `api::input` refuses any other, so every
 /// schema a request body refers to says `additionalProperties: false`.
 struct ClosedRequestBodies;
@@ -195,10 +214,11 @@ pub fn document() -> utoipa::openapi::OpenApi {
         route.document_into(&mut doc);
     }
     // After the operations are in: these edit them.
-    let modifiers: [&dyn Modify; 4] = [
+    let modifiers: [&dyn Modify; 5] = [
         &SecuritySchemes,
         &RequestIdHeader,
         &PatchNeedsAField,
+        &AnonymousBodyOptional,
         &ClosedRequestBodies,
     ];
     for modifier in modifiers {

@@ -105,8 +105,19 @@ shared_response!(
     /// 403: authenticated, not allowed.
     Forbidden => || error(
         "Authenticated but not allowed (`forbidden`): not the owner, not an admin, or refused by \
-         row-level security.",
-        &[("forbidden", body("forbidden", "Only the owner or an admin may change this item"))],
+         row-level security. `anonymous_not_allowed`: an anonymous sign-in on a write (unless \
+         `business.allow_anonymous_writes`) or on billing. `mfa_required`: an `aal1` session on an \
+         operation listed in `sign_in.aal2_routes` (`details.hint` says how to step up).",
+        &[
+            ("forbidden", body("forbidden", "Only the owner or an admin may change this item")),
+            (
+                "anonymous_not_allowed",
+                body(
+                    "anonymous_not_allowed",
+                    "Anonymous users cannot change data; sign up to keep your work",
+                ),
+            ),
+        ],
     )
 );
 

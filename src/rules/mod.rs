@@ -4,4 +4,5 @@
 pub mod ownership;
 pub mod plan;
 pub mod price;
+pub mod redirect;
 pub mod username;

@@ -270,7 +270,41 @@ impl AuthFailure {
                 "same_password",
                 "The new password must differ from the current one",
             ),
-            (_, "signup_disabled") => {
+            // MFA: a wrong code, a challenge past its 300 s, or verified from another IP
+            // than the one that asked for it.
+            (_, "mfa_verification_failed") => {
+                ApiError::unprocessable("mfa_verification_failed", "The code is not correct")
+            }
+            (_, "mfa_challenge_expired") => ApiError::unprocessable(
+                "mfa_challenge_expired",
+                "The challenge has expired; ask for a new one",
+            ),
+            (_, "mfa_ip_address_mismatch") => ApiError::unprocessable(
+                "mfa_ip_address_mismatch",
+                "Challenge and verify must come from the same network address",
+            ),
+            (_, "mfa_factor_not_found") => ApiError::not_found("No such factor"),
+            // The OAuth (PKCE) code exchange: unknown or already used code, too late, or a
+            // verifier that is not the one the sign-in started with.
+            (_, "flow_state_not_found") => ApiError::bad_request(
+                "oauth_code_invalid",
+                "This sign-in link was already used or is unknown; start the sign-in again",
+            ),
+            (_, "flow_state_expired") => ApiError::bad_request(
+                "oauth_code_expired",
+                "The sign-in took too long; start it again",
+            ),
+            (_, "bad_code_verifier") => ApiError::bad_request(
+                "code_verifier_mismatch",
+                "This sign-in was started in another browser or tab; start it again here",
+            ),
+            // A code or link that is wrong, used or expired (Auth cannot tell them apart).
+            (_, "otp_expired") => {
+                ApiError::auth_failed("otp_expired", "The code or link is invalid or has expired")
+            }
+            // `create_user: false` and no such account: Auth's own wording is "Signups not
+            // allowed for otp".
+            (_, "signup_disabled" | "otp_disabled") => {
                 ApiError::forbidden("signup_disabled", "Sign-ups are disabled")
             }
             (

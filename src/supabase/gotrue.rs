@@ -77,6 +77,10 @@ pub enum AuthCall {
     User,
     Logout,
     Recover,
+    Otp,
+    Verify,
+    Pkce,
+    Mfa,
     Admin,
 }
 
@@ -224,6 +228,47 @@ impl Supabase {
     pub async fn user(&self, access_token: &str, client: ForClient) -> Result<Value, AuthError> {
         let request = auth_request(&self.gotrue, Method::GET, "/user", client);
         self.auth_json(bearer(request, access_token)).await
+    }
+
+    /// `PUT /user`: changes the token owner's email, password or `data`. An anonymous user
+    /// given an email (and password) becomes permanent once the address is confirmed; the
+    /// id, and so every row, stays.
+    pub async fn update_user(
+        &self,
+        access_token: &str,
+        body: &Value,
+        client: ForClient,
+    ) -> Result<Value, AuthError> {
+        let request = auth_request(&self.gotrue, Method::PUT, "/user", client).json(body);
+        self.auth_json(bearer(request, access_token)).await
+    }
+
+    /// `POST /otp`: mails a magic link / code, or texts a code (`{}` or `{message_id}`).
+    pub async fn otp(&self, body: &Value, client: ForClient) -> Result<Value, AuthError> {
+        let request = auth_request(&self.gotrue, Method::POST, "/otp", client).json(body);
+        self.auth_json(self.anon_bearer(request)).await
+    }
+
+    /// `POST /verify`: a code or a link's `token_hash` for a session (as Auth wrote it).
+    pub async fn verify(&self, body: &Value, client: ForClient) -> Result<Bytes, AuthError> {
+        let request = auth_request(&self.gotrue, Method::POST, "/verify", client).json(body);
+        auth_call(&self.gotrue, self.anon_bearer(request)).await
+    }
+
+    /// A `/factors…` call (MFA) for the token's owner; the answer as Auth wrote it.
+    pub async fn factors(
+        &self,
+        method: Method,
+        path: &str,
+        access_token: &str,
+        body: Option<&Value>,
+        client: ForClient,
+    ) -> Result<Bytes, AuthError> {
+        let mut request = auth_request(&self.gotrue, method, path, client);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        auth_call(&self.gotrue, bearer(request, access_token)).await
     }
 
     /// `POST /recover`: sends the reset mail if the address has an account.

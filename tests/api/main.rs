@@ -16,6 +16,7 @@ mod redis_server;
 mod secrets;
 mod sessions;
 mod shutdown;
+mod signin;
 mod support;
 mod telemetry;
 mod upstream_errors;

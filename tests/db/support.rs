@@ -15,6 +15,8 @@ pub enum Caller<'a> {
     Admin(&'a str),
     /// A user who put `role: admin` into their own, user-editable `user_metadata`.
     UserClaimingAdminInMetadata(&'a str),
+    /// An anonymous sign-in: role `authenticated`, `is_anonymous: true`.
+    AnonymousUser(&'a str),
     Service,
 }
 
@@ -46,6 +48,11 @@ impl Caller<'_> {
             Caller::UserClaimingAdminInMetadata(sub) => {
                 user(sub, json!({"provider": "email"}), json!({"role": "admin"}))
             }
+            Caller::AnonymousUser(sub) => {
+                let mut claims = user(sub, json!({"provider": "anonymous"}), json!({}));
+                claims["is_anonymous"] = json!(true);
+                claims
+            }
         }
     }
 }
@@ -75,6 +82,20 @@ pub fn create_user(db: &mut Client, email: &str) -> String {
         &[&email],
     )
     .expect("insert auth user")
+    .get(0)
+}
+
+/// Inserts an anonymous auth user as Auth's anonymous sign-up does; returns its id.
+pub fn create_anonymous_user(db: &mut Client) -> String {
+    db.query_one(
+        "insert into auth.users (id, aud, role, raw_app_meta_data, raw_user_meta_data, \
+                                 is_anonymous, created_at, updated_at) \
+         values (gen_random_uuid(), 'authenticated', 'authenticated', \
+                 '{\"provider\":\"anonymous\"}', '{}', true, now(), now()) \
+         returning id::text",
+        &[],
+    )
+    .expect("insert anonymous auth user")
     .get(0)
 }
 

@@ -1,0 +1,291 @@
+//! `/api/auth/mfa/*`: TOTP factors (enrol, list, unenrol), challenge and verify, forwarded to
+//! Supabase Auth with the caller's token as auth-js's `mfa` API sends them. A successful
+//! verify is an `aal2` session, written back as the `@supabase/ssr` cookie.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use reqwest::Method;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::input::{Body, FromBody, FromJson, JsonFields, Problem};
+use super::session::{for_client, session_answer};
+use crate::auth::cookie::NO_STORE;
+use crate::auth::User;
+use crate::error::ApiResult;
+use crate::openapi::responses;
+use crate::state::AppState;
+use crate::supabase::gotrue::AuthCall;
+
+/// A short label: 1..=100 characters, no control characters.
+pub struct Label(String);
+
+impl FromJson for Label {
+    fn from_json(raw: &serde_json::value::RawValue) -> Result<Self, Problem> {
+        let text = String::from_json(raw)?;
+        if !(1..=100).contains(&text.chars().count()) || text.chars().any(char::is_control) {
+            return Err("must be 1 to 100 characters, no control characters".into());
+        }
+        Ok(Self(text))
+    }
+}
+
+/// A TOTP code: 6 digits.
+pub struct TotpCode(String);
+
+impl FromJson for TotpCode {
+    fn from_json(raw: &serde_json::value::RawValue) -> Result<Self, Problem> {
+        let text = String::from_json(raw)?;
+        if text.len() != 6 || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("must be 6 digits".into());
+        }
+        Ok(Self(text))
+    }
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"friendly_name": "Phone app"}))]
+pub struct FactorEnrollBody {
+    /// Shown in the user's factor list; unique per user.
+    #[schema(value_type = Option<String>, max_length = 100)]
+    friendly_name: Option<Label>,
+    /// The issuer the authenticator app shows (Auth's default: the Site URL's host).
+    #[schema(value_type = Option<String>, max_length = 100)]
+    issuer: Option<Label>,
+}
+
+impl FromBody for FactorEnrollBody {
+    fn from_body(f: &mut JsonFields) -> Option<Self> {
+        let friendly_name = f.optional("friendly_name");
+        let issuer = f.optional("issuer");
+        Some(Self {
+            friendly_name: friendly_name?,
+            issuer: issuer?,
+        })
+    }
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"factor_id": "2b306a77-21dc-4110-ba71-537cb56b9e98"}))]
+pub struct FactorChallengeBody {
+    #[schema(value_type = String, format = Uuid)]
+    factor_id: Uuid,
+}
+
+impl FromBody for FactorChallengeBody {
+    fn from_body(f: &mut JsonFields) -> Option<Self> {
+        Some(Self {
+            factor_id: f.required("factor_id")?,
+        })
+    }
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"factor_id": "2b306a77-21dc-4110-ba71-537cb56b9e98", "challenge_id": "b824ca10-cc13-4250-adba-20ee6e5e7dcd", "code": "123456"}))]
+pub struct FactorVerifyBody {
+    #[schema(value_type = String, format = Uuid)]
+    factor_id: Uuid,
+    #[schema(value_type = String, format = Uuid)]
+    challenge_id: Uuid,
+    /// The 6-digit code from the authenticator app.
+    #[schema(value_type = String, pattern = "^[0-9]{6}$")]
+    code: TotpCode,
+}
+
+impl FromBody for FactorVerifyBody {
+    fn from_body(f: &mut JsonFields) -> Option<Self> {
+        let factor_id = f.required("factor_id");
+        let challenge_id = f.required("challenge_id");
+        let code = f.required("code");
+        Some(Self {
+            factor_id: factor_id?,
+            challenge_id: challenge_id?,
+            code: code?,
+        })
+    }
+}
+
+/// One `/factors…` call for the signed-in caller (their token, their IP).
+async fn factors_call(
+    req: &HttpRequest,
+    state: &AppState,
+    user: &crate::auth::AuthUser,
+    method: Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> ApiResult<bytes::Bytes> {
+    state
+        .supabase
+        .factors(method, path, user.token(), body, for_client(req, state))
+        .await
+        .map_err(|e| e.into_api(AuthCall::Mfa))
+}
+
+fn json_answer(body: bytes::Bytes) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, NO_STORE))
+        .content_type(header::ContentType::json())
+        .body(body)
+}
+
+/// `POST /api/auth/mfa/factors` → 200 the new (unverified) TOTP factor with its QR code.
+#[utoipa::path(
+    post,
+    path = "/api/auth/mfa/factors",
+    operation_id = "enrollFactor",
+    tag = "auth",
+    request_body = FactorEnrollBody,
+    security(("bearer_jwt" = []), ("session_cookie" = [])),
+    responses(
+        responses::UpstreamErrors,
+        responses::BodyErrors,
+        (status = 200, description = "Auth's answer: `{id, type: \"totp\", friendly_name, totp: {qr_code (SVG), secret, uri}}`; the factor stays `unverified` until a challenge is verified", body = Object),
+        (status = 400, response = responses::BadRequest),
+        (status = 401, response = responses::Unauthorized),
+        (status = 403, description = "`mfa_required` (an aal1 session of a user who already has a verified factor); anonymous users have no factors", body = crate::error::ErrorBody),
+        (status = 429, response = responses::RateLimited),
+    )
+)]
+pub async fn enroll(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    User(user): User,
+    Body(body): Body<FactorEnrollBody>,
+) -> ApiResult<HttpResponse> {
+    let mut upstream = json!({ "factor_type": "totp" });
+    if let Some(name) = body.friendly_name {
+        upstream["friendly_name"] = name.0.into();
+    }
+    if let Some(issuer) = body.issuer {
+        upstream["issuer"] = issuer.0.into();
+    }
+    let answer = factors_call(
+        &req,
+        &state,
+        &user,
+        Method::POST,
+        "/factors",
+        Some(&upstream),
+    )
+    .await?;
+    Ok(json_answer(answer))
+}
+
+/// `GET /api/auth/mfa/factors` → 200 `{factors}` (from Auth's user, as auth-js `listFactors`).
+#[utoipa::path(
+    get,
+    path = "/api/auth/mfa/factors",
+    operation_id = "listFactors",
+    tag = "auth",
+    security(("bearer_jwt" = []), ("session_cookie" = [])),
+    responses(
+        responses::UpstreamErrors,
+        (status = 200, description = "`{factors: [{id, factor_type, friendly_name, status (verified | unverified), created_at, updated_at}]}`", body = Object),
+        (status = 401, response = responses::Unauthorized),
+        (status = 429, response = responses::RateLimited),
+    )
+)]
+pub async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    User(user): User,
+) -> ApiResult<HttpResponse> {
+    let me = state
+        .supabase
+        .user(user.token(), for_client(&req, &state))
+        .await
+        .map_err(|e| e.into_api(AuthCall::User))?;
+    let factors = me.get("factors").cloned().unwrap_or_else(|| json!([]));
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, NO_STORE))
+        .json(json!({ "factors": factors })))
+}
+
+/// `DELETE /api/auth/mfa/factors/{id}` → 200 `{id}`.
+#[utoipa::path(
+    delete,
+    path = "/api/auth/mfa/factors/{id}",
+    operation_id = "unenrollFactor",
+    tag = "auth",
+    params(("id" = uuid::Uuid, Path, description = "Factor id")),
+    security(("bearer_jwt" = []), ("session_cookie" = [])),
+    responses(
+        responses::UpstreamErrors,
+        (status = 200, description = "`{id}` of the removed factor", body = Object),
+        (status = 400, response = responses::BadRequest),
+        (status = 401, response = responses::Unauthorized),
+        (status = 403, description = "`mfa_required`: removing a verified factor needs an aal2 session", body = crate::error::ErrorBody),
+        (status = 404, response = responses::NotFound),
+        (status = 429, response = responses::RateLimited),
+    )
+)]
+pub async fn unenroll(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    User(user): User,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let path = format!("/factors/{}", id.into_inner());
+    let answer = factors_call(&req, &state, &user, Method::DELETE, &path, None).await?;
+    Ok(json_answer(answer))
+}
+
+/// `POST /api/auth/mfa/challenge` → 200 `{id, type, expires_at}`.
+#[utoipa::path(
+    post,
+    path = "/api/auth/mfa/challenge",
+    operation_id = "challengeFactor",
+    tag = "auth",
+    request_body = FactorChallengeBody,
+    security(("bearer_jwt" = []), ("session_cookie" = [])),
+    responses(
+        responses::UpstreamErrors,
+        responses::BodyErrors,
+        (status = 200, description = "The challenge: `{id, type, expires_at}` (valid 300 s; verify from the same client IP)", body = Object),
+        (status = 400, response = responses::BadRequest),
+        (status = 401, response = responses::Unauthorized),
+        (status = 404, response = responses::NotFound),
+        (status = 429, response = responses::RateLimited),
+    )
+)]
+pub async fn challenge(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    User(user): User,
+    Body(body): Body<FactorChallengeBody>,
+) -> ApiResult<HttpResponse> {
+    let path = format!("/factors/{}/challenge", body.factor_id);
+    let answer = factors_call(&req, &state, &user, Method::POST, &path, Some(&json!({}))).await?;
+    Ok(json_answer(answer))
+}
+
+/// `POST /api/auth/mfa/verify` → 200 the `aal2` session (cookies rewritten).
+#[utoipa::path(
+    post,
+    path = "/api/auth/mfa/verify",
+    operation_id = "verifyFactor",
+    tag = "auth",
+    request_body = FactorVerifyBody,
+    security(("bearer_jwt" = []), ("session_cookie" = [])),
+    responses(
+        responses::UpstreamErrors,
+        responses::BodyErrors,
+        (status = 200, description = "A new session whose access token says `aal: aal2`; with cookie sessions the `@supabase/ssr` cookies are rewritten with it. The first verify of a factor also marks it `verified`", body = super::session::Session, headers(("Set-Cookie" = String, description = "The session cookies, when cookie sessions are enabled"))),
+        (status = 400, response = responses::BadRequest),
+        (status = 401, response = responses::Unauthorized),
+        (status = 404, response = responses::NotFound),
+        (status = 422, description = "`mfa_verification_failed` (wrong code), `mfa_challenge_expired`, `mfa_ip_address_mismatch`", body = crate::error::ErrorBody, example = json!({"error": "The code is not correct", "code": "mfa_verification_failed"})),
+        (status = 429, response = responses::RateLimited),
+    )
+)]
+pub async fn verify(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    User(user): User,
+    Body(body): Body<FactorVerifyBody>,
+) -> ApiResult<HttpResponse> {
+    let upstream = json!({ "challenge_id": body.challenge_id, "code": body.code.0 });
+    let path = format!("/factors/{}/verify", body.factor_id);
+    let session = factors_call(&req, &state, &user, Method::POST, &path, Some(&upstream)).await?;
+    session_answer(&req, &state, session)
+}

@@ -1,0 +1,650 @@
+//! Sign-in without a password (issue 14): one-time codes and magic links (`/api/auth/otp`,
+//! `/api/auth/verify`, and `/api/auth/confirm`, the link in the email), forwarded to Supabase
+//! Auth as auth-js sends them; a session that results is written as the `@supabase/ssr` cookie.
+//! Every `next` a browser is sent to passes `rules::redirect` (same-origin paths only).
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
+
+use super::common::Email;
+use super::input::{
+    Body, FromBody, FromJson, FromParam, FromParams, JsonFields, Params, Problem, QueryFields,
+};
+use super::session::{for_client, session_answer, token_headers, Metadata};
+use crate::error::{ApiError, ApiResult};
+use crate::openapi::responses;
+use crate::rules::redirect::same_origin_path;
+use crate::state::AppState;
+use crate::supabase::gotrue::AuthCall;
+
+/// A phone number as Auth takes it: E.164 digits, `+` optional (Auth strips it).
+pub struct Phone(String);
+
+impl FromJson for Phone {
+    fn from_json(raw: &RawValue) -> Result<Self, Problem> {
+        let text = String::from_json(raw)?;
+        let digits = text.strip_prefix('+').unwrap_or(&text);
+        if !(8..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("must be a phone number in E.164 form, e.g. +14155550123".into());
+        }
+        Ok(Self(text))
+    }
+}
+
+/// Where Auth sends a phone code.
+#[derive(Clone, Copy, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum Channel {
+    Sms,
+    Whatsapp,
+}
+
+impl FromJson for Channel {
+    fn from_json(raw: &RawValue) -> Result<Self, Problem> {
+        match String::from_json(raw)?.as_str() {
+            "sms" => Ok(Self::Sms),
+            "whatsapp" => Ok(Self::Whatsapp),
+            _ => Err("must be sms or whatsapp".into()),
+        }
+    }
+}
+
+impl Channel {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Sms => "sms",
+            Self::Whatsapp => "whatsapp",
+        }
+    }
+}
+
+/// Auth's verification types (`VerifyParams.type`): the email ones, then the phone ones.
+#[derive(Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum OtpType {
+    Email,
+    Signup,
+    Invite,
+    Magiclink,
+    Recovery,
+    EmailChange,
+    Sms,
+    PhoneChange,
+}
+
+impl OtpType {
+    const ALL: [Self; 8] = [
+        Self::Email,
+        Self::Signup,
+        Self::Invite,
+        Self::Magiclink,
+        Self::Recovery,
+        Self::EmailChange,
+        Self::Sms,
+        Self::PhoneChange,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Signup => "signup",
+            Self::Invite => "invite",
+            Self::Magiclink => "magiclink",
+            Self::Recovery => "recovery",
+            Self::EmailChange => "email_change",
+            Self::Sms => "sms",
+            Self::PhoneChange => "phone_change",
+        }
+    }
+
+    fn is_phone(self) -> bool {
+        matches!(self, Self::Sms | Self::PhoneChange)
+    }
+
+    fn parse(text: &str) -> Result<Self, Problem> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str() == text)
+            .ok_or_else(|| {
+                "must be one of email, signup, invite, magiclink, recovery, email_change, sms, phone_change".into()
+            })
+    }
+}
+
+impl FromJson for OtpType {
+    fn from_json(raw: &RawValue) -> Result<Self, Problem> {
+        Self::parse(&String::from_json(raw)?)
+    }
+}
+
+impl FromParam for OtpType {
+    fn from_param(text: &str) -> Result<Self, Problem> {
+        Self::parse(text)
+    }
+}
+
+/// A code the user typed or a link's `token_hash`: 1..=256 visible ASCII characters.
+pub struct OtpToken(String);
+
+fn otp_token(text: &str) -> Result<OtpToken, Problem> {
+    if !(1..=256).contains(&text.len()) || !text.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be 1 to 256 visible ASCII characters".into());
+    }
+    Ok(OtpToken(text.to_owned()))
+}
+
+impl FromJson for OtpToken {
+    fn from_json(raw: &RawValue) -> Result<Self, Problem> {
+        otp_token(&String::from_json(raw)?)
+    }
+}
+
+impl FromParam for OtpToken {
+    fn from_param(text: &str) -> Result<Self, Problem> {
+        otp_token(text)
+    }
+}
+
+/// A same-origin path to send the browser to afterwards (`rules::redirect`).
+pub struct NextPath(String);
+
+impl FromParam for NextPath {
+    fn from_param(text: &str) -> Result<Self, Problem> {
+        same_origin_path(text)
+            .map(|p| Self(p.to_owned()))
+            .ok_or_else(|| "must be a path on this site (starting with a single /)".into())
+    }
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"email": "ada@example.com"}))]
+pub struct OtpBody {
+    /// Mails a magic link and code. Exactly one of `email` and `phone`.
+    #[schema(value_type = Option<String>, format = Email, max_length = 254)]
+    email: Option<Email>,
+    /// Texts a code (needs a phone provider in Auth).
+    #[schema(value_type = Option<String>, example = "+14155550123")]
+    phone: Option<Phone>,
+    /// Create the account when there is none (default `true`, as in Auth and auth-js).
+    create_user: Option<bool>,
+    /// `user_metadata` for an account this creates (at most 4 KiB of JSON).
+    #[schema(value_type = Option<Object>)]
+    data: Option<Metadata>,
+    /// Phone only: `sms` (default) or `whatsapp`.
+    #[schema(inline)]
+    channel: Option<Channel>,
+}
+
+impl FromBody for OtpBody {
+    fn from_body(f: &mut JsonFields) -> Option<Self> {
+        let email = f.optional("email");
+        let phone = f.optional("phone");
+        let create_user = f.optional("create_user");
+        let data = f.optional("data");
+        let channel = f.optional("channel");
+        let body = Self {
+            email: email?,
+            phone: phone?,
+            create_user: create_user?,
+            data: data?,
+            channel: channel?,
+        };
+        match (&body.email, &body.phone) {
+            (Some(_), Some(_)) | (None, None) => {
+                f.form_problem("Exactly one of email and phone is required")
+            }
+            (Some(_), None) if body.channel.is_some() => {
+                f.form_problem("channel applies to phone codes only")
+            }
+            _ => {}
+        }
+        Some(body)
+    }
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"type": "email", "email": "ada@example.com", "token": "123456"}))]
+pub struct VerifyBody {
+    /// `email` for an emailed code; `sms` / `phone_change` with `phone`; `signup`, `invite`,
+    /// `magiclink`, `recovery`, `email_change` for a link's `token_hash`.
+    #[schema(inline)]
+    r#type: OtpType,
+    /// The typed code; with `email` or `phone`.
+    #[schema(value_type = Option<String>, max_length = 256)]
+    token: Option<OtpToken>,
+    /// From the link in the email (`{{ .TokenHash }}`); alone, without `email`/`phone`.
+    #[schema(value_type = Option<String>, max_length = 256)]
+    token_hash: Option<OtpToken>,
+    #[schema(value_type = Option<String>, format = Email, max_length = 254)]
+    email: Option<Email>,
+    #[schema(value_type = Option<String>)]
+    phone: Option<Phone>,
+}
+
+impl FromBody for VerifyBody {
+    fn from_body(f: &mut JsonFields) -> Option<Self> {
+        let kind = f.required("type");
+        let token = f.optional("token");
+        let token_hash = f.optional("token_hash");
+        let email = f.optional("email");
+        let phone = f.optional("phone");
+        let body = Self {
+            r#type: kind?,
+            token: token?,
+            token_hash: token_hash?,
+            email: email?,
+            phone: phone?,
+        };
+        let who = (body.email.is_some(), body.phone.is_some());
+        match (&body.token, &body.token_hash) {
+            (Some(_), None) => match who {
+                (true, false) if !body.r#type.is_phone() => {}
+                (false, true) if body.r#type.is_phone() => {}
+                (false, false) | (true, true) => {
+                    f.form_problem("A token needs exactly one of email and phone")
+                }
+                _ => f.form_problem("type does not match email or phone"),
+            },
+            (None, Some(_)) if who == (false, false) => {}
+            (None, Some(_)) => f.form_problem("token_hash goes alone, without email or phone"),
+            _ => f.form_problem("Exactly one of token and token_hash is required"),
+        }
+        Some(body)
+    }
+}
+
+impl VerifyBody {
+    /// What auth-js `verifyOtp` sends.
+    fn to_auth(&self) -> Value {
+        let mut out = Map::new();
+        out.insert("type".into(), self.r#type.as_str().into());
+        if let Some(hash) = &self.token_hash {
+            out.insert("token_hash".into(), hash.0.clone().into());
+        }
+        if let Some(token) = &self.token {
+            out.insert("token".into(), token.0.clone().into());
+        }
+        if let Some(email) = &self.email {
+            out.insert("email".into(), email.as_str().into());
+        }
+        if let Some(phone) = &self.phone {
+            out.insert("phone".into(), phone.0.clone().into());
+        }
+        Value::Object(out)
+    }
+}
+
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConfirmQuery {
+    /// `{{ .TokenHash }}` from the email template.
+    #[param(value_type = String, required = true)]
+    token_hash: OtpToken,
+    /// `{{ .Type }}`: `signup`, `invite`, `magiclink`, `recovery`, `email_change` or `email`.
+    #[param(inline, required = true)]
+    r#type: OtpType,
+    /// Where to go afterwards: a path on this site (default `/`). Absolute URLs, `//host`,
+    /// `/\host`, their encoded forms and control characters are refused (400).
+    #[param(value_type = Option<String>, example = "/account")]
+    next: Option<NextPath>,
+}
+
+impl FromParams for ConfirmQuery {
+    fn from_params(p: &mut QueryFields) -> Option<Self> {
+        let token_hash = p.optional("token_hash");
+        let kind = p.optional("type");
+        let next = p.optional("next");
+        let (token_hash, kind) = (token_hash?, kind?);
+        if token_hash.is_none() {
+            p.field_problem("token_hash", "is required");
+        }
+        if kind.is_none() {
+            p.field_problem("type", "is required");
+        }
+        Some(Self {
+            token_hash: token_hash?,
+            r#type: kind?,
+            next: next?,
+        })
+    }
+}
+
+/// `POST /api/auth/otp` → 200: Auth mailed the link/code or texted the code.
+#[utoipa::path(
+    post,
+    path = "/api/auth/otp",
+    operation_id = "sendOtp",
+    tag = "auth",
+    request_body = OtpBody,
+    security(()),
+    responses(
+        responses::UpstreamErrors,
+        responses::BodyErrors,
+        (status = 200, description = "Sent. `message_id` when Auth's SMS provider returned one", body = Object, example = json!({})),
+        (status = 400, response = responses::BadRequest),
+        (status = 403, description = "`signup_disabled` (no account and `create_user` false, or sign-ups off) or `provider_disabled` (email or phone sign-in off)", body = crate::error::ErrorBody, example = json!({"error": "Sign-ups are disabled", "code": "signup_disabled"})),
+        (status = 429, response = responses::RateLimited),
+    )
+)]
+pub async fn otp(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    Body(body): Body<OtpBody>,
+) -> ApiResult<HttpResponse> {
+    // auth-js `signInWithOtp`: `create_user` defaults to true; `data` always sent.
+    let mut upstream = json!({
+        "create_user": body.create_user.unwrap_or(true),
+        "data": body.data.map_or_else(Map::new, |d| d.0),
+    });
+    if let Some(email) = &body.email {
+        upstream["email"] = email.as_str().into();
+    }
+    if let Some(phone) = &body.phone {
+        upstream["phone"] = phone.0.clone().into();
+        upstream["channel"] = body.channel.unwrap_or(Channel::Sms).as_str().into();
+    }
+    let answer = state
+        .supabase
+        .otp(&upstream, for_client(&req, &state))
+        .await
+        .map_err(|e| e.into_api(AuthCall::Otp))?;
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+/// `POST /api/auth/verify` → 200 session (cookie written).
+#[utoipa::path(
+    post,
+    path = "/api/auth/verify",
+    operation_id = "verifyOtp",
+    tag = "auth",
+    request_body = VerifyBody,
+    security(()),
+    responses(
+        responses::UpstreamErrors,
+        responses::BodyErrors,
+        (status = 200, description = "A session (for `email_change` with secure email change on, Auth's `{msg}` until the second address confirms too)", body = super::session::Session, headers(("Cache-Control" = String, description = "`private, no-cache, no-store, must-revalidate, max-age=0`"), ("Set-Cookie" = String, description = "The `@supabase/ssr` session cookies, when cookie sessions are enabled"))),
+        (status = 400, response = responses::BadRequest),
+        (status = 401, description = "`otp_expired`: the code or link is wrong, used or expired (with `WWW-Authenticate: Bearer`)", body = crate::error::ErrorBody, example = json!({"error": "The code or link is invalid or has expired", "code": "otp_expired"})),
+        (status = 429, response = responses::RateLimited),
+    )
+)]
+pub async fn verify(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    Body(body): Body<VerifyBody>,
+) -> ApiResult<HttpResponse> {
+    let answer = state
+        .supabase
+        .verify(&body.to_auth(), for_client(&req, &state))
+        .await
+        .map_err(|e| e.into_api(AuthCall::Verify))?;
+    if body.r#type == OtpType::EmailChange && !has_session(&answer) {
+        // Secure email change: the first of two links was accepted; no session yet.
+        let mut res = HttpResponse::Ok();
+        token_headers(&mut res);
+        res.content_type(header::ContentType::json());
+        return Ok(res.body(answer));
+    }
+    session_answer(&req, &state, answer)
+}
+
+fn has_session(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body).is_ok_and(|v| v.get("access_token").is_some())
+}
+
+/// `GET /api/auth/confirm?token_hash=&type=&next=` → 303 to `next` with the cookie session.
+#[utoipa::path(
+    get,
+    path = "/api/auth/confirm",
+    operation_id = "confirmEmailLink",
+    tag = "auth",
+    params(ConfirmQuery),
+    security(()),
+    responses(
+        responses::UpstreamErrors,
+        (status = 303, description = "Verified: the session is in the `@supabase/ssr` cookies (`cookies.enabled` must be on) and the browser goes to `next`", headers(("Location" = String, description = "`next`, a path on this site"), ("Set-Cookie" = String, description = "The session cookies"))),
+        (status = 400, response = responses::BadRequest),
+        (status = 401, description = "`otp_expired`: the link is wrong, used or expired", body = crate::error::ErrorBody, example = json!({"error": "The code or link is invalid or has expired", "code": "otp_expired"})),
+        (status = 429, response = responses::RateLimited),
+    )
+)]
+pub async fn confirm(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    Params(query): Params<ConfirmQuery>,
+) -> ApiResult<HttpResponse> {
+    if query.r#type.is_phone() {
+        return Err(ApiError::validation(
+            json!({ "type": ["must be an email link type"] }),
+            vec![],
+        ));
+    }
+    let body = json!({ "type": query.r#type.as_str(), "token_hash": query.token_hash.0 });
+    let answer = state
+        .supabase
+        .verify(&body, for_client(&req, &state))
+        .await
+        .map_err(|e| e.into_api(AuthCall::Verify))?;
+    let next = query.next.map_or_else(|| "/".to_owned(), |n| n.0);
+    let mut res = HttpResponse::SeeOther();
+    token_headers(&mut res);
+    res.insert_header((header::LOCATION, next));
+    if has_session(&answer) {
+        if let Some(stored) = crate::auth::refresh::stored_session(&answer) {
+            state.session_cookie.store(&req, stored.session_json);
+        }
+    }
+    Ok(res.finish())
+}
+
+/// The provider a sign-in starts with (`/api/auth/oauth/{provider}`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OAuthQuery {
+    /// Where to go after signing in: a path on this site (default `/`).
+    #[param(value_type = Option<String>, example = "/account")]
+    next: Option<NextPath>,
+}
+
+impl FromParams for OAuthQuery {
+    fn from_params(p: &mut QueryFields) -> Option<Self> {
+        Some(Self {
+            next: p.optional("next")?,
+        })
+    }
+}
+
+/// `GET /api/auth/oauth/{provider}?next=` → 302 to Auth's `/authorize` with a fresh PKCE
+/// challenge; the verifier waits in the `...-code-verifier` cookie.
+#[utoipa::path(
+    get,
+    path = "/api/auth/oauth/{provider}",
+    operation_id = "startOAuth",
+    tag = "auth",
+    params(("provider" = String, Path, description = "One of `sign_in.oauth_providers` (Auth's names: `github`, `google`, ...)"), OAuthQuery),
+    security(()),
+    responses(
+        (status = 302, description = "To `{supabase}/auth/v1/authorize?provider=…&redirect_to={public_url}/api/auth/callback?next=…&code_challenge=…&code_challenge_method=s256`", headers(("Location" = String, description = "Auth's authorize URL"), ("Set-Cookie" = String, description = "`sb-<ref>-auth-token-code-verifier` (HttpOnly, `sign_in.code_verifier_max_age_secs`)"))),
+        (status = 400, response = responses::BadRequest),
+        (status = 404, description = "`not_found`: the provider is not in `sign_in.oauth_providers`", body = crate::error::ErrorBody, example = json!({"error": "Unknown sign-in provider", "code": "not_found"})),
+        (status = 429, response = responses::RateLimited),
+    )
+)]
+pub async fn oauth(
+    state: web::Data<AppState>,
+    provider: web::Path<String>,
+    Params(query): Params<OAuthQuery>,
+) -> ApiResult<HttpResponse> {
+    let settings = &state.settings;
+    let provider = provider.into_inner();
+    if !settings.sign_in.oauth_providers.contains(&provider) {
+        return Err(ApiError::not_found("Unknown sign-in provider"));
+    }
+    let next = query.next.map_or_else(|| "/".to_owned(), |n| n.0);
+    let verifier = crate::auth::pkce::new_verifier()
+        .ok_or_else(|| ApiError::internal("the OS random generator failed"))?;
+    let mut callback = url::Url::parse(settings.sign_in.public_url.trim_end_matches('/'))
+        .map_err(|e| ApiError::internal(format!("sign_in.public_url: {e}")))?;
+    callback.set_path("/api/auth/callback");
+    callback.query_pairs_mut().append_pair("next", &next);
+    let mut authorize = url::Url::parse(&format!(
+        "{}/auth/v1/authorize",
+        settings.supabase_public_base()
+    ))
+    .map_err(|e| ApiError::internal(format!("supabase URL: {e}")))?;
+    // auth-js `_getUrlForProvider`, in its order.
+    authorize
+        .query_pairs_mut()
+        .append_pair("provider", &provider)
+        .append_pair("redirect_to", callback.as_str())
+        .append_pair("code_challenge", &crate::auth::pkce::challenge(&verifier))
+        .append_pair("code_challenge_method", "s256");
+    let max_age = i64::try_from(settings.sign_in.code_verifier_max_age_secs).unwrap_or(i64::MAX);
+    let mut res = HttpResponse::Found();
+    token_headers(&mut res);
+    res.insert_header((header::LOCATION, authorize.as_str()))
+        .cookie(
+            state
+                .session_cookie
+                .code_verifier_cookie(&verifier, max_age),
+        );
+    Ok(res.finish())
+}
+
+/// What Auth sends the browser back with: `code` on success, `error*` on failure.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CallbackQuery {
+    /// The auth code (a UUID) for the pkce grant.
+    #[param(value_type = Option<String>)]
+    code: Option<OtpToken>,
+    /// Set by `/api/auth/oauth/{provider}`: a path on this site.
+    #[param(value_type = Option<String>)]
+    next: Option<NextPath>,
+    /// The provider or Auth refused (`access_denied`, `server_error`, ...).
+    #[param(value_type = Option<String>)]
+    error: Option<String>,
+    #[param(value_type = Option<String>)]
+    error_code: Option<String>,
+    #[param(value_type = Option<String>)]
+    error_description: Option<String>,
+}
+
+impl FromParam for String {
+    fn from_param(text: &str) -> Result<Self, Problem> {
+        if text.chars().count() > 1000 || text.chars().any(char::is_control) {
+            return Err("must be at most 1000 characters, none of them control characters".into());
+        }
+        Ok(text.to_owned())
+    }
+}
+
+impl FromParams for CallbackQuery {
+    fn from_params(p: &mut QueryFields) -> Option<Self> {
+        let code = p.optional("code");
+        let next = p.optional("next");
+        let error = p.optional("error");
+        let error_code = p.optional("error_code");
+        let error_description = p.optional("error_description");
+        // `sb`: a marker Auth adds to its error redirects; accepted and ignored.
+        let sb = p.optional::<String>("sb");
+        sb?;
+        Some(Self {
+            code: code?,
+            next: next?,
+            error: error?,
+            error_code: error_code?,
+            error_description: error_description?,
+        })
+    }
+}
+
+/// `GET /api/auth/callback?code=&next=` → 303 to `next` with the cookie session.
+#[utoipa::path(
+    get,
+    path = "/api/auth/callback",
+    operation_id = "oauthCallback",
+    tag = "auth",
+    params(CallbackQuery),
+    security(()),
+    responses(
+        responses::UpstreamErrors,
+        (status = 303, description = "Signed in: the session is in the `@supabase/ssr` cookies, the code-verifier cookie is cleared", headers(("Location" = String, description = "`next`"), ("Set-Cookie" = String, description = "The session cookies and the verifier's deletion"))),
+        (status = 400, description = "`oauth_failed` (the provider or Auth refused: `details` has Auth's `error`, `error_code`, `error_description`), `code_verifier_missing` (no sign-in was started in this browser, or its cookie expired), `code_verifier_mismatch`, `oauth_code_invalid` (unknown or already used code), `oauth_code_expired`, `validation_failed`. The verifier cookie is cleared in every case", body = crate::error::ErrorBody, example = json!({"error": "This sign-in link was already used or is unknown; start the sign-in again", "code": "oauth_code_invalid"})),
+        (status = 429, response = responses::RateLimited),
+    )
+)]
+pub async fn callback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    Params(query): Params<CallbackQuery>,
+) -> ApiResult<HttpResponse> {
+    let outcome = exchange(&req, &state, query).await;
+    // auth-js drops the verifier after every exchange, success or not: a code is single-use.
+    let deletions = state.session_cookie.code_verifier_deletions();
+    match outcome {
+        Ok(mut res) => {
+            for cookie in deletions {
+                res.add_cookie(&cookie)
+                    .map_err(|e| ApiError::internal(format!("cookie: {e}")))?;
+            }
+            Ok(res)
+        }
+        Err(e) => {
+            let mut res = actix_web::ResponseError::error_response(&e);
+            for cookie in deletions {
+                let _ = res.add_cookie(&cookie);
+            }
+            Ok(res)
+        }
+    }
+}
+
+async fn exchange(
+    req: &HttpRequest,
+    state: &AppState,
+    query: CallbackQuery,
+) -> ApiResult<HttpResponse> {
+    if query.error.is_some() || query.error_code.is_some() {
+        return Err(ApiError::bad_request(
+            "oauth_failed",
+            "Sign-in was refused by the provider or Supabase Auth",
+        )
+        .with_details(json!({
+            "error": query.error,
+            "error_code": query.error_code,
+            "error_description": query.error_description,
+        })));
+    }
+    let Some(code) = query.code else {
+        return Err(ApiError::validation(
+            json!({ "code": ["is required"] }),
+            vec![],
+        ));
+    };
+    let verifier = state.session_cookie.code_verifier(req).ok_or_else(|| {
+        ApiError::bad_request(
+            "code_verifier_missing",
+            "No sign-in was started in this browser (or it expired); start it again",
+        )
+    })?;
+    let session = state
+        .supabase
+        .token(
+            "pkce",
+            &json!({ "auth_code": code.0, "code_verifier": verifier }),
+            for_client(req, state),
+        )
+        .await
+        .map_err(|e| e.into_api(AuthCall::Pkce))?;
+    let stored = crate::auth::refresh::stored_session(&session)
+        .ok_or_else(|| ApiError::upstream_error("auth: pkce grant without a session"))?;
+    state.session_cookie.store(req, stored.session_json);
+    let next = query.next.map_or_else(|| "/".to_owned(), |n| n.0);
+    let mut res = HttpResponse::SeeOther();
+    token_headers(&mut res);
+    res.insert_header((header::LOCATION, next));
+    Ok(res.finish())
+}
