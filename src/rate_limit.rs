@@ -28,6 +28,8 @@ pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 /// The explicit refresh route, whose rules also count server-side session refreshes.
 pub const REFRESH_ROUTE: (Method, &str) = (Method::POST, "/api/auth/refresh");
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// The finest rate a rule may set: one request per microsecond, GCRA's step.
+pub const MAX_PER_MINUTE: u32 = 60_000_000;
 
 /// The limiter's answer for one request, where it is not answered by [`enforce`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +95,14 @@ impl Rules {
                 return Err(ConfigError::invalid(
                     setting("per_minute"),
                     "must be greater than 0",
+                ));
+            }
+            // GCRA counts in whole microseconds: a finer rate would be an emission interval
+            // of 0 (found by the bench: every decision then divided by zero).
+            if rule.per_minute > MAX_PER_MINUTE {
+                return Err(ConfigError::invalid(
+                    setting("per_minute"),
+                    format!("must be at most {MAX_PER_MINUTE} (one request per microsecond)"),
                 ));
             }
             let burst = rule.burst.unwrap_or(rule.per_minute);
@@ -586,13 +596,14 @@ mod tests {
 
     #[test]
     fn bad_rules_are_refused_naming_the_rule_and_field() {
-        let cases: [(RuleSpec<'_>, &str); 7] = [
+        let cases: [(RuleSpec<'_>, &str); 8] = [
             ((&["POST /api/nope"], "ip", 1, None), "routes"),
             ((&["post /api/items"], "ip", 1, None), "routes"),
             ((&["/api/items"], "ip", 1, None), "routes"),
             ((&[], "ip", 1, None), "routes"),
             ((&["POST /api/items"], "session", 1, None), "key"),
             ((&["POST /api/items"], "ip", 0, None), "per_minute"),
+            ((&["POST /api/items"], "ip", MAX_PER_MINUTE + 1, None), "per_minute"),
             ((&["POST /api/items"], "ip", 1, Some(0)), "burst"),
         ];
         for (rule, field) in cases {

@@ -18,7 +18,8 @@ pub struct Quota {
 impl Quota {
     pub fn new(per_minute: u32, burst: u32) -> Self {
         Self {
-            interval_us: 60_000_000 / i64::from(per_minute.max(1)),
+            // At least 1 µs: config refuses finer rates; a zero interval would divide by zero.
+            interval_us: (60_000_000 / i64::from(per_minute.max(1))).max(1),
             burst: i64::from(burst.max(1)),
         }
     }
