@@ -829,13 +829,16 @@ export interface components {
             avatar_url?: string | null;
         };
         /**
-         * @description `GET /ready` when both probes pass. (When one fails the answer is a 503 `ErrorBody` with
+         * @description `GET /ready` when every check passes. (When one fails the answer is a 503 `ErrorBody` with
          *     the same `checks` under `details`.)
          * @example {
          *       "checks": {
          *         "auth": {
          *           "ok": true,
          *           "status": 200
+         *         },
+         *         "item_limit": {
+         *           "ok": true
          *         },
          *         "rest": {
          *           "ok": true,
@@ -860,10 +863,15 @@ export interface components {
             /** @description Why the probe failed (connection error, timeout), when it did. */
             error?: string | null;
         };
-        /** @description The two readiness probes. */
+        /** @description The readiness checks. */
         ReadyChecks: {
             auth: components["schemas"]["ReadyCheck"];
             rest: components["schemas"]["ReadyCheck"];
+            /**
+             * @description `business.free_item_limit` is written to the database (which enforces it); needs the
+             *     secret key.
+             */
+            item_limit: components["schemas"]["ReadyCheck"];
         };
         /**
          * @description `POST /api/auth/recover`'s answer, the same whether or not the account exists.
@@ -1235,7 +1243,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Supabase Auth and PostgREST both answer */
+            /** @description Supabase Auth and PostgREST answer, and the database holds the configured item limit */
             200: {
                 headers: {
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
@@ -2852,7 +2860,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Stored (or a duplicate delivery: `duplicate: true`); other event types are acknowledged unprocessed */
+            /** @description Queued for the worker (`stripe.processing = "queue"`) or stored (`"inline"`), or a duplicate delivery (`duplicate: true`); other event types are acknowledged unprocessed */
             200: {
                 headers: {
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */

@@ -603,7 +603,10 @@ mod tests {
             ((&[], "ip", 1, None), "routes"),
             ((&["POST /api/items"], "session", 1, None), "key"),
             ((&["POST /api/items"], "ip", 0, None), "per_minute"),
-            ((&["POST /api/items"], "ip", MAX_PER_MINUTE + 1, None), "per_minute"),
+            (
+                (&["POST /api/items"], "ip", MAX_PER_MINUTE + 1, None),
+                "per_minute",
+            ),
             ((&["POST /api/items"], "ip", 1, Some(0)), "burst"),
         ];
         for (rule, field) in cases {
