@@ -103,25 +103,8 @@ pub async fn request_context(
 
     let elapsed = started.elapsed();
     let status = res.status().as_u16();
-    {
-        // Resources are named after their template (`api::endpoint`): no allocation. The
-        // pattern lookup is the fallback for anything registered without a name.
-        let request = res.request();
-        let pattern;
-        let route = match request.match_name() {
-            Some(name) => name,
-            None => {
-                pattern = request.match_pattern();
-                pattern.as_deref().unwrap_or("unmatched")
-            }
-        };
-        crate::metrics::metrics().observe_request(
-            request.method().as_str(),
-            route,
-            status,
-            elapsed,
-        );
-    }
+    // The route was looked up once, for the log context (resource name, else pattern).
+    crate::metrics::metrics().observe_request(log.method().as_str(), log.route(), status, elapsed);
     // Only the path is logged: query values may carry emails, tokens or other secrets.
     if tracing::enabled!(target: "supagate::access", tracing::Level::INFO) {
         telemetry::access_line(&log, status, elapsed, "");

@@ -59,7 +59,15 @@ impl RequestLog {
         Rc::new(Self {
             method: request.method().clone(),
             uri: request.uri().clone(),
-            route: request.match_name().unwrap_or("unmatched").into(),
+            // Resources are named after their template (`api::endpoint`); the pattern is the
+            // fallback for anything registered without a name.
+            route: match request.match_name() {
+                Some(name) => name.into(),
+                None => request
+                    .match_pattern()
+                    .unwrap_or_else(|| "unmatched".to_owned())
+                    .into(),
+            },
             id: id.into(),
             trace_id,
             user: Cell::new(None),
@@ -68,6 +76,15 @@ impl RequestLog {
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The route template (the metrics label and the log's `route`).
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    pub fn method(&self) -> &Method {
+        &self.method
     }
 
     pub fn user(&self) -> Option<Uuid> {
