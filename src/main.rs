@@ -9,6 +9,7 @@ use supagate::server::Application;
 /// mimalloc instead of glibc's malloc: a proxied request allocates and frees dozens of small
 /// buffers (headers, bodies, futures); callgrind counted 8 % fewer instructions per request
 /// and glibc's `malloc_consolidate`/`unlink_chunk` left the profile (bench/RESULTS.md).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
