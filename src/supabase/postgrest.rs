@@ -286,6 +286,10 @@ impl Supabase {
     }
 
     /// Reads an error answer (its body, or `Proxy-Status` when a HEAD has none).
+    ///
+    /// Callers box it: rustc lays a function's awaited futures side by side rather than over
+    /// one another, so an inline error path (another body read) made every call's future
+    /// larger, and a request waiting for an upstream slot holds its whole future.
     async fn pg_failure(&self, res: reqwest::Response, caller: Caller<'_>) -> SupabaseError {
         let status = res.status();
         let headers = res.headers().clone();
@@ -305,7 +309,9 @@ impl Supabase {
             .headers(headers(&[(prefer(), "count=exact")]));
         let res = self.rest.send(request).await?;
         if res.status() == StatusCode::RANGE_NOT_SATISFIABLE {
-            let total = self.pg_count(&query.count_only(), caller).await?;
+            // Boxed like `pg_failure`: a second call chain inline cost ~870 bytes in every
+            // list's future (size_of_val).
+            let total = Box::pin(self.pg_count(&query.count_only(), caller)).await?;
             return Ok(Listing {
                 total,
                 content_range: format!("*/{total}"),
@@ -314,7 +320,7 @@ impl Supabase {
             });
         }
         if !res.status().is_success() {
-            return Err(self.pg_failure(res, caller).await);
+            return Err(Box::pin(self.pg_failure(res, caller)).await);
         }
         if !is_json(&res) {
             return Err(invalid_body("list answer is not JSON"));
@@ -344,7 +350,7 @@ impl Supabase {
             .headers(headers(&[(prefer(), "count=exact")]));
         let res = self.rest.send(request).await?;
         if !res.status().is_success() {
-            return Err(self.pg_failure(res, caller).await);
+            return Err(Box::pin(self.pg_failure(res, caller)).await);
         }
         res.headers()
             .get("content-range")
@@ -403,7 +409,7 @@ impl Supabase {
     ) -> Result<Bytes, SupabaseError> {
         let res = self.rest.send(request).await?;
         if !res.status().is_success() {
-            return Err(self.pg_failure(res, caller).await);
+            return Err(Box::pin(self.pg_failure(res, caller)).await);
         }
         if !is_json(&res) {
             return Err(invalid_body("answer is not JSON"));
