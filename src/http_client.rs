@@ -43,7 +43,8 @@ pub enum UpstreamError {
         status: StatusCode,
         body: Bytes,
     },
-    /// A 2xx answer whose body was not what we asked for (HTML from a proxy, truncated JSON).
+    /// An answer that was not what we asked for: a 2xx body that is not JSON (HTML from a
+    /// proxy, truncated JSON), or an answer that is not valid HTTP at all.
     #[error("{upstream}: unexpected body: {cause}")]
     InvalidBody {
         upstream: &'static str,
@@ -129,16 +130,27 @@ impl UpstreamError {
 
     /// A failure of hyper's client before any answer arrived: the connection could not be
     /// made, or it broke before the status line. Both are "unavailable" (and retryable).
+    /// The exception: an answer that is not valid HTTP, or whose head outgrows the read
+    /// buffer, came from a working upstream; that is a bad answer (502), and not retried.
     fn from_transport(upstream: &'static str, e: hyper_util::client::legacy::Error) -> Self {
         use std::error::Error as _;
         let mut cause = e.to_string();
+        let mut malformed = false;
         let mut source = e.source();
         while let Some(inner) = source {
             cause.push_str(": ");
             cause.push_str(&inner.to_string());
+            // `is_parse` covers a head over the buffer too (Parse::TooLarge).
+            malformed |= inner
+                .downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_parse);
             source = inner.source();
         }
-        UpstreamError::Unavailable { upstream, cause }
+        if malformed {
+            UpstreamError::InvalidBody { upstream, cause }
+        } else {
+            UpstreamError::Unavailable { upstream, cause }
+        }
     }
 
     fn from_reqwest(upstream: &'static str, e: reqwest::Error) -> Self {

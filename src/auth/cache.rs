@@ -107,7 +107,7 @@ impl TokenCache {
             store.remove(key);
             return None;
         }
-        (entry.user.token() == token).then(|| entry.user.clone())
+        entry.user.has_token(token).then(|| entry.user.clone())
     }
 
     /// Remembers a user whose token just passed full verification under `generation`.
