@@ -287,14 +287,21 @@ impl Supabase {
 
     /// Reads an error answer (its body, or `Proxy-Status` when a HEAD has none).
     ///
-    /// Callers box it: rustc lays a function's awaited futures side by side rather than over
-    /// one another, so an inline error path (another body read) made every call's future
-    /// larger, and a request waiting for an upstream slot holds its whole future.
-    async fn pg_failure(&self, res: reqwest::Response, caller: Caller<'_>) -> SupabaseError {
-        let status = res.status();
-        let headers = res.headers().clone();
-        let body = self.rest.read_body(res).await.unwrap_or_default();
-        SupabaseError::rest(status, &headers, &body, matches!(caller, Caller::Anon))
+    /// Boxed here, once: rustc lays a function's awaited futures side by side rather than
+    /// over one another, so this error path (another body read) inline made every call's
+    /// future larger, and a request waiting for an upstream slot holds its whole future.
+    fn pg_failure(
+        &self,
+        res: reqwest::Response,
+        caller: Caller<'_>,
+    ) -> futures_util::future::BoxFuture<'_, SupabaseError> {
+        let anon = matches!(caller, Caller::Anon);
+        Box::pin(async move {
+            let status = res.status();
+            let headers = res.headers().clone();
+            let body = self.rest.read_body(res).await.unwrap_or_default();
+            SupabaseError::rest(status, &headers, &body, anon)
+        })
     }
 
     /// A counted list whose body is left unread, for streaming. An offset past the end
@@ -320,7 +327,7 @@ impl Supabase {
             });
         }
         if !res.status().is_success() {
-            return Err(Box::pin(self.pg_failure(res, caller)).await);
+            return Err(self.pg_failure(res, caller).await);
         }
         if !is_json(&res) {
             return Err(invalid_body("list answer is not JSON"));
@@ -350,7 +357,7 @@ impl Supabase {
             .headers(headers(&[(prefer(), "count=exact")]));
         let res = self.rest.send(request).await?;
         if !res.status().is_success() {
-            return Err(Box::pin(self.pg_failure(res, caller)).await);
+            return Err(self.pg_failure(res, caller).await);
         }
         res.headers()
             .get("content-range")
@@ -409,7 +416,7 @@ impl Supabase {
     ) -> Result<Bytes, SupabaseError> {
         let res = self.rest.send(request).await?;
         if !res.status().is_success() {
-            return Err(Box::pin(self.pg_failure(res, caller)).await);
+            return Err(self.pg_failure(res, caller).await);
         }
         if !is_json(&res) {
             return Err(invalid_body("answer is not JSON"));
