@@ -72,8 +72,11 @@ def main():
             return callgrind(servers, t)
         driver.run_wrk(t, conns, 2, servers)  # warm-up
         pid = servers["supagate"].pid
-        perf = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-p", str(pid), "-o",
-                                 os.path.join(RUN, "perf.data")],
+        # PROFILE_CALLGRAPH=dwarf attributes libc's memmove to its Rust callers (libc has no
+        # frame pointers); fp (the default) is cheaper and enough for Rust-only stacks.
+        graph = os.environ.get("PROFILE_CALLGRAPH", "fp")
+        perf = subprocess.Popen(["perf", "record", "-F", "999", "--call-graph", graph, "-p",
+                                 str(pid), "-o", os.path.join(RUN, "perf.data")],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         strace = None
         if os.environ.get("PROFILE_STRACE") == "1":
