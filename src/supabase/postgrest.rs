@@ -169,8 +169,9 @@ impl Query {
     }
 
     /// `/<path>?<percent-encoded params>`, written into one buffer (no per-parameter strings).
+    /// Pieces are appended directly: through `write!` the formatting machinery cost about as
+    /// much again as the encoding (callgrind: 4.9k of a list's instructions).
     pub fn to_path(&self) -> String {
-        use std::fmt::Write as _;
         let mut out = String::with_capacity(
             1 + self.path.len()
                 + self.select.map_or(0, |s| s.len() * 2 + 8)
@@ -188,13 +189,9 @@ impl Query {
         let mut param = |out: &mut String, name: &str, value: &str| {
             out.push(sep);
             sep = '&';
-            // Writing into a String cannot fail.
-            let _ = write!(
-                out,
-                "{}={}",
-                utf8_percent_encode(name, COMPONENT),
-                utf8_percent_encode(value, COMPONENT)
-            );
+            out.extend(utf8_percent_encode(name, COMPONENT));
+            out.push('=');
+            out.extend(utf8_percent_encode(value, COMPONENT));
         };
         if let Some(s) = self.select {
             param(&mut out, "select", s);
@@ -205,16 +202,12 @@ impl Query {
         if let Some(o) = self.order {
             param(&mut out, "order", o);
         }
-        let mut number = |out: &mut String, name: &str, n: u64| {
-            out.push(sep);
-            sep = '&';
-            let _ = write!(out, "{name}={n}");
-        };
+        let mut digits = itoa::Buffer::new();
         if let Some(l) = self.limit {
-            number(&mut out, "limit", l);
+            param(&mut out, "limit", digits.format(l));
         }
         if let Some(o) = self.offset {
-            number(&mut out, "offset", o);
+            param(&mut out, "offset", digits.format(o));
         }
         out
     }
