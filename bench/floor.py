@@ -37,6 +37,7 @@ FLOOR_BIN = os.path.join(FLOOR_DIR, "target", "release", "supagate-floor")
 def main():
     if not os.path.exists(FLOOR_BIN):
         subprocess.run(["cargo", "build", "--release", "--offline"], cwd=FLOOR_DIR, check=True)
+    load_before = driver.loadavg()
     with open(os.path.join(driver.ROOT, "tests/fixtures/jwt.json")) as f:
         fixture = json.load(f)
     servers = {}
@@ -75,7 +76,7 @@ def main():
         hop_rps = driver.med([x["rps"] for x in runs["hop"]])
         lines = [
             f"`python3 bench/floor.py {seconds} {rounds}`, {conns} connections, load before "
-            f"{driver.loadavg()}",
+            f"{load_before}",
             "",
             "| target | req/s | CPU µs/req | CPU ÷ hop | req/s ÷ hop | errors |",
             "|---|---:|---:|---:|---:|---:|",
