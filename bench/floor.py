@@ -13,7 +13,7 @@ Targets, all serving the same `GET /api/items?limit=20` from the same stand-in:
 
 So supagate ÷ floor_actix is what supagate's own work costs on its stack, and
 floor_actix ÷ hop is what the stack costs before any of it. Builds bench/floor (its own
-workspace, offline) if its binary is missing. Needs nginx and wrk (bench/run.sh installs them).
+workspace, from its own Cargo.lock) if its binary is missing. Needs nginx and wrk (bench/run.sh installs them).
 """
 import json
 import os
@@ -36,7 +36,7 @@ FLOOR_BIN = os.path.join(FLOOR_DIR, "target", "release", "supagate-floor")
 
 def main():
     if not os.path.exists(FLOOR_BIN):
-        subprocess.run(["cargo", "build", "--release", "--offline"], cwd=FLOOR_DIR, check=True)
+        subprocess.run(["cargo", "build", "--release", "--locked"], cwd=FLOOR_DIR, check=True)
     load_before = driver.loadavg()
     with open(os.path.join(driver.ROOT, "tests/fixtures/jwt.json")) as f:
         fixture = json.load(f)
