@@ -128,6 +128,13 @@ fn hyper_server(port: u16, upstream_port: u16, path: String, apikey: String) {
     use hyper::{server::conn::http1, service::service_fn, Response, StatusCode};
     use hyper_util::rt::TokioIo;
 
+    type Body = http_body_util::Either<hyper::body::Incoming, Empty<Bytes>>;
+    fn status_only(status: StatusCode) -> Response<Body> {
+        let mut res = Response::new(http_body_util::Either::Right(Empty::new()));
+        *res.status_mut() = status;
+        res
+    }
+
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -149,18 +156,12 @@ fn hyper_server(port: u16, upstream_port: u16, path: String, apikey: String) {
                     let forward = forward.clone();
                     async move {
                         if req.uri().path() != "/api/items" {
-                            let mut res =
-                                Response::new(http_body_util::Either::Right(Empty::new()));
-                            *res.status_mut() = StatusCode::NOT_FOUND;
-                            return Ok::<_, hyper::Error>(res);
+                            return Ok::<_, hyper::Error>(status_only(StatusCode::NOT_FOUND));
                         }
                         let auth = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
                         let upstream = forward.client.request(forward.request(auth)).await;
                         let Ok(upstream) = upstream else {
-                            let mut res =
-                                Response::new(http_body_util::Either::Right(Empty::new()));
-                            *res.status_mut() = StatusCode::BAD_GATEWAY;
-                            return Ok(res);
+                            return Ok(status_only(StatusCode::BAD_GATEWAY));
                         };
                         let (parts, body) = upstream.into_parts();
                         let mut res = Response::new(http_body_util::Either::Left(body));
