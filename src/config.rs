@@ -243,6 +243,52 @@ pub struct SupabaseSettings {
     pub service_role_key: Option<Secret>,
     /// Overrides the project ref taken from the first DNS label of `url` (cookie name).
     pub project_ref: Option<String>,
+    /// Whether Auth calls made for a client carry `Sb-Forwarded-For` (see
+    /// [`Settings::client_ip_forwarding`]).
+    #[serde(default)]
+    pub forward_client_ip: ForwardClientIp,
+}
+
+/// `supabase.forward_client_ip`: how Auth learns the client's IP for its per-IP rate limits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardClientIp {
+    /// With an `sb_secret_` key configured, client Auth calls go with it and carry
+    /// `Sb-Forwarded-For` (the hosted platform honours the header only with a secret key);
+    /// without one, no header and per-client limits are reported off.
+    #[default]
+    Auto,
+    /// The header with whichever key is configured: a self-hosted Auth started with
+    /// `GOTRUE_SECURITY_SB_FORWARDED_FOR_ENABLED=true` honours it from any caller.
+    SelfHosted,
+    /// Never sent: Auth counts every client against supagate's own address.
+    Off,
+}
+
+/// What [`Settings::client_ip_forwarding`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientIpForwarding {
+    /// Client Auth calls go with the secret key and `Sb-Forwarded-For`.
+    WithSecretKey,
+    /// Client Auth calls go with the publishable key and `Sb-Forwarded-For`.
+    SelfHosted,
+    /// No header: every client shares supagate's Auth buckets (the reason says why).
+    Off(&'static str),
+}
+
+impl ClientIpForwarding {
+    pub fn is_on(self) -> bool {
+        !matches!(self, Self::Off(_))
+    }
+
+    /// One line for the start-up warning, `check-config` and `/ready`.
+    pub fn describe(self) -> String {
+        match self {
+            Self::WithSecretKey => "on: client Auth calls carry Sb-Forwarded-For with the sb_secret_ key (the project must have IP address forwarding enabled)".to_owned(),
+            Self::SelfHosted => "on: client Auth calls carry Sb-Forwarded-For with the configured key (self-hosted Auth needs GOTRUE_SECURITY_SB_FORWARDED_FOR_ENABLED=true)".to_owned(),
+            Self::Off(why) => format!("off: {why}; Auth counts every client against supagate's own address"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -488,6 +534,9 @@ const ENV_ALIASES: &[(&str, &str)] = &[
     ("PORT", "server.port"),
     ("REDIS_URL", "rate_limit.redis_url"),
 ];
+
+/// How a Supabase secret API key begins (the new key format; legacy keys are JWTs).
+pub const SECRET_KEY_PREFIX: &str = "sb_secret_";
 
 /// Prefix for every other setting: `SUPAGATE_SERVER__BODY_LIMIT_BYTES=1024`.
 pub const ENV_PREFIX: &str = "SUPAGATE_";
@@ -735,9 +784,34 @@ impl Settings {
             .unwrap_or(self.app_env != AppEnv::Development)
     }
 
-    /// The effective configuration as TOML with every secret shown as `[REDACTED]`.
+    /// Whether Auth's per-IP limits can count each client. The hosted platform honours
+    /// `Sb-Forwarded-For` only on a call made with a secret `sb_secret_` key (Supabase's
+    /// rate-limit guide, "IP address forwarding"): publishable and legacy JWT keys are not
+    /// supported there, so `auto` sends it only when such a key is configured.
+    pub fn client_ip_forwarding(&self) -> ClientIpForwarding {
+        let secret = self
+            .supabase
+            .service_role_key
+            .as_ref()
+            .is_some_and(|k| k.expose().starts_with(SECRET_KEY_PREFIX));
+        match self.supabase.forward_client_ip {
+            ForwardClientIp::Off => ClientIpForwarding::Off("supabase.forward_client_ip is \"off\""),
+            ForwardClientIp::SelfHosted => ClientIpForwarding::SelfHosted,
+            ForwardClientIp::Auto if secret => ClientIpForwarding::WithSecretKey,
+            ForwardClientIp::Auto => ClientIpForwarding::Off(
+                "no sb_secret_ key is configured (SUPABASE_SECRET_KEY), and Auth honours Sb-Forwarded-For only with one",
+            ),
+        }
+    }
+
+    /// The effective configuration as TOML with every secret shown as `[REDACTED]`, and
+    /// what the settings come to where that is not obvious from them.
     pub fn to_redacted_toml(&self) -> String {
-        toml_string(self)
+        format!(
+            "# per-client Auth rate limits: {}\n{}",
+            self.client_ip_forwarding().describe(),
+            toml_string(self)
+        )
     }
 }
 

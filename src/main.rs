@@ -44,6 +44,13 @@ fn main() -> ExitCode {
     };
     match command.as_str() {
         "check-config" => {
+            let forwarding = settings.client_ip_forwarding();
+            if !forwarding.is_on() {
+                eprintln!(
+                    "warning: per-client Auth rate limits are {}",
+                    forwarding.describe()
+                );
+            }
             print!("{}", settings.to_redacted_toml());
             ExitCode::SUCCESS
         }
@@ -58,6 +65,10 @@ fn main() -> ExitCode {
 
 fn serve(settings: Settings) -> ExitCode {
     run_logged(async move {
+        let forwarding = settings.client_ip_forwarding();
+        if !forwarding.is_on() {
+            tracing::warn!("per-client Auth rate limits are {}", forwarding.describe());
+        }
         let app = Application::build(settings)?;
         tracing::info!("supagate listening on port {}", app.port());
         app.run().await?;

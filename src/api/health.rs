@@ -28,13 +28,33 @@ pub(crate) struct ReadyChecks {
     item_limit: Check,
 }
 
+/// Whether Auth's per-IP rate limits count each client (`Sb-Forwarded-For` with a key Auth
+/// honours) or every client shares supagate's address. Reported, never a reason for 503.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PerClientAuthLimits {
+    on: bool,
+    /// Why, in one line.
+    detail: String,
+}
+
+impl PerClientAuthLimits {
+    fn of(state: &AppState) -> Self {
+        let forwarding = state.settings.client_ip_forwarding();
+        Self {
+            on: forwarding.is_on(),
+            detail: forwarding.describe(),
+        }
+    }
+}
+
 /// `GET /ready` when every check passes. (When one fails the answer is a 503 `ErrorBody` with
 /// the same `checks` under `details`.)
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"status": "ready", "checks": {"auth": {"ok": true, "status": 200}, "rest": {"ok": true, "status": 200}, "item_limit": {"ok": true}}}))]
+#[schema(example = json!({"status": "ready", "checks": {"auth": {"ok": true, "status": 200}, "rest": {"ok": true, "status": 200}, "item_limit": {"ok": true}}, "per_client_auth_limits": {"on": false, "detail": "off: no sb_secret_ key is configured (SUPABASE_SECRET_KEY), and Auth honours Sb-Forwarded-For only with one; Auth counts every client against supagate's own address"}}))]
 pub(crate) struct Ready {
     status: &'static str,
     checks: ReadyChecks,
+    per_client_auth_limits: PerClientAuthLimits,
 }
 
 #[utoipa::path(
@@ -79,6 +99,7 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         Ok(HttpResponse::Ok().json(Ready {
             status: "ready",
             checks,
+            per_client_auth_limits: PerClientAuthLimits::of(&state),
         }))
     } else {
         let down: Vec<&str> = [
@@ -92,7 +113,10 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         .collect();
         Err(
             ApiError::upstream_unavailable(format!("readiness: {} not ready", down.join(", ")))
-                .with_details(json!({ "checks": checks })),
+                .with_details(json!({
+                    "checks": checks,
+                    "per_client_auth_limits": PerClientAuthLimits::of(&state),
+                })),
         )
     }
 }

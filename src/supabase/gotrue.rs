@@ -133,18 +133,20 @@ impl LogoutScope {
 const API_VERSION: &str = "2024-01-01";
 const SB_FORWARDED_FOR: &str = "sb-forwarded-for";
 
-/// A request to Auth with the API-version header and, for a client, `Sb-Forwarded-For`.
+/// A request to Auth with the API-version header and, for a client, `Sb-Forwarded-For`
+/// (`forward` false: never, see `Settings::client_ip_forwarding`).
 pub(super) fn auth_request(
     api: &JsonApi,
     method: Method,
     path: &str,
     client: ForClient,
+    forward: bool,
 ) -> reqwest::RequestBuilder {
     let request = api.request(method, path).header(
         "x-supabase-api-version",
         HeaderValue::from_static(API_VERSION),
     );
-    match client.0 {
+    match client.0.filter(|_| forward) {
         Some(ip) => match HeaderValue::from_str(&ip.to_string()) {
             Ok(value) => request.header(SB_FORWARDED_FOR, value),
             Err(_) => request,
@@ -185,15 +187,34 @@ pub(super) async fn auth_call(
 }
 
 impl Supabase {
+    /// A call to Auth made for `client`: with the client key and, where Auth honours it,
+    /// the client's IP.
+    fn client_request(
+        &self,
+        method: Method,
+        path: &str,
+        client: ForClient,
+    ) -> reqwest::RequestBuilder {
+        auth_request(
+            &self.gotrue_client,
+            method,
+            path,
+            client,
+            self.forward_client_ip,
+        )
+    }
+
     async fn auth_json(&self, request: reqwest::RequestBuilder) -> Result<Value, AuthError> {
-        let body = auth_call(&self.gotrue, request).await?;
-        Ok(self.gotrue.decode(&body)?)
+        let body = auth_call(&self.gotrue_client, request).await?;
+        Ok(self.gotrue_client.decode(&body)?)
     }
 
     /// `POST /signup`: a session (auto-confirm) or a bare user (confirmation required).
     pub async fn signup(&self, body: &Value, client: ForClient) -> Result<Value, AuthError> {
-        let request = auth_request(&self.gotrue, Method::POST, "/signup", client).json(body);
-        self.auth_json(self.anon_bearer(request)).await
+        let request = self
+            .client_request(Method::POST, "/signup", client)
+            .json(body);
+        self.auth_json(self.client_bearer(request)).await
     }
 
     /// `POST /token?grant_type=<grant>`: the session as Auth wrote it (stored verbatim in the
@@ -204,10 +225,11 @@ impl Supabase {
         body: &Value,
         client: ForClient,
     ) -> Result<Bytes, AuthError> {
-        let request = auth_request(&self.gotrue, Method::POST, "/token", client)
+        let request = self
+            .client_request(Method::POST, "/token", client)
             .query(&[("grant_type", grant)])
             .json(body);
-        auth_call(&self.gotrue, self.anon_bearer(request)).await
+        auth_call(&self.gotrue_client, self.client_bearer(request)).await
     }
 
     /// `POST /logout?scope=<scope>` with the user's access token.
@@ -217,16 +239,17 @@ impl Supabase {
         scope: LogoutScope,
         client: ForClient,
     ) -> Result<(), AuthError> {
-        let request = auth_request(&self.gotrue, Method::POST, "/logout", client)
+        let request = self
+            .client_request(Method::POST, "/logout", client)
             .query(&[("scope", scope.as_str())]);
-        auth_call(&self.gotrue, bearer(request, access_token))
+        auth_call(&self.gotrue_client, bearer(request, access_token))
             .await
             .map(|_| ())
     }
 
     /// `GET /user` for the token's owner.
     pub async fn user(&self, access_token: &str, client: ForClient) -> Result<Value, AuthError> {
-        let request = auth_request(&self.gotrue, Method::GET, "/user", client);
+        let request = self.client_request(Method::GET, "/user", client);
         self.auth_json(bearer(request, access_token)).await
     }
 
@@ -239,20 +262,22 @@ impl Supabase {
         body: &Value,
         client: ForClient,
     ) -> Result<Value, AuthError> {
-        let request = auth_request(&self.gotrue, Method::PUT, "/user", client).json(body);
+        let request = self.client_request(Method::PUT, "/user", client).json(body);
         self.auth_json(bearer(request, access_token)).await
     }
 
     /// `POST /otp`: mails a magic link / code, or texts a code (`{}` or `{message_id}`).
     pub async fn otp(&self, body: &Value, client: ForClient) -> Result<Value, AuthError> {
-        let request = auth_request(&self.gotrue, Method::POST, "/otp", client).json(body);
-        self.auth_json(self.anon_bearer(request)).await
+        let request = self.client_request(Method::POST, "/otp", client).json(body);
+        self.auth_json(self.client_bearer(request)).await
     }
 
     /// `POST /verify`: a code or a link's `token_hash` for a session (as Auth wrote it).
     pub async fn verify(&self, body: &Value, client: ForClient) -> Result<Bytes, AuthError> {
-        let request = auth_request(&self.gotrue, Method::POST, "/verify", client).json(body);
-        auth_call(&self.gotrue, self.anon_bearer(request)).await
+        let request = self
+            .client_request(Method::POST, "/verify", client)
+            .json(body);
+        auth_call(&self.gotrue_client, self.client_bearer(request)).await
     }
 
     /// A `/factors…` call (MFA) for the token's owner; the answer as Auth wrote it.
@@ -264,18 +289,19 @@ impl Supabase {
         body: Option<&Value>,
         client: ForClient,
     ) -> Result<Bytes, AuthError> {
-        let mut request = auth_request(&self.gotrue, method, path, client);
+        let mut request = self.client_request(method, path, client);
         if let Some(body) = body {
             request = request.json(body);
         }
-        auth_call(&self.gotrue, bearer(request, access_token)).await
+        auth_call(&self.gotrue_client, bearer(request, access_token)).await
     }
 
     /// `POST /recover`: sends the reset mail if the address has an account.
     pub async fn recover(&self, email: &str, client: ForClient) -> Result<(), AuthError> {
-        let request = auth_request(&self.gotrue, Method::POST, "/recover", client)
+        let request = self
+            .client_request(Method::POST, "/recover", client)
             .json(&json!({ "email": email }));
-        auth_call(&self.gotrue, self.anon_bearer(request))
+        auth_call(&self.gotrue_client, self.client_bearer(request))
             .await
             .map(|_| ())
     }

@@ -35,7 +35,13 @@ impl Supabase {
     /// `POST /auth/v1/admin/users`; the profile row is created by the database trigger.
     pub async fn admin_create_user(&self, user: &NewAuthUser<'_>) -> Result<Uuid, ApiError> {
         let api = self.admin_api()?;
-        let request = auth_request(api, Method::POST, "/admin/users", ForClient::default());
+        let request = auth_request(
+            api,
+            Method::POST,
+            "/admin/users",
+            ForClient::default(),
+            false,
+        );
         let body = auth_call(api, self.service_bearer(request.json(user)))
             .await
             .map_err(|e| e.into_api(AuthCall::Admin))?;
@@ -47,7 +53,7 @@ impl Supabase {
     pub async fn admin_delete_user(&self, id: Uuid) -> Result<(), ApiError> {
         let api = self.admin_api()?;
         let path = format!("/admin/users/{id}");
-        let request = auth_request(api, Method::DELETE, &path, ForClient::default());
+        let request = auth_request(api, Method::DELETE, &path, ForClient::default(), false);
         auth_call(api, self.service_bearer(request))
             .await
             .map_err(|e| e.into_api(AuthCall::Admin))?;

@@ -9,7 +9,7 @@ pub mod postgrest;
 pub mod queues;
 pub(crate) mod stripe_data;
 
-use crate::config::{Secret, Settings};
+use crate::config::{ClientIpForwarding, Secret, Settings};
 use crate::http_client::{bearer, build_client, JsonApi, UpstreamError};
 
 /// Clients for each Supabase surface, all sharing one pooled `reqwest::Client`.
@@ -17,8 +17,16 @@ use crate::http_client::{bearer, build_client, JsonApi, UpstreamError};
 pub struct Supabase {
     /// `{url}/rest/v1` with the publishable/anon key: every call made for a user.
     pub rest: JsonApi,
-    /// `{url}/auth/v1` with the publishable/anon key.
+    /// `{url}/auth/v1` with the publishable/anon key: the signing keys and the probe.
     pub gotrue: JsonApi,
+    /// `{url}/auth/v1` for calls made for a client (sign-in flows, refresh, user, MFA): with
+    /// the secret key when that is how `Sb-Forwarded-For` is honoured, else as `gotrue`.
+    pub(crate) gotrue_client: JsonApi,
+    /// Whether client calls carry `Sb-Forwarded-For` (`Settings::client_ip_forwarding`).
+    pub(crate) forward_client_ip: bool,
+    /// The bearer of a client call made without a user token: `gotrue_client`'s own key, as
+    /// supabase-js's Auth client sends it.
+    client_key: Secret,
     /// `{url}/rest/v1` with the secret/service-role key: server-side paths only (webhooks).
     pub rest_service: Option<JsonApi>,
     /// `{url}/auth/v1` with the secret/service-role key: the Auth admin API only.
@@ -50,9 +58,17 @@ impl Supabase {
         let service = settings.supabase.service_role_key.as_ref();
         let rest = format!("{base}/rest/v1");
         let auth = format!("{base}/auth/v1");
+        let forwarding = settings.client_ip_forwarding();
+        let client_key = match (forwarding, service) {
+            (ClientIpForwarding::WithSecretKey, Some(secret)) => secret,
+            _ => anon,
+        };
         Ok(Self {
             rest: JsonApi::new("rest", client.clone(), &rest, Some(anon), cap)?,
             gotrue: JsonApi::new("auth", client.clone(), &auth, Some(anon), cap)?,
+            gotrue_client: JsonApi::new("auth", client.clone(), &auth, Some(client_key), cap)?,
+            forward_client_ip: forwarding.is_on(),
+            client_key: client_key.clone(),
             rest_service: service
                 .map(|k| JsonApi::new("rest", client.clone(), &rest, Some(k), cap))
                 .transpose()?,
@@ -68,6 +84,14 @@ impl Supabase {
     /// (the gateway accepts `Bearer <same key>` for legacy and `sb_publishable_` keys alike).
     pub fn anon_bearer(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         bearer(request, self.anon_key.expose())
+    }
+
+    /// The bearer of a client Auth call made without a user token (`gotrue_client`'s key).
+    pub(crate) fn client_bearer(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> reqwest::RequestBuilder {
+        bearer(request, self.client_key.expose())
     }
 
     /// The bearer for service-role calls (`Authorization` equal to `apikey`).

@@ -713,6 +713,109 @@ async fn every_auth_call_carries_the_client_ip_the_rate_limiter_uses_as_sb_forwa
     assert_eq!(sbff(&sent[0]).as_deref(), Some("127.0.0.1"));
 }
 
+const SECRET_KEY: &str = "sb_secret_test-key-0123456789";
+
+/// The hosted platform honours `Sb-Forwarded-For` only on a call made with a secret key: with
+/// one configured (`auto`), every client Auth call goes with it (as `apikey`, and as the
+/// bearer where there is no user token) and carries the client's IP; a user's own calls keep
+/// the user's token as bearer. The signing-key fetch keeps the publishable key.
+#[tokio::test]
+async fn with_an_sb_secret_key_every_client_auth_call_goes_with_it_and_carries_the_client_ip() {
+    let session = session_json(&fixture_token("valid_es256"), "rt");
+    let answers = vec![
+        Mock::given(method("POST"))
+            .and(path("/auth/v1/token"))
+            .respond_with(ok_json(session.clone())),
+        Mock::given(method("POST"))
+            .and(path("/auth/v1/signup"))
+            .respond_with(ok_json(session)),
+        Mock::given(method("POST"))
+            .and(path("/auth/v1/recover"))
+            .respond_with(ok_json(json!({}))),
+        logout_endpoint().respond_with(ResponseTemplate::new(204)),
+        user_endpoint(),
+    ];
+    let app = cookie_app_with(answers, |s| {
+        s.server.trusted_proxies = vec!["127.0.0.1/32".into()];
+        s.supabase.forward_client_ip = supagate::config::ForwardClientIp::Auto;
+        s.supabase.service_role_key = Some(supagate::config::Secret::new(SECRET_KEY));
+    })
+    .await;
+    let user_token = format!("Bearer {}", fixture_token("valid_es256"));
+    for (route, upstream, body) in auth_routes() {
+        let res = call_route(&app, route, &body).await;
+        assert!(res.status().is_success(), "{route}: {}", res.status());
+        let sent = app.all_upstream_requests().await;
+        let last = sent
+            .iter()
+            .rev()
+            .find(|r| r.url.path() == upstream)
+            .unwrap();
+        assert_eq!(sbff(last).as_deref(), Some("203.0.113.7"), "{route}");
+        assert_eq!(last.headers["apikey"], SECRET_KEY, "{route}");
+        let want_bearer = if body.is_null() {
+            user_token.clone()
+        } else {
+            format!("Bearer {SECRET_KEY}")
+        };
+        assert_eq!(bearer_of(last), want_bearer, "{route}");
+    }
+    let sent = app.all_upstream_requests().await;
+    let jwks = sent.iter().find(|r| r.url.path() == JWKS_PATH).unwrap();
+    assert_eq!(jwks.headers["apikey"], ANON_KEY);
+}
+
+/// Without a key the platform honours, supagate does not pretend: no `Sb-Forwarded-For`, the
+/// publishable key as before, and `/ready` and `check-config` say per-client limits are off.
+#[tokio::test]
+async fn without_a_secret_key_no_client_ip_is_forwarded_and_ready_says_per_client_limits_are_off() {
+    let app = cookie_app_with(
+        vec![Mock::given(method("POST"))
+            .and(path("/auth/v1/recover"))
+            .respond_with(ok_json(json!({})))],
+        |s| s.supabase.forward_client_ip = supagate::config::ForwardClientIp::Auto,
+    )
+    .await;
+    call_route(
+        &app,
+        "/api/auth/recover",
+        &json!({"email": "a@example.com"}),
+    )
+    .await;
+    let sent = app.requests_to("POST", "/auth/v1/recover").await;
+    assert_eq!(sbff(&sent[0]), None);
+    assert_eq!(sent[0].headers["apikey"], ANON_KEY);
+    let (_, body) = json_of(app.get("/ready").send().await.unwrap()).await;
+    let limits = &body["details"]["per_client_auth_limits"];
+    assert_eq!(limits["on"], false, "{body}");
+    assert!(
+        limits["detail"].as_str().unwrap().contains("sb_secret_"),
+        "{body}"
+    );
+
+    let mut env = test_env("http://127.0.0.1:9");
+    env.insert("SUPAGATE_SUPABASE__FORWARD_CLIENT_IP".into(), "auto".into());
+    let (code, stdout, stderr) = run_binary(&["check-config"], &env);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("per-client Auth rate limits are off"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.starts_with("# per-client Auth rate limits: off"),
+        "{stdout}"
+    );
+    env.remove("SUPABASE_SERVICE_ROLE_KEY");
+    env.insert("SUPABASE_SECRET_KEY".into(), SECRET_KEY.into());
+    let (_, stdout, stderr) = run_binary(&["check-config"], &env);
+    assert!(!stderr.contains("rate limits are off"), "{stderr}");
+    assert!(
+        stdout.starts_with("# per-client Auth rate limits: on"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(SECRET_KEY), "the key is redacted");
+}
+
 #[tokio::test]
 async fn auths_429_is_429_rate_limited_with_retry_after_on_every_auth_route_recover_included() {
     let limited = ResponseTemplate::new(429)
