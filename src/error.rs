@@ -119,6 +119,13 @@ impl ApiError {
     pub fn forbidden(code: &'static str, message: impl Into<Message>) -> Self {
         Self::new(StatusCode::FORBIDDEN, code, message)
     }
+    /// An anonymous sign-in on the MFA routes: the session is fine, the account kind is not.
+    pub fn anonymous_without_factors() -> Self {
+        Self::forbidden(
+            "anonymous_not_allowed",
+            "Anonymous users cannot use multi-factor authentication; sign up first",
+        )
+    }
     pub fn not_found(message: impl Into<Message>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }

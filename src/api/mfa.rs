@@ -43,9 +43,25 @@ impl FromJson for TotpCode {
     }
 }
 
+/// `factor_type`, as auth-js's `mfa.enroll` sends it: only `totp` is enrolled here.
+pub struct TotpFactorType;
+
+impl FromJson for TotpFactorType {
+    fn from_json(raw: &serde_json::value::RawValue) -> Result<Self, Problem> {
+        match String::from_json(raw)?.as_str() {
+            "totp" => Ok(Self),
+            _ => Err("must be \"totp\": supagate enrols TOTP factors only (Supabase Auth's phone and webauthn factors are not supported)".into()),
+        }
+    }
+}
+
 #[derive(utoipa::ToSchema)]
-#[schema(example = json!({"friendly_name": "Phone app"}))]
+#[schema(example = json!({"factor_type": "totp", "friendly_name": "Phone app"}))]
 pub struct FactorEnrollBody {
+    /// Supabase's own field: `totp`, the one type supagate enrols (the default).
+    #[allow(dead_code)]
+    #[schema(value_type = Option<String>, pattern = "^totp$")]
+    factor_type: Option<TotpFactorType>,
     /// Shown in the user's factor list; unique per user.
     #[schema(value_type = Option<String>, max_length = 100)]
     friendly_name: Option<Label>,
@@ -56,9 +72,11 @@ pub struct FactorEnrollBody {
 
 impl FromBody for FactorEnrollBody {
     fn from_body(f: &mut JsonFields) -> Option<Self> {
+        let factor_type = f.optional("factor_type");
         let friendly_name = f.optional("friendly_name");
         let issuer = f.optional("issuer");
         Some(Self {
+            factor_type: factor_type?,
             friendly_name: friendly_name?,
             issuer: issuer?,
         })
@@ -105,7 +123,9 @@ impl FromBody for FactorVerifyBody {
     }
 }
 
-/// One `/factors…` call for the signed-in caller (their token, their IP).
+/// One `/factors…` call for the signed-in caller (their token, their IP). Auth refuses
+/// every `/factors…` call of an anonymous user (403 `no_authorization`), so such a caller is
+/// told so here, from the verified token, without asking.
 async fn factors_call(
     req: &HttpRequest,
     state: &AppState,
@@ -114,6 +134,9 @@ async fn factors_call(
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> ApiResult<bytes::Bytes> {
+    if user.is_anonymous {
+        return Err(crate::error::ApiError::anonymous_without_factors());
+    }
     state
         .supabase
         .factors(method, path, user.token(), body, for_client(req, state))
@@ -142,7 +165,7 @@ fn json_answer(body: bytes::Bytes) -> HttpResponse {
         (status = 200, description = "Auth's answer: `{id, type: \"totp\", friendly_name, totp: {qr_code (SVG), secret, uri}}`; the factor stays `unverified` until a challenge is verified", body = Object),
         (status = 400, response = responses::BadRequest),
         (status = 401, response = responses::Unauthorized),
-        (status = 403, description = "`mfa_required` (an aal1 session of a user who already has a verified factor); anonymous users have no factors", body = crate::error::ErrorBody),
+        (status = 403, description = "`mfa_required` (an aal1 session of a user who already has a verified factor); `anonymous_not_allowed` (an anonymous sign-in: Auth gives anonymous users no factors)", body = crate::error::ErrorBody),
         (status = 429, response = responses::RateLimited),
     )
 )]

@@ -233,6 +233,11 @@ impl AuthFailure {
         }
         let code = self.code();
         let e = match (call, code) {
+            // Auth's answer to an anonymous user on `/factors…` (`requireNotAnonymous`): the
+            // session is fine, so not `session_expired` (which clients read as signed out).
+            (AuthCall::Mfa, "no_authorization") if self.status == StatusCode::FORBIDDEN => {
+                ApiError::anonymous_without_factors()
+            }
             // Whatever the reason (unknown, reused, expired, revoked), the token is spent.
             // A token we verified locally, whose session or user Auth no longer has.
             (

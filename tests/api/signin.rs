@@ -1342,6 +1342,94 @@ async fn enrolling_a_totp_factor_asks_auth_and_passes_the_qr_code_on() {
 }
 
 #[tokio::test]
+async fn enrolling_accepts_supabases_own_factor_type_totp_and_names_what_is_supported_otherwise() {
+    let enrolled = json!({"id": FACTOR, "type": "totp", "totp": {"qr_code": "<svg/>"}});
+    let app = TestApp::spawn_with_mocks(
+        vec![factors_mock(
+            "POST",
+            "/factors".into(),
+            ResponseTemplate::new(200).set_body_json(enrolled.clone()),
+        )],
+        |_| {},
+    )
+    .await;
+    let token = user_token(USER_A);
+    let enrol = |body: Value| {
+        app.post("/api/auth/mfa/factors")
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let (status, body) = json_of(enrol(json!({"factor_type": "totp"})).await.unwrap()).await;
+    assert_eq!((status, body), (200, enrolled));
+    for other in ["phone", "webauthn", "TOTP"] {
+        let (status, body) = json_of(enrol(json!({"factor_type": other})).await.unwrap()).await;
+        assert_eq!(status, 400, "{other}: {body}");
+        let problem = body["details"]["fieldErrors"]["factor_type"][0]
+            .as_str()
+            .unwrap();
+        assert!(problem.contains("\"totp\""), "{problem}");
+    }
+    let calls = app.requests_to("POST", "/auth/v1/factors").await;
+    assert_eq!(calls.len(), 1, "refused types never reach Auth");
+}
+
+/// Auth gives anonymous users no factors (403 `no_authorization` on every `/factors…` call).
+/// That is not an ended session: a client reading `session_expired` as "signed out" would
+/// sign them out. supagate answers 403 `anonymous_not_allowed`, and asks Auth nothing.
+#[tokio::test]
+async fn an_anonymous_user_on_the_mfa_routes_is_403_anonymous_not_allowed_not_signed_out() {
+    let refused = ResponseTemplate::new(403).set_body_json(
+        json!({"code": "no_authorization", "message": "Anonymous user not allowed to perform these actions"}),
+    );
+    let app = TestApp::spawn_with_mocks(
+        vec![
+            Mock::given(wiremock::matchers::path_regex("^/auth/v1/factors")).respond_with(refused),
+        ],
+        |_| {},
+    )
+    .await;
+    let token = anonymous_token(USER_A);
+    let challenge = format!("{{\"factor_id\": \"{FACTOR}\"}}");
+    for (verb, route, body) in [
+        ("POST", "/api/auth/mfa/factors".to_owned(), "{}".to_owned()),
+        ("POST", "/api/auth/mfa/challenge".to_owned(), challenge),
+        (
+            "DELETE",
+            format!("/api/auth/mfa/factors/{FACTOR}"),
+            String::new(),
+        ),
+    ] {
+        let req = match verb {
+            "POST" => app
+                .post(&route)
+                .header("content-type", "application/json")
+                .body(body),
+            _ => app.delete(&route),
+        };
+        let (status, body) = json_of(req.bearer_auth(&token).send().await.unwrap()).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (403, "anonymous_not_allowed"),
+            "{route}"
+        );
+    }
+    assert!(app.requests_to("POST", "/auth/v1/factors").await.is_empty());
+    // Should Auth say it all the same (a token minted before a conversion, say), its answer
+    // is mapped the same way, not to `session_expired`.
+    let failure = supagate::supabase::gotrue::AuthFailure::parse(
+        reqwest::StatusCode::FORBIDDEN,
+        br#"{"code":"no_authorization","message":"Anonymous user not allowed"}"#,
+        None,
+    );
+    let e = failure.to_api_error(supagate::supabase::gotrue::AuthCall::Mfa);
+    assert_eq!(
+        (e.status().as_u16(), e.code()),
+        (403, "anonymous_not_allowed")
+    );
+}
+
+#[tokio::test]
 async fn factors_are_listed_from_auths_user_and_removed_by_id() {
     let factors = json!([{"id": FACTOR, "factor_type": "totp", "status": "verified"}]);
     let app = TestApp::spawn_with_mocks(
