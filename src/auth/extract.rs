@@ -201,9 +201,16 @@ async fn cookie_caller(
             }
         }
         Ok(user) => Ok(Identity::User(user)),
-        // JWKS not loaded yet and the like: nothing is known about the session.
+        // JWKS not loaded yet, or its fetch failing: nothing is known about the session, and
+        // the cookies stay.
         Err(e) if e.status().is_server_error() => Err(e),
-        Err(e) if e.code() == "token_expired" && cookie.write => {
+        // ssr and auth-js decide on `expires_at` and refresh; a token we cannot check for a
+        // reason of *our* keys (a rotated-out or revoked signing key, an HS256 token while no
+        // secret is configured) is no reason to sign a user with a live refresh token out.
+        Err(e)
+            if (e.code() == "token_expired" || is_key_problem(state, &e, &session))
+                && cookie.write =>
+        {
             match refresh(req, state, &session.refresh_token).await {
                 RefreshOutcome::Refreshed(new) => {
                     cookie.store(req, new.session_json.clone());
@@ -229,6 +236,20 @@ async fn cookie_caller(
             cookie.clear(req);
             Ok(Identity::SignedOut { ended: false })
         }
+    }
+}
+
+/// The access token failed for a reason of the keys we hold, not of the token: its key is
+/// not (or no longer) in the project's JWKS, or it is HS256 and no legacy secret is
+/// configured here. A refresh can mend that (Auth signs the new token with its current key).
+fn is_key_problem(state: &AppState, e: &ApiError, session: &CookieSession) -> bool {
+    match e.code() {
+        "unknown_key" => true,
+        "invalid_algorithm" => {
+            !state.verifier.accepts_hs256()
+                && super::verify::token_alg(&session.access_token).as_deref() == Some("HS256")
+        }
+        _ => false,
     }
 }
 

@@ -79,6 +79,17 @@ struct FetchState {
     last_document: Option<[u8; 32]>,
 }
 
+impl FetchState {
+    /// The latest fetch (on demand or in the background) did not install or confirm a set.
+    fn last_fetch_failed(&self) -> bool {
+        match (self.last_attempt, self.last_success) {
+            (Some(attempt), Some(success)) => success < attempt,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+}
+
 /// The key cache. Lookups of known keys take a read lock only; fetches are serialised by
 /// an async mutex, so concurrent requests naming the same new `kid` share one fetch.
 pub struct Jwks {
@@ -131,12 +142,14 @@ impl Jwks {
     }
 
     /// The key for `kid`, fetching the JWKS when it is unknown and the refetch interval
-    /// allows. 503 while no key set was ever loaded; 401 `unknown_key` otherwise.
+    /// allows. 503 while no key set was ever loaded or while fetching it fails (nothing is
+    /// known about the key then: it may be a new one we cannot see yet); 401 `unknown_key`
+    /// when a fetched set does not have it.
     pub async fn key(&self, kid: &str) -> Result<Arc<VerifyKey>, ApiError> {
         if let Some(key) = self.cached(kid) {
             return Ok(key);
         }
-        {
+        let fetch_failing = {
             let mut state = self.fetch.lock().await;
             // Someone else's fetch may have brought the key while we waited for the lock.
             if let Some(key) = self.cached(kid) {
@@ -148,13 +161,19 @@ impl Jwks {
             if allowed {
                 self.fetch_locked(&mut state).await;
             }
-        }
+            state.last_fetch_failed()
+        };
         if let Some(key) = self.cached(kid) {
             return Ok(key);
         }
         if !self.is_loaded() {
             return Err(ApiError::upstream_unavailable(
                 "no JWKS signing keys loaded yet",
+            ));
+        }
+        if fetch_failing {
+            return Err(ApiError::upstream_unavailable(
+                "auth: the signing keys could not be fetched",
             ));
         }
         Err(ApiError::invalid_token(

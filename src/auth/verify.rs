@@ -100,6 +100,11 @@ impl Verifier {
         self.jwks.spawn_refresh();
     }
 
+    /// Whether a legacy HS256 secret is configured.
+    pub fn accepts_hs256(&self) -> bool {
+        self.hs256.is_some()
+    }
+
     /// The verified-token cache (to inspect it).
     pub fn cache(&self) -> &TokenCache {
         &self.cache
@@ -201,6 +206,11 @@ fn bad_alg() -> ApiError {
 
 fn malformed() -> ApiError {
     ApiError::invalid_token("malformed_token", "Token is not a well-formed JWT")
+}
+
+/// The `alg` a token's header names, if it has a readable header.
+pub(crate) fn token_alg(token: &str) -> Option<String> {
+    parse_header(token).ok().map(|h| h.alg)
 }
 
 fn parse_header(token: &str) -> Result<RawHeader, ApiError> {

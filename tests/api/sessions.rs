@@ -493,6 +493,134 @@ async fn a_broken_session_cookie_means_signed_out_and_is_cleared() {
     assert_eq!((status, error_code(&body)), (401, "invalid_signature"));
 }
 
+/// ssr and auth-js decide on `expires_at` and refresh: a cookie session whose access token
+/// supagate cannot check for a reason of its own keys is refreshed, not signed out. Two such
+/// reasons: the token's signing key is gone from the JWKS (rotated out, revoked), and an
+/// HS256 token while no legacy secret is configured. The new session is written back.
+#[tokio::test]
+async fn a_cookie_session_failing_for_a_key_reason_is_refreshed_not_signed_out() {
+    let new_session = session_json(&fixture_token("valid_es256"), "rt-new");
+    let cases: Vec<(&str, String, bool)> = vec![
+        (
+            "key gone from the JWKS",
+            fixture_token("unknown_kid_es256"),
+            true,
+        ),
+        ("HS256 without a secret", token_expiring_in(3600), false),
+    ];
+    for (what, access, with_secret) in cases {
+        let app = cookie_app_with(
+            vec![
+                refresh_grant()
+                    .and(body_json(json!({"refresh_token": "rt-old"})))
+                    .respond_with(ok_json(new_session.clone()))
+                    .expect(1),
+                user_endpoint(),
+            ],
+            |s| {
+                if !with_secret {
+                    s.auth.jwt_secret = None;
+                }
+            },
+        )
+        .await;
+        let res = app
+            .get("/api/auth/user")
+            .header("cookie", cookie_of(&access, "rt-old"))
+            .send()
+            .await
+            .unwrap();
+        let written = set_cookies(&res);
+        assert_eq!(res.status(), 200, "{what}");
+        assert!(
+            written
+                .iter()
+                .any(|c| c.starts_with(&format!("{COOKIE}=base64-"))),
+            "{what}: the new session is written: {written:?}"
+        );
+        let user = app.requests_to("GET", "/auth/v1/user").await;
+        assert_eq!(
+            bearer_of(&user[0]),
+            format!("Bearer {}", fixture_token("valid_es256")),
+            "{what}: served with the new token"
+        );
+    }
+}
+
+/// A key-reason failure whose refresh Auth refuses is an ended session like any other.
+#[tokio::test]
+async fn a_key_reason_failure_whose_refresh_is_refused_signs_out() {
+    let app = cookie_app(vec![
+        refresh_grant().respond_with(auth_error(400, "refresh_token_not_found"))
+    ])
+    .await;
+    let res = app
+        .get("/api/auth/user")
+        .header(
+            "cookie",
+            cookie_of(&fixture_token("unknown_kid_es256"), "rt"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted(&res), [COOKIE]);
+    let (status, body) = json_of(res).await;
+    assert_eq!((status, error_code(&body)), (401, "session_expired"));
+}
+
+/// While the signing keys cannot be fetched nothing is known about a token naming a key we
+/// have not seen: 503, the cookies kept, no refresh spent; a bearer token gets 503 too.
+#[tokio::test]
+async fn a_failing_signing_key_fetch_is_503_and_keeps_the_cookies() {
+    let keys = fixture("jwt.json")["jwks_all_algorithms"].clone();
+    let app = TestApp::spawn_with_mocks(
+        vec![
+            Mock::given(method("GET"))
+                .and(path(JWKS_PATH))
+                .respond_with(ok_json(keys))
+                .up_to_n_times(1),
+            Mock::given(method("GET"))
+                .and(path(JWKS_PATH))
+                .respond_with(ResponseTemplate::new(500)),
+            refresh_grant()
+                .respond_with(ok_json(session_json(&fixture_token("valid_es256"), "n")))
+                .expect(0),
+        ],
+        |s| {
+            ssr_cookies(s);
+            s.auth.jwks_min_refetch_interval_secs = 0;
+        },
+    )
+    .await;
+    // The first set is loaded (a known key verifies) before the fetch starts failing.
+    let res = app
+        .get("/api/auth/user")
+        .bearer_auth(fixture_token("valid_es256"))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(res.status(), 503, "the first key set loaded");
+    let res = app
+        .get("/api/auth/user")
+        .header(
+            "cookie",
+            cookie_of(&fixture_token("unknown_kid_es256"), "rt"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(set_cookies(&res).is_empty(), "cookies kept");
+    let (status, body) = json_of(res).await;
+    assert_eq!((status, error_code(&body)), (503, "upstream_unavailable"));
+    let res = app
+        .get("/api/auth/user")
+        .bearer_auth(fixture_token("unknown_kid_es256"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+}
+
 // ---- 3. logout ----
 
 fn logout_endpoint() -> wiremock::MockBuilder {
