@@ -25,8 +25,10 @@ use crate::state::AppState;
 use store::{Check, MemoryStore, Quota, RedisStore, StoreError, Verdict};
 
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
-/// The explicit refresh route, whose rules also count server-side session refreshes.
-pub const REFRESH_ROUTE: (Method, &str) = (Method::POST, "/api/auth/refresh");
+/// What a rule names (`routes = ["server-side refresh"]`) to count the refreshes supagate
+/// makes of expired cookie sessions on ordinary requests. They are not the client's
+/// `POST /api/auth/refresh`: a page view behind a NAT must not spend that route's budget.
+pub const SERVER_REFRESH: &str = "server-side refresh";
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 /// The finest rate a rule may set: one request per microsecond, GCRA's step.
 pub const MAX_PER_MINUTE: u32 = 60_000_000;
@@ -123,13 +125,18 @@ impl Rules {
                     .trim()
                     .split_once(' ')
                     .and_then(|(m, p)| Some((Method::from_bytes(m.as_bytes()).ok()?, p.trim())));
-                let served_route = parsed
-                    .and_then(|(m, p)| served.iter().find(|(sm, sp)| *sm == m && sp == p).cloned());
+                let served_route = if route.trim() == SERVER_REFRESH {
+                    Some((Method::POST, SERVER_REFRESH.to_owned()))
+                } else {
+                    parsed.and_then(|(m, p)| {
+                        served.iter().find(|(sm, sp)| *sm == m && sp == p).cloned()
+                    })
+                };
                 let Some((method, path)) = served_route else {
                     return Err(ConfigError::invalid(
                         setting("routes"),
                         format!(
-                            "`{route}` is no route supagate serves (write \"METHOD /path/{{param}}\" as /openapi.json lists it)"
+                            "`{route}` is no route supagate serves (write \"METHOD /path/{{param}}\" as /openapi.json lists it, or \"{SERVER_REFRESH}\")"
                         ),
                     ));
                 };

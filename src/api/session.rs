@@ -461,7 +461,7 @@ pub async fn refresh(
     security(("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
         responses::UpstreamErrors,
-        (status = 204, description = "The sessions named by `scope` are revoked and, unless `scope=others`, the session cookies cleared. An expired cookie session is refreshed first so it can be revoked; a cookie session that is already over (unreadable, or its refresh refused) answers 204 with its cookies cleared. Auth's 401/403/404 (already revoked, user gone) count as success.", headers(("Set-Cookie" = String, description = "Deletions of the `@supabase/ssr` session cookies, when cookie sessions are enabled"))),
+        (status = 204, description = "The sessions named by `scope` are revoked and, unless `scope=others`, the session cookies (and any pending sign-in's code-verifier cookies) cleared. An expired cookie session is refreshed first so it can be revoked; a cookie session that is already over (unreadable, or its refresh refused) answers 204 with its cookies cleared. Auth's 401/403/404 (already revoked, user gone) count as success. When Auth fails (502/503/504), `scope=local` has cleared the cookies all the same (as auth-js: this browser is signed out whatever the network does); `global` and `others` keep them.", headers(("Set-Cookie" = String, description = "Deletions of the `@supabase/ssr` session cookies, when cookie sessions are enabled"))),
         (status = 400, response = responses::BadRequest),
         (status = 401, response = responses::Unauthorized),
         (status = 429, response = responses::RateLimited),
@@ -483,6 +483,13 @@ pub async fn logout(
         Identity::SignedOut { .. } => return Ok(res.finish()),
         Identity::Anonymous => return Err(ApiError::unauthorized()),
     };
+    // auth-js 2.119 `_signOut`: `local` removes the session (and every pending PKCE
+    // verifier) before it asks Auth, so signing this browser out never depends on the
+    // network; `global` removes it only once Auth has revoked it (or says it is already
+    // gone); `others` never does.
+    if scope == LogoutScope::Local {
+        state.session_cookie.clear(&req);
+    }
     match state
         .supabase
         .logout(user.token(), scope, for_client(&req, &state))
@@ -492,10 +499,11 @@ pub async fn logout(
         // Already revoked, expired upstream or the user is gone: the caller is logged out
         // (auth-js ignores the same three).
         Err(AuthError::Auth(f)) if matches!(f.status.as_u16(), 401 | 403 | 404) => {}
-        // Not revoked: the cookies stay, so the caller can try again.
+        // Not revoked: reported. For `global` and `others` the cookies stay, so the caller
+        // can try again; `local` has cleared them already.
         Err(e) => return Err(e.into_api(AuthCall::Logout)),
     }
-    if scope != LogoutScope::Others {
+    if scope == LogoutScope::Global {
         state.session_cookie.clear(&req);
     }
     Ok(res.finish())

@@ -13,6 +13,8 @@ use super::input::{
     Body, FromBody, FromJson, FromParam, FromParams, JsonFields, Params, Problem, QueryFields,
 };
 use super::session::{for_client, session_answer, token_headers, Metadata};
+use crate::auth::cookie::SessionCookie;
+use crate::auth::pkce;
 use crate::error::{ApiError, ApiResult};
 use crate::openapi::responses;
 use crate::rules::redirect::same_origin_path;
@@ -473,6 +475,7 @@ impl FromParams for OAuthQuery {
     )
 )]
 pub async fn oauth(
+    req: HttpRequest,
     state: web::Data<AppState>,
     provider: web::Path<String>,
     Params(query): Params<OAuthQuery>,
@@ -483,12 +486,18 @@ pub async fn oauth(
         return Err(ApiError::not_found("Unknown sign-in provider"));
     }
     let next = query.next.map_or_else(|| "/".to_owned(), |n| n.0);
-    let verifier = crate::auth::pkce::new_verifier()
-        .ok_or_else(|| ApiError::internal("the OS random generator failed"))?;
+    let random_failed = || ApiError::internal("the OS random generator failed");
+    let verifier = pkce::new_verifier().ok_or_else(random_failed)?;
+    let flow_id = pkce::new_flow_id().ok_or_else(random_failed)?;
     let mut callback = url::Url::parse(settings.sign_in.public_url.trim_end_matches('/'))
         .map_err(|e| ApiError::internal(format!("sign_in.public_url: {e}")))?;
     callback.set_path("/api/auth/callback");
-    callback.query_pairs_mut().append_pair("next", &next);
+    // The flow id comes back on the callback (auth-js's `appendPkceFlowIdToRedirects`), so
+    // two sign-ins started in two tabs each find their own verifier.
+    callback
+        .query_pairs_mut()
+        .append_pair("next", &next)
+        .append_pair(pkce::FLOW_ID_PARAM, &flow_id);
     let mut authorize = url::Url::parse(&format!(
         "{}/auth/v1/authorize",
         settings.supabase_public_base()
@@ -504,12 +513,14 @@ pub async fn oauth(
     let max_age = i64::try_from(settings.sign_in.code_verifier_max_age_secs).unwrap_or(i64::MAX);
     let mut res = HttpResponse::Found();
     token_headers(&mut res);
-    res.insert_header((header::LOCATION, authorize.as_str()))
-        .cookie(
-            state
-                .session_cookie
-                .code_verifier_cookie(&verifier, max_age),
-        );
+    res.insert_header((header::LOCATION, authorize.as_str()));
+    let present = SessionCookie::present(&req);
+    for cookie in state
+        .session_cookie
+        .start_flow_cookies(&present, &flow_id, &verifier, max_age)
+    {
+        res.cookie(cookie);
+    }
     Ok(res.finish())
 }
 
@@ -530,6 +541,11 @@ pub struct CallbackQuery {
     error_code: Option<String>,
     #[param(value_type = Option<String>)]
     error_description: Option<String>,
+    /// The sign-in flow this callback ends (`/api/auth/oauth/{provider}` adds it, as does a
+    /// browser client with auth-js's `appendPkceFlowIdToRedirects`); without it the most
+    /// recent flow's verifier is used, as older clients expect.
+    #[param(value_type = Option<String>, pattern = "^[a-zA-Z0-9_-]{8,64}$")]
+    sb_flow_id: Option<String>,
 }
 
 impl FromParam for String {
@@ -548,6 +564,7 @@ impl FromParams for CallbackQuery {
         let error = p.optional("error");
         let error_code = p.optional("error_code");
         let error_description = p.optional("error_description");
+        let sb_flow_id = p.optional("sb_flow_id");
         // `sb`: a marker Auth adds to its error redirects; accepted and ignored.
         let sb = p.optional::<String>("sb");
         sb?;
@@ -557,6 +574,7 @@ impl FromParams for CallbackQuery {
             error: error?,
             error_code: error_code?,
             error_description: error_description?,
+            sb_flow_id: sb_flow_id?,
         })
     }
 }
@@ -581,9 +599,19 @@ pub async fn callback(
     state: web::Data<AppState>,
     Params(query): Params<CallbackQuery>,
 ) -> ApiResult<HttpResponse> {
-    let outcome = exchange(&req, &state, query).await;
-    // auth-js drops the verifier after every exchange, success or not: a code is single-use.
-    let deletions = state.session_cookie.code_verifier_deletions();
+    // auth-js: a flow id that is not of the right shape finds no verifier at all (never
+    // another flow's).
+    let flow_id = query.sb_flow_id.clone();
+    let present = SessionCookie::present(&req);
+    let outcome = exchange(&req, &state, &present, query).await;
+    // auth-js drops the flow's verifier after every exchange, success or not: a code is
+    // single-use.
+    let max_age =
+        i64::try_from(state.settings.sign_in.code_verifier_max_age_secs).unwrap_or(i64::MAX);
+    let deletions = match flow_id.as_deref() {
+        Some(id) if !pkce::valid_flow_id(id) => Vec::new(),
+        id => state.session_cookie.exchange_cleanup(&present, id, max_age),
+    };
     match outcome {
         Ok(mut res) => {
             for cookie in deletions {
@@ -605,6 +633,7 @@ pub async fn callback(
 async fn exchange(
     req: &HttpRequest,
     state: &AppState,
+    present: &[(String, String)],
     query: CallbackQuery,
 ) -> ApiResult<HttpResponse> {
     if query.error.is_some() || query.error_code.is_some() {
@@ -624,7 +653,12 @@ async fn exchange(
             vec![],
         ));
     };
-    let verifier = state.session_cookie.code_verifier(req).ok_or_else(|| {
+    let flow_id = query.sb_flow_id.as_deref();
+    let verifier = match flow_id {
+        Some(id) if !pkce::valid_flow_id(id) => None,
+        id => state.session_cookie.code_verifier(present, id),
+    };
+    let verifier = verifier.ok_or_else(|| {
         ApiError::bad_request(
             "code_verifier_missing",
             "No sign-in was started in this browser (or it expired); start it again",

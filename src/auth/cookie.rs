@@ -133,6 +133,23 @@ pub fn read_session<'a>(
     decode_value(&joined).map(Some)
 }
 
+/// A storage item as ssr writes it: `base64-` + unpadded base64url of its JSON text.
+pub(super) fn encode_item(json: &str) -> String {
+    format!("{BASE64_PREFIX}{}", URL_SAFE_NO_PAD.encode(json))
+}
+
+/// The JSON text of a storage item as ssr reads one: `base64-` decoded, anything else taken
+/// as raw (percent-encoded) JSON.
+pub(super) fn decode_item(raw: &str) -> Option<String> {
+    let text = decode_percent(raw).ok()?;
+    match text.strip_prefix(BASE64_PREFIX) {
+        Some(b64) => {
+            String::from_utf8(URL_SAFE_NO_PAD.decode(b64.trim_end_matches('=')).ok()?).ok()
+        }
+        None => Some(text),
+    }
+}
+
 fn decode_percent(raw: &str) -> Result<String, CookieError> {
     percent_decode_str(raw)
         .decode_utf8()
@@ -274,15 +291,14 @@ impl SessionCookie {
         present.then(|| read_session(&self.name, headers.iter().flat_map(|h| cookie_pairs(h))))
     }
 
-    /// Names of every `<name>` / `<name>.N` cookie `req` carries, so a write can expire the
-    /// ones it does not overwrite.
-    pub fn names(&self, req: &HttpRequest) -> Vec<String> {
+    /// Every cookie `req` carries, `(name, value as sent)`: what a write compares with (ssr
+    /// writes only what changed and deletes only what the browser holds).
+    pub fn present(req: &HttpRequest) -> Vec<(String, String)> {
         req.headers()
             .get_all(COOKIE)
             .filter_map(|v| v.to_str().ok())
             .flat_map(cookie_pairs)
-            .filter(|(name, _)| is_session_cookie(&self.name, name))
-            .map(|(name, _)| name.to_owned())
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
             .collect()
     }
 
@@ -306,7 +322,13 @@ impl SessionCookie {
         }
     }
 
-    fn build(&self, name: String, value: String, max_age: i64, domain: bool) -> Cookie<'static> {
+    pub(super) fn build(
+        &self,
+        name: String,
+        value: String,
+        max_age: i64,
+        domain: bool,
+    ) -> Cookie<'static> {
         let opts = &self.options;
         let mut cookie = Cookie::build(name, value)
             .path("/")
@@ -322,18 +344,16 @@ impl SessionCookie {
     }
 
     /// Deletions (empty value, `Max-Age=0`) for `names`. With a `Domain` configured each is
-    /// sent a second time host-only, as ssr does, so cookies written before the domain was
-    /// set cannot resurrect the session.
-    fn deletions(&self, names: &[&str]) -> Vec<Cookie<'static>> {
+    /// also sent host-only, so cookies written before the domain was set cannot resurrect
+    /// the session; as ssr 0.12.7 orders them, every host-only deletion comes first and the
+    /// `Domain` ones last (a cookie store keyed by name alone keeps the last).
+    pub(super) fn deletions(&self, names: &[&str]) -> Vec<Cookie<'static>> {
         let with_domain = self
             .options
             .domain
             .as_deref()
             .is_some_and(|d| !d.is_empty());
-        let mut out: Vec<Cookie<'static>> = names
-            .iter()
-            .map(|n| self.build((*n).to_owned(), String::new(), 0, true))
-            .collect();
+        let mut out: Vec<Cookie<'static>> = Vec::new();
         if with_domain {
             out.extend(
                 names
@@ -341,14 +361,24 @@ impl SessionCookie {
                     .map(|n| self.build((*n).to_owned(), String::new(), 0, false)),
             );
         }
+        out.extend(
+            names
+                .iter()
+                .map(|n| self.build((*n).to_owned(), String::new(), 0, true)),
+        );
         out
     }
 
     /// The cookies that store `session_json`, in ssr's order: deletions of the `present`
     /// cookies the write does not overwrite (stale chunks would be joined into the next
-    /// read), then the new value (`base64-` + base64url, chunked).
-    pub fn session_cookies(&self, session_json: &str, present: &[String]) -> Vec<Cookie<'static>> {
-        let value = format!("{BASE64_PREFIX}{}", URL_SAFE_NO_PAD.encode(session_json));
+    /// read), then the new value (`base64-` + base64url, chunked). A chunk the browser
+    /// already holds with the same value is not sent again (ssr since 0.12.1).
+    pub fn session_cookies(
+        &self,
+        session_json: &str,
+        present: &[(String, String)],
+    ) -> Vec<Cookie<'static>> {
+        let value = encode_item(session_json);
         let chunks = chunk_value(&value, MAX_CHUNK_SIZE);
         let written: Vec<(String, &str)> = if chunks.len() == 1 {
             vec![(self.name.clone(), value.as_str())]
@@ -361,73 +391,30 @@ impl SessionCookie {
         };
         let stale: Vec<&str> = present
             .iter()
-            .filter(|p| is_session_cookie(&self.name, p) && !written.iter().any(|(w, _)| w == *p))
-            .map(String::as_str)
+            .map(|(p, _)| p.as_str())
+            .filter(|p| is_session_cookie(&self.name, p) && !written.iter().any(|(w, _)| w == p))
             .collect();
         let mut out = self.deletions(&stale);
         out.extend(
             written
                 .into_iter()
+                .filter(|(n, v)| !present.iter().any(|(p, pv)| p == n && pv == v))
                 .map(|(n, v)| self.build(n, v.to_owned(), MAX_AGE_SECS, true)),
         );
         out
     }
 
-    /// Deletions for every session cookie in `present`.
-    pub fn clear_cookies(&self, present: &[String]) -> Vec<Cookie<'static>> {
+    /// Deletions for every session cookie in `present` and, as auth-js's `_removeSession`
+    /// does, every pending PKCE verifier (`removeAllPKCEVerifiers`).
+    pub fn clear_cookies(&self, present: &[(String, String)]) -> Vec<Cookie<'static>> {
+        let verifiers = self.all_verifier_names(present);
         let names: Vec<&str> = present
             .iter()
+            .map(|(p, _)| p.as_str())
             .filter(|p| is_session_cookie(&self.name, p))
-            .map(String::as_str)
+            .chain(verifiers.iter().map(String::as_str))
             .collect();
         self.deletions(&names)
-    }
-}
-
-impl SessionCookie {
-    /// `<name>-code-verifier`: where auth-js (through ssr's cookie storage) keeps the PKCE
-    /// verifier of a pending OAuth sign-in.
-    pub fn code_verifier_name(&self) -> String {
-        format!("{}-code-verifier", self.name)
-    }
-
-    /// The code-verifier cookie as ssr writes it (`base64-` + base64url of the JSON string),
-    /// but HttpOnly and short-lived: only supagate reads it back.
-    pub fn code_verifier_cookie(&self, verifier: &str, max_age_secs: i64) -> Cookie<'static> {
-        let json = Value::String(verifier.to_owned()).to_string();
-        let value = format!("{BASE64_PREFIX}{}", URL_SAFE_NO_PAD.encode(json));
-        let mut cookie = self.build(self.code_verifier_name(), value, max_age_secs, true);
-        cookie.set_http_only(true);
-        cookie
-    }
-
-    /// Deletions of the code-verifier cookie (auth-js drops it after every exchange).
-    pub fn code_verifier_deletions(&self) -> Vec<Cookie<'static>> {
-        let name = self.code_verifier_name();
-        self.deletions(&[name.as_str()])
-    }
-
-    /// The verifier in `req`'s code-verifier cookie (raw JSON or `base64-`; a `/recovery`
-    /// suffix, which auth-js adds for password recovery, is dropped as auth-js drops it).
-    pub fn code_verifier(&self, req: &HttpRequest) -> Option<String> {
-        let name = self.code_verifier_name();
-        let raw = req
-            .headers()
-            .get_all(COOKIE)
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(cookie_pairs)
-            .find(|(n, v)| *n == name && !v.is_empty())
-            .map(|(_, v)| v.to_owned())?;
-        let text = decode_percent(&raw).ok()?;
-        let json = match text.strip_prefix(BASE64_PREFIX) {
-            Some(b64) => {
-                String::from_utf8(URL_SAFE_NO_PAD.decode(b64.trim_end_matches('=')).ok()?).ok()?
-            }
-            None => text,
-        };
-        let stored: String = serde_json::from_str(&json).ok()?;
-        let verifier = stored.split('/').next().unwrap_or_default();
-        (!verifier.is_empty()).then(|| verifier.to_owned())
     }
 }
 
@@ -438,7 +425,7 @@ pub fn apply_scheduled<B>(res: &mut ServiceResponse<B>) {
         return;
     };
     let cookie = &scheduled.cookie;
-    let present = cookie.names(res.request());
+    let present = SessionCookie::present(res.request());
     let cookies = match &scheduled.store {
         Some(json) => cookie.session_cookies(json, &present),
         None => cookie.clear_cookies(&present),
@@ -562,24 +549,84 @@ mod tests {
 
     #[test]
     fn replacing_a_chunked_session_deletes_stale_chunks_also_host_only_with_a_domain() {
-        let present = vec![
-            format!("{NAME}.0"),
-            format!("{NAME}.1"),
-            format!("{NAME}.2"),
-        ];
+        let present: Vec<(String, String)> = (0..3)
+            .map(|i| (format!("{NAME}.{i}"), "x".to_owned()))
+            .collect();
         let cookies =
             jar(Some("example.com")).session_cookies(&session_json("A", "r", ""), &present);
         let rendered: Vec<String> = cookies.iter().map(|c| c.to_string()).collect();
-        // Three stale chunks, each cleared with and without the domain, then the new value.
+        // Three stale chunks, each cleared host-only first (ssr 0.12.7's order), then with
+        // the domain, then the new value.
         assert_eq!(rendered.len(), 7, "{rendered:#?}");
         assert!(rendered[..3]
             .iter()
-            .all(|c| c.contains("Max-Age=0") && c.contains("Domain=example.com")));
+            .all(|c| c.contains("Max-Age=0") && !c.contains("Domain")));
         assert!(rendered[3..6]
             .iter()
-            .all(|c| c.contains("Max-Age=0") && !c.contains("Domain")));
+            .all(|c| c.contains("Max-Age=0") && c.contains("Domain=example.com")));
         assert!(rendered[6].starts_with(&format!("{NAME}=base64-")));
         assert!(rendered[6].contains("Max-Age=34560000"));
+    }
+
+    fn ssr_case(name: &str) -> (Value, Vec<(String, String)>) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/ssr_cookies.json");
+        let all: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let case = all["cases"][name].clone();
+        let present = case["request_cookies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let text = |k: &str| c[k].as_str().unwrap().to_owned();
+                (text("name"), text("value"))
+            })
+            .collect();
+        (case, present)
+    }
+
+    /// `(name, value, Max-Age, Domain)` of each cookie, as ssr's `setAll` list or ours.
+    fn described(cookies: &[Cookie<'static>]) -> Vec<(String, String, i64, Option<String>)> {
+        cookies
+            .iter()
+            .map(|c| {
+                let age = c.max_age().map_or(-1, |a| a.whole_seconds());
+                let domain = c.domain().map(str::to_owned);
+                (c.name().to_owned(), c.value().to_owned(), age, domain)
+            })
+            .collect()
+    }
+
+    fn ssr_described(case: &Value) -> Vec<(String, String, i64, Option<String>)> {
+        case["set_cookies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let o = &c["options"];
+                (
+                    c["name"].as_str().unwrap().to_owned(),
+                    c["value"].as_str().unwrap().to_owned(),
+                    o["maxAge"].as_i64().unwrap(),
+                    o["domain"].as_str().map(str::to_owned),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunks_the_browser_already_holds_are_not_rewritten_as_in_ssr_0_12_7() {
+        let (case, present) = ssr_case("rewrite_keeps_unchanged_chunks");
+        let json = case["session_json"].as_str().unwrap();
+        let ours = jar(None).session_cookies(json, &present);
+        assert_eq!(described(&ours), ssr_described(&case));
+    }
+
+    #[test]
+    fn with_a_domain_host_only_deletions_come_first_as_ssr_0_12_7_sends_them() {
+        let (case, present) = ssr_case("sign_out_chunked_with_domain");
+        let ours = jar(Some("example.com")).clear_cookies(&present);
+        assert_eq!(described(&ours), ssr_described(&case));
     }
 
     #[test]

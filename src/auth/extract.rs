@@ -254,15 +254,20 @@ fn is_key_problem(state: &AppState, e: &ApiError, session: &CookieSession) -> bo
 }
 
 /// Refreshes through the single-flight (one grant per refresh token and window); the
-/// caller starting a flight is counted against the rules of the explicit refresh route.
+/// caller starting a flight is counted against the rules naming `"server-side refresh"`
+/// (not those of `POST /api/auth/refresh`, the client's own call).
 pub async fn refresh(req: &HttpRequest, state: &AppState, refresh_token: &str) -> RefreshOutcome {
     let client = ForClient(state.limiter.client_ip(req));
     state
         .refresher
         .refresh(refresh_token, || async {
             use crate::rate_limit::Decision;
-            let route = crate::rate_limit::REFRESH_ROUTE;
-            match state.limiter.decide_as(req, state, &route.0, route.1).await {
+            let route = crate::rate_limit::SERVER_REFRESH;
+            match state
+                .limiter
+                .decide_as(req, state, &actix_web::http::Method::POST, route)
+                .await
+            {
                 Decision::Allowed => {}
                 Decision::Limited { retry_after_secs } => {
                     return RefreshOutcome::Transient(super::refresh::Transient::RateLimited(

@@ -621,6 +621,63 @@ async fn a_failing_signing_key_fetch_is_503_and_keeps_the_cookies() {
     assert_eq!(res.status(), 503);
 }
 
+/// Server-side refreshes are not the client's `POST /api/auth/refresh` (10 a minute per IP):
+/// twelve users behind one address, each with an expired cookie session, all get their page.
+/// They count against a rule of their own (`"server-side refresh"`), which does limit them.
+#[tokio::test]
+async fn server_side_refreshes_count_against_their_own_rule_not_the_refresh_route() {
+    let fresh = session_json(&fixture_token("valid_es256"), "rt-new");
+    let app = cookie_app(vec![
+        refresh_grant().respond_with(ok_json(fresh.clone())),
+        categories_endpoint(),
+    ])
+    .await;
+    for n in 0..12 {
+        let res = app
+            .get("/api/categories")
+            .header(
+                "cookie",
+                cookie_of(&token_expiring_in(-600), &format!("rt-{n}")),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "user {n}");
+    }
+    let app = cookie_app_with(
+        vec![
+            refresh_grant().respond_with(ok_json(fresh)),
+            categories_endpoint(),
+        ],
+        |s| {
+            let rule = s
+                .rate_limit
+                .rules
+                .iter_mut()
+                .find(|r| r.routes == ["server-side refresh"])
+                .expect("the default config has the rule");
+            rule.per_minute = 2;
+            rule.burst = Some(2);
+        },
+    )
+    .await;
+    let mut statuses = Vec::new();
+    for n in 0..3 {
+        let res = app
+            .get("/api/categories")
+            .header(
+                "cookie",
+                cookie_of(&token_expiring_in(-600), &format!("rt-{n}")),
+            )
+            .send()
+            .await
+            .unwrap();
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    assert_eq!(app.requests_to("POST", "/auth/v1/token").await.len(), 2);
+}
+
 // ---- 3. logout ----
 
 fn logout_endpoint() -> wiremock::MockBuilder {
@@ -687,6 +744,66 @@ async fn logout_passes_its_scope_and_keeps_the_cookies_for_others() {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
+}
+
+/// auth-js 2.119 `_signOut` per scope when Auth fails (503): `local` has removed the session
+/// before asking, so this browser is signed out all the same, and the failure is reported;
+/// `global` keeps it (and reports); `others` keeps it. Wherever the session goes, every
+/// pending PKCE verifier goes with it (`removeAllPKCEVerifiers`): the indexed slots, the
+/// index and the single verifier, and only cookies the browser holds.
+#[tokio::test]
+async fn logout_follows_auth_js_per_scope_when_auth_fails_and_removes_pending_verifiers() {
+    let token = fixture_token("valid_es256");
+    let item = |json: &str| format!("base64-{}", URL_SAFE_NO_PAD.encode(json));
+    let flow = "0123456789abcdef0123456789abcdef";
+    let cookie = format!(
+        "{}; {COOKIE}-flow-{flow}-code-verifier={}; {COOKIE}-flows-code-verifier={}; {COOKIE}-code-verifier={}",
+        cookie_of(&token, "rt"),
+        item("\"v1\""),
+        item(&format!("[\"{flow}\",\"notindexed\"]")),
+        item("\"v1\""),
+    );
+    let app = cookie_app(vec![
+        logout_endpoint().respond_with(ResponseTemplate::new(503))
+    ])
+    .await;
+    for (scope, cleared) in [("local", true), ("global", false), ("others", false)] {
+        let res = app
+            .post(&format!("/api/auth/logout?scope={scope}"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 503, "{scope}: the failure is reported");
+        let mut gone = deleted(&res);
+        gone.sort();
+        if cleared {
+            let mut want = vec![
+                COOKIE.to_owned(),
+                format!("{COOKIE}-code-verifier"),
+                format!("{COOKIE}-flow-{flow}-code-verifier"),
+                format!("{COOKIE}-flows-code-verifier"),
+            ];
+            want.sort();
+            assert_eq!(gone, want, "{scope}");
+        } else {
+            assert!(gone.is_empty(), "{scope}: kept");
+        }
+    }
+    assert_eq!(app.requests_to("POST", "/auth/v1/logout").await.len(), 3);
+    // Success: `global` and `local` remove the verifiers too.
+    let app = cookie_app(vec![
+        logout_endpoint().respond_with(ResponseTemplate::new(204))
+    ])
+    .await;
+    let res = app
+        .post("/api/auth/logout")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(deleted(&res).len(), 4);
 }
 
 #[tokio::test]

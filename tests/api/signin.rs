@@ -923,11 +923,41 @@ async fn oauth_start_redirects_to_authorize_with_the_s256_challenge_of_the_verif
     let q: std::collections::HashMap<String, String> =
         location.query_pairs().into_owned().collect();
     assert_eq!(q["provider"], "github");
-    assert_eq!(
-        q["redirect_to"],
-        "http://localhost:3000/api/auth/callback?next=%2Faccount"
-    );
+    // The flow id comes back on the callback, as auth-js's `appendPkceFlowIdToRedirects`.
+    let flow_id = q["redirect_to"]
+        .strip_prefix("http://localhost:3000/api/auth/callback?next=%2Faccount&sb_flow_id=")
+        .unwrap_or_else(|| panic!("{}", q["redirect_to"]))
+        .to_owned();
+    assert!(flow_id.len() == 32 && flow_id.bytes().all(|b| b.is_ascii_hexdigit()));
     assert_eq!(q["code_challenge_method"], "s256");
+    // The three cookies current auth-js writes, in its order (from the real library's run):
+    // the flow's slot, the index of pending flows, the single verifier.
+    let ssr_names: Vec<String> = pkce_fixture()["sign_in_with_oauth"]["cookies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect();
+    let ssr_flow = pkce_fixture()["sign_in_with_oauth"]["flow_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ours: Vec<String> = cookies
+        .iter()
+        .map(|c| c.split('=').next().unwrap().replace(&flow_id, &ssr_flow))
+        .collect();
+    assert_eq!(ours, ssr_names);
+    let index = cookie_named(&cookies, &format!("{COOKIE}-flows-code-verifier"));
+    let index = actix_web::cookie::Cookie::parse(index[0].as_str()).unwrap();
+    let listed: Vec<String> = {
+        use base64::Engine;
+        let b64 = index.value().strip_prefix("base64-").unwrap();
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(b64)
+            .unwrap();
+        serde_json::from_slice(&json).unwrap()
+    };
+    assert_eq!(listed, [flow_id.clone()]);
 
     // The cookie is named as @supabase/ssr names it (from the real library's run).
     let ssr_name = pkce_fixture()["sign_in_with_oauth"]["verifier_cookie"]["name"]
@@ -1038,6 +1068,88 @@ async fn the_callback_sends_the_pkce_grant_auth_js_sends_writes_the_session_and_
     assert_eq!(header_of(grants[0], "sb-forwarded-for"), Some("127.0.0.1"));
     // Byte for byte the body auth-js's exchangeCodeForSession sent for the same cookie.
     assert_eq!(body_json(grants[0]), fx["exchange"]["request"]["body"]);
+}
+
+/// A flow started by a current browser client (auth-js 2.119: slot, index, single verifier;
+/// two flows pending) or an old one (the single cookie only) ends at supagate's callback
+/// with the verifier auth-js's own `exchangeCodeForSession` sends for the same cookies, and
+/// leaves the verifier cookies as ssr leaves them (same deletions, same rewritten index).
+#[tokio::test]
+async fn a_callback_ends_flows_started_by_old_and_current_clients_as_auth_js_does() {
+    let fx = pkce_fixture();
+    for case in ["with_flow_id", "without_flow_id", "single_cookie_only"] {
+        let x = &fx["exchanges"][case];
+        let app = oauth_app(vec![pkce_grant(
+            ResponseTemplate::new(200).set_body_json(session_of(USER_A)),
+        )])
+        .await;
+        let cookie_header: Vec<String> = x["request_cookies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}={}",
+                    c["name"].as_str().unwrap(),
+                    c["value"].as_str().unwrap()
+                )
+            })
+            .collect();
+        let mut url = format!(
+            "/api/auth/callback?code={}&next=%2F",
+            fx["exchange"]["auth_code"].as_str().unwrap()
+        );
+        if let Some(id) = x["flow_id"].as_str() {
+            url.push_str(&format!("&sb_flow_id={id}"));
+        }
+        let res = app
+            .get(&url)
+            .header("cookie", cookie_header.join("; "))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303, "{case}");
+        let grants = app.requests_to("POST", "/auth/v1/token").await;
+        assert_eq!(
+            body_json(&grants[0]),
+            x["request"]["body"],
+            "{case}: the verifier"
+        );
+        // What ssr did to the verifier cookies (deduplicated: ssr sends the slot's deletion
+        // and the index twice, once at once and once with the session).
+        let mut want: Vec<(String, String)> = Vec::new();
+        for c in x["cookies_written"].as_array().unwrap() {
+            let name = c["name"].as_str().unwrap().to_owned();
+            let entry = (name.clone(), c["value"].as_str().unwrap().to_owned());
+            if name.ends_with("-code-verifier") && !want.contains(&entry) {
+                want.push(entry);
+            }
+        }
+        let ours: Vec<(String, String)> = set_cookies(&res)
+            .iter()
+            .map(|h| actix_web::cookie::Cookie::parse(h.as_str()).unwrap())
+            .filter(|c| c.name().ends_with("-code-verifier"))
+            .map(|c| (c.name().to_owned(), c.value().to_owned()))
+            .collect();
+        assert_eq!(ours, want, "{case}");
+    }
+}
+
+/// A flow id that is not of auth-js's shape finds no verifier (never another flow's, which
+/// would burn the single-use code).
+#[tokio::test]
+async fn a_callback_with_a_malformed_flow_id_uses_no_verifier() {
+    let app = oauth_app(vec![]).await;
+    let (status, body) = json_of(
+        app.get("/api/auth/callback?code=0b7f9a3e-2c4d-4e5f-8a6b-7c8d9e0f1a2b&sb_flow_id=../x")
+            .header("cookie", ssr_verifier_cookie())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, error_code(&body)), (400, "code_verifier_missing"));
+    assert!(app.upstream_requests().await.is_empty());
 }
 
 #[tokio::test]
