@@ -279,7 +279,12 @@ pub async fn refresh(req: &HttpRequest, state: &AppState, refresh_token: &str) -
                 }
             }
             let body = serde_json::json!({ "refresh_token": refresh_token });
-            RefreshOutcome::from_grant(state.supabase.token("refresh_token", &body, client).await)
+            let budget =
+                std::time::Duration::from_millis(state.settings.upstream.request_timeout_ms);
+            super::refresh::with_retries(budget, || {
+                state.supabase.token("refresh_token", &body, client)
+            })
+            .await
         })
         .await
 }

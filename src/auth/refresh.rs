@@ -97,6 +97,47 @@ impl RefreshOutcome {
     }
 }
 
+/// auth-js's first back-off (`_refreshAccessToken`): 200 ms, doubling after each attempt.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Whether auth-js retries a refresh that ended so (`isAuthRetryableFetchError`): no answer
+/// at all, or 500–504 and 520–530 (gateways' "origin unreachable" family).
+fn is_retryable(result: &Result<bytes::Bytes, AuthError>) -> bool {
+    match result {
+        Err(AuthError::Upstream(UpstreamError::Unavailable { .. })) => true,
+        Err(AuthError::Upstream(UpstreamError::Status { status, .. })) => {
+            matches!(status.as_u16(), 500..=504 | 520..=530)
+        }
+        _ => false,
+    }
+}
+
+/// Runs `grant` as auth-js retries a refresh: a failure it counts as transient is tried
+/// again after 200 ms, 400 ms, 800 ms, … as long as the next attempt still starts within
+/// `budget` (auth-js: 30 s; here one upstream timeout, so a page waits no longer than one
+/// slow call would make it). The whole run is bounded by `budget` too: past it, 504.
+pub async fn with_retries<F, Fut>(budget: Duration, mut grant: F) -> RefreshOutcome
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bytes::Bytes, AuthError>>,
+{
+    let started = tokio::time::Instant::now();
+    let attempts = async {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let result = grant().await;
+            if !is_retryable(&result) || started.elapsed() + backoff >= budget {
+                return RefreshOutcome::from_grant(result);
+            }
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+        }
+    };
+    tokio::time::timeout(budget, attempts)
+        .await
+        .unwrap_or(RefreshOutcome::Transient(Transient::Timeout))
+}
+
 /// Auth's session answer as auth-js stores it (`_saveSession` of `_sessionResponse`):
 /// `JSON.stringify` of the body, so Auth's own text when it already has `expires_at` and no
 /// `weak_password` (the usual case: the cookie is then byte-identical to ssr's); otherwise
@@ -231,6 +272,67 @@ mod tests {
             .await;
         assert!(matches!(late, RefreshOutcome::Refreshed(r) if r.access_token == "new"));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    fn failed(status: u16) -> Result<bytes::Bytes, AuthError> {
+        Err(AuthError::Upstream(UpstreamError::Status {
+            upstream: "auth",
+            status: reqwest::StatusCode::from_u16(status).unwrap(),
+            body: bytes::Bytes::new(),
+        }))
+    }
+
+    /// The attempts' start times (ms, on tokio's paused clock) for a grant that answers with
+    /// each of `answers` in turn.
+    async fn attempts(budget_ms: u64, answers: Vec<u16>) -> (Vec<u64>, RefreshOutcome) {
+        let start = tokio::time::Instant::now();
+        let times = std::sync::Mutex::new(Vec::new());
+        let answers = std::sync::Mutex::new(answers.into_iter());
+        let outcome = with_retries(Duration::from_millis(budget_ms), || {
+            times
+                .lock()
+                .unwrap()
+                .push(start.elapsed().as_millis() as u64);
+            let next = answers.lock().unwrap().next().unwrap_or(503);
+            async move {
+                if next == 200 {
+                    Ok(bytes::Bytes::from_static(
+                        br#"{"access_token":"a","expires_at":1}"#,
+                    ))
+                } else {
+                    failed(next)
+                }
+            }
+        })
+        .await;
+        (times.into_inner().unwrap(), outcome)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_refresh_is_retried_on_auth_js_schedule_within_the_budget() {
+        // 200, 400, 800, 1600, 3200 ms apart while the next start is inside 10 s.
+        let (times, outcome) = attempts(10_000, vec![]).await;
+        assert_eq!(times, [0, 200, 600, 1400, 3000, 6200]);
+        assert!(matches!(
+            outcome,
+            RefreshOutcome::Transient(Transient::Unavailable)
+        ));
+        // One blip, then Auth answers: the session comes through.
+        let (times, outcome) = attempts(10_000, vec![502, 200]).await;
+        assert_eq!(times, [0, 200]);
+        assert!(matches!(outcome, RefreshOutcome::Refreshed(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_what_auth_js_counts_as_transient_is_retried() {
+        for status in [400, 429, 505, 519] {
+            let (times, _) = attempts(10_000, vec![status]).await;
+            assert_eq!(times, [0], "{status}");
+        }
+        for status in [500, 504, 520, 530] {
+            let (times, _) = attempts(10_000, vec![status, 200]).await;
+            assert_eq!(times, [0, 200], "{status}");
+        }
     }
 
     #[tokio::test]

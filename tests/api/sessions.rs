@@ -332,9 +332,11 @@ async fn a_refresh_that_cannot_reach_auth_is_503_or_504_and_leaves_the_cookies_a
         assert_eq!(res.status(), want);
     }
     // Refused connection: nothing listens on the configured Auth.
+    // (A short budget: a refused connection is retried, as auth-js does, until it is spent.)
     let app = TestApp::spawn_with(|s| {
         ssr_cookies(s);
         s.supabase.url = "http://127.0.0.1:9".into();
+        s.upstream.request_timeout_ms = 1000;
     })
     .await;
     let res = app
@@ -345,6 +347,62 @@ async fn a_refresh_that_cannot_reach_auth_is_503_or_504_and_leaves_the_cookies_a
         .unwrap();
     assert!(set_cookies(&res).is_empty());
     assert_eq!(res.status(), 503);
+}
+
+/// Answers `failures` times with 503, then with `session`, noting when each call arrived.
+struct FlakyAuth {
+    arrivals: std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+    failures: usize,
+    session: Value,
+}
+
+impl wiremock::Respond for FlakyAuth {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        let mut arrivals = self.arrivals.lock().unwrap();
+        arrivals.push(std::time::Instant::now());
+        if arrivals.len() <= self.failures {
+            ResponseTemplate::new(503)
+        } else {
+            ok_json(self.session.clone())
+        }
+    }
+}
+
+/// One Auth blip does not fail the page: the server-side refresh is retried as auth-js
+/// retries it (200 ms, then 400 ms later), still once per refresh token for concurrent
+/// requests, and the page gets the new session.
+#[tokio::test]
+async fn the_server_side_refresh_survives_a_blip_retrying_on_auth_js_schedule() {
+    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let app = cookie_app(vec![
+        refresh_grant().respond_with(FlakyAuth {
+            arrivals: arrivals.clone(),
+            failures: 2,
+            session: session_json(&fixture_token("valid_es256"), "rt-new"),
+        }),
+        user_endpoint(),
+    ])
+    .await;
+    let cookie = cookie_of(&token_expiring_in(-600), "rt-blip");
+    let requests = (0..5).map(|_| app.get("/api/auth/user").header("cookie", &cookie).send());
+    for res in futures_util::future::join_all(requests).await {
+        let res = res.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let arrivals = arrivals.lock().unwrap().clone();
+    assert_eq!(
+        arrivals.len(),
+        3,
+        "two failures and the success, for all five requests"
+    );
+    let gaps: Vec<u128> = arrivals
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_millis())
+        .collect();
+    assert!(
+        gaps[0] >= 200 && gaps[1] >= 400,
+        "auth-js's back-off: {gaps:?}"
+    );
 }
 
 #[tokio::test]
