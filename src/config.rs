@@ -819,6 +819,17 @@ fn toml_string(settings: &Settings) -> String {
     toml::to_string_pretty(settings).unwrap_or_else(|e| format!("# unprintable: {e}"))
 }
 
+/// `raw` as a TOML array of strings (`["a", 'b']`, JSON's form included), if it is one.
+fn toml_string_array(raw: &str) -> Option<Vec<String>> {
+    let table: toml::Table = toml::from_str(&format!("v = {raw}")).ok()?;
+    table
+        .get("v")?
+        .as_array()?
+        .iter()
+        .map(|v| v.as_str().map(str::to_owned))
+        .collect()
+}
+
 /// Environment values are strings; numbers and booleans are parsed so `PORT=9000` fills a
 /// `u16`, and list settings accept comma-separated values.
 fn env_value(key: &str, raw: &str) -> serde_json::Value {
@@ -830,6 +841,13 @@ fn env_value(key: &str, raw: &str) -> serde_json::Value {
         "sign_in.aal2_routes",
     ];
     if LIST_KEYS.contains(&key) {
+        // A list is comma-separated; a TOML (or JSON) array, as in the config files, is read
+        // as one too rather than split into pieces that name nothing (`["POST /api/items"`).
+        if raw.trim_start().starts_with('[') {
+            if let Some(items) = toml_string_array(raw) {
+                return Value::Array(items.into_iter().map(Value::String).collect());
+            }
+        }
         return Value::Array(
             raw.split(',')
                 .map(str::trim)
@@ -945,6 +963,17 @@ mod tests {
             serde_json::json!(["http://a", "http://b"])
         );
         assert_eq!(env_value("server.port", "9000"), serde_json::json!(9000));
+        // The config files' array form, given through the environment, is the same list.
+        for array in [
+            r#"["POST /api/items", 'DELETE /api/items/{id}']"#,
+            r#" ["POST /api/items","DELETE /api/items/{id}"] "#,
+        ] {
+            assert_eq!(
+                env_value("sign_in.aal2_routes", array),
+                serde_json::json!(["POST /api/items", "DELETE /api/items/{id}"]),
+                "{array}"
+            );
+        }
         assert_eq!(
             env_value("supabase.anon_key", "123"),
             serde_json::json!("123")

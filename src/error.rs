@@ -168,12 +168,19 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
     pub fn rate_limited(retry_after_secs: u64) -> Self {
+        Self::rate_limited_after(Some(retry_after_secs))
+    }
+    /// 429 with `Retry-After` only where the wait is known (a rule of ours, or a wait Auth
+    /// stated); Auth's per-IP limits state none, and an invented one would mislead.
+    pub fn rate_limited_after(retry_after_secs: Option<u64>) -> Self {
         let mut e = Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             "Too many requests, retry later",
         );
-        e.0.extra = Extra::RetryAfter(retry_after_secs.max(1));
+        if let Some(secs) = retry_after_secs {
+            e.0.extra = Extra::RetryAfter(secs.max(1));
+        }
         e
     }
 

@@ -19,19 +19,26 @@ use crate::error::{ApiError, ApiResult};
 use crate::openapi::responses;
 use crate::rules::redirect::same_origin_path;
 use crate::state::AppState;
-use crate::supabase::gotrue::AuthCall;
+use crate::supabase::gotrue::{AuthCall, AuthError};
 
 /// A phone number as Auth takes it: E.164 digits, `+` optional (Auth strips it).
 pub struct Phone(String);
 
 impl FromJson for Phone {
+    /// Normalised as Auth does (`formatPhoneNumber`: one leading `+` and every space
+    /// dropped) and checked with Auth's E.164 pattern `^[1-9][0-9]{1,14}$`, so what is
+    /// refused here is what Auth would refuse, and one number has one spelling.
     fn from_json(raw: &RawValue) -> Result<Self, Problem> {
         let text = String::from_json(raw)?;
-        let digits = text.strip_prefix('+').unwrap_or(&text);
-        if !(8..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        let digits = text.strip_prefix('+').unwrap_or(&text).replace(' ', "");
+        let e164 = (2..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0');
+        if !e164 {
             return Err("must be a phone number in E.164 form, e.g. +14155550123".into());
         }
-        Ok(Self(text))
+        // Sent in E.164 form; Auth drops the `+` again.
+        Ok(Self(format!("+{digits}")))
     }
 }
 
@@ -326,7 +333,7 @@ impl FromParams for ConfirmQuery {
         responses::BodyErrors,
         (status = 200, description = "Sent. `message_id` when Auth's SMS provider returned one", body = Object, example = json!({})),
         (status = 400, response = responses::BadRequest),
-        (status = 403, description = "`signup_disabled` (no account and `create_user` false, or sign-ups off) or `provider_disabled` (email or phone sign-in off)", body = crate::error::ErrorBody, example = json!({"error": "Sign-ups are disabled", "code": "signup_disabled"})),
+        (status = 403, description = "`signup_disabled` (sign-ups off and `create_user` true) or `provider_disabled` (email or phone sign-in off). With `create_user: false` an address without an account is answered 200 `{}` like one with an account (no account enumeration)", body = crate::error::ErrorBody, example = json!({"error": "Sign-ups are disabled", "code": "signup_disabled"})),
         (status = 429, response = responses::RateLimited),
     )
 )]
@@ -336,8 +343,9 @@ pub async fn otp(
     Body(body): Body<OtpBody>,
 ) -> ApiResult<HttpResponse> {
     // auth-js `signInWithOtp`: `create_user` defaults to true; `data` always sent.
+    let create_user = body.create_user.unwrap_or(true);
     let mut upstream = json!({
-        "create_user": body.create_user.unwrap_or(true),
+        "create_user": create_user,
         "data": body.data.map_or_else(Map::new, |d| d.0),
     });
     if let Some(email) = &body.email {
@@ -347,11 +355,21 @@ pub async fn otp(
         upstream["phone"] = phone.0.clone().into();
         upstream["channel"] = body.channel.unwrap_or(Channel::Sms).as_str().into();
     }
-    let answer = state
+    let answer = match state
         .supabase
         .otp(&upstream, for_client(&req, &state))
         .await
-        .map_err(|e| e.into_api(AuthCall::Otp))?;
+    {
+        Ok(answer) => answer,
+        // With `create_user: false` Auth answers an address it has no user for with 422
+        // `otp_disabled` and a known one with `{}`: passing that on would tell anyone which
+        // addresses have accounts. Answered as a known address is (as `recover` does).
+        Err(AuthError::Auth(f)) if !create_user && f.code() == "otp_disabled" => {
+            tracing::debug!("otp: no user for the address (create_user false)");
+            json!({})
+        }
+        Err(e) => return Err(e.into_api(AuthCall::Otp)),
+    };
     Ok(HttpResponse::Ok().json(answer))
 }
 

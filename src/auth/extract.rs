@@ -179,7 +179,7 @@ async fn cookie_caller(
         // Still valid but close to expiry: refresh ahead, as auth-js does. If that does not
         // work out the current token serves (auth-js keeps such a session too).
         Ok(user) if cookie.write && user.expires_at.saturating_sub(unix_now()) < margin => {
-            match refresh(req, state, &session.refresh_token).await {
+            match refresh(req, state, &session.refresh_token, Retries::No).await {
                 RefreshOutcome::Refreshed(new) => {
                     match state.verifier.verify(&new.access_token).await {
                         Ok(new_user) => {
@@ -211,7 +211,7 @@ async fn cookie_caller(
             if (e.code() == "token_expired" || is_key_problem(state, &e, &session))
                 && cookie.write =>
         {
-            match refresh(req, state, &session.refresh_token).await {
+            match refresh(req, state, &session.refresh_token, Retries::AsAuthJs).await {
                 RefreshOutcome::Refreshed(new) => {
                     cookie.store(req, new.session_json.clone());
                     match state.verifier.verify(&new.access_token).await {
@@ -256,7 +256,12 @@ fn is_key_problem(state: &AppState, e: &ApiError, session: &CookieSession) -> bo
 /// Refreshes through the single-flight (one grant per refresh token and window); the
 /// caller starting a flight is counted against the rules naming `"server-side refresh"`
 /// (not those of `POST /api/auth/refresh`, the client's own call).
-pub async fn refresh(req: &HttpRequest, state: &AppState, refresh_token: &str) -> RefreshOutcome {
+pub async fn refresh(
+    req: &HttpRequest,
+    state: &AppState,
+    refresh_token: &str,
+    retries: Retries,
+) -> RefreshOutcome {
     let client = ForClient(state.limiter.client_ip(req));
     state
         .refresher
@@ -270,23 +275,36 @@ pub async fn refresh(req: &HttpRequest, state: &AppState, refresh_token: &str) -
             {
                 Decision::Allowed => {}
                 Decision::Limited { retry_after_secs } => {
-                    return RefreshOutcome::Transient(super::refresh::Transient::RateLimited(
+                    return RefreshOutcome::Transient(super::refresh::Transient::RateLimited(Some(
                         retry_after_secs,
-                    ))
+                    )))
                 }
                 Decision::StoreUnavailable => {
                     return RefreshOutcome::Transient(super::refresh::Transient::Unavailable)
                 }
             }
             let body = serde_json::json!({ "refresh_token": refresh_token });
-            let budget =
-                std::time::Duration::from_millis(state.settings.upstream.request_timeout_ms);
+            let budget = match retries {
+                Retries::AsAuthJs => {
+                    std::time::Duration::from_millis(state.settings.upstream.request_timeout_ms)
+                }
+                Retries::No => std::time::Duration::ZERO,
+            };
             super::refresh::with_retries(budget, || {
                 state.supabase.token("refresh_token", &body, client)
             })
             .await
         })
         .await
+}
+
+/// Whether a refresh retries a transient failure (see `refresh::with_retries`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Retries {
+    /// The access token has expired: the page needs the refresh, so retry as auth-js does.
+    AsAuthJs,
+    /// Refreshing ahead of expiry: the current token still serves, so one attempt.
+    No,
 }
 
 type Fut<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;

@@ -61,6 +61,16 @@ pub fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<VerifyKey>>, String
             {
                 Algorithm::EdDSA
             }
+            (AlgorithmParameters::EllipticCurve(p), _) if p.curve == EllipticCurve::P521 => {
+                // Said where the keys arrive, not per request: every token this key signs
+                // will be refused, and an operator must know why.
+                tracing::warn!(
+                    "signing key {kid} is ES512 (P-521), which supagate cannot verify \
+                     (jsonwebtoken has no ES512); tokens it signs are refused with 401 \
+                     invalid_algorithm. Rotate to an ES256, RS256 or EdDSA signing key"
+                );
+                continue;
+            }
             _ => continue,
         };
         if let Ok(key) = DecodingKey::from_jwk(&jwk) {

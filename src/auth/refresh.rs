@@ -31,8 +31,9 @@ pub enum Transient {
     Unavailable,
     /// Auth did not answer in time: 504.
     Timeout,
-    /// Auth (or our own limiter) rate-limited the refresh: 429.
-    RateLimited(u64),
+    /// Auth (or our own limiter) rate-limited the refresh: 429, with `Retry-After` when the
+    /// wait is known.
+    RateLimited(Option<u64>),
     /// Auth answered 2xx with something that is not a session: 502.
     BadAnswer,
 }
@@ -42,7 +43,7 @@ impl Transient {
         match self {
             Self::Unavailable => ApiError::upstream_unavailable("auth: session refresh failed"),
             Self::Timeout => ApiError::upstream_timeout("auth: session refresh timed out"),
-            Self::RateLimited(secs) => ApiError::rate_limited(secs),
+            Self::RateLimited(secs) => ApiError::rate_limited_after(secs),
             Self::BadAnswer => ApiError::upstream_error("auth: refresh answered without a session"),
         }
     }
@@ -68,7 +69,7 @@ impl RefreshOutcome {
                 None => Self::Transient(Transient::BadAnswer),
             },
             Err(AuthError::Auth(f)) if f.is_rate_limit() => {
-                Self::Transient(Transient::RateLimited(f.retry_after.unwrap_or(60)))
+                Self::Transient(Transient::RateLimited(f.retry_after))
             }
             Err(AuthError::Auth(f)) => {
                 tracing::debug!(
@@ -115,12 +116,16 @@ fn is_retryable(result: &Result<bytes::Bytes, AuthError>) -> bool {
 /// Runs `grant` as auth-js retries a refresh: a failure it counts as transient is tried
 /// again after 200 ms, 400 ms, 800 ms, … as long as the next attempt still starts within
 /// `budget` (auth-js: 30 s; here one upstream timeout, so a page waits no longer than one
-/// slow call would make it). The whole run is bounded by `budget` too: past it, 504.
+/// slow call would make it). The whole run is bounded by `budget` too: past it, 504. A
+/// zero budget is one attempt, bounded by the call's own timeout only.
 pub async fn with_retries<F, Fut>(budget: Duration, mut grant: F) -> RefreshOutcome
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<bytes::Bytes, AuthError>>,
 {
+    if budget.is_zero() {
+        return RefreshOutcome::from_grant(grant().await);
+    }
     let started = tokio::time::Instant::now();
     let attempts = async {
         let mut backoff = FIRST_BACKOFF;

@@ -213,7 +213,6 @@ fn rest_error(r: &RestFailure) -> ApiError {
 // ---- Supabase Auth ----
 
 /// When Auth's 429 says nothing about when to retry.
-const DEFAULT_RETRY_AFTER_SECS: u64 = 60;
 
 impl AuthFailure {
     /// The table: Auth's `error_code` (its `apierrors/errorcode.go` list) → our answer. Client
@@ -228,8 +227,7 @@ impl AuthFailure {
             self.message.as_deref().unwrap_or("")
         );
         if self.is_rate_limit() {
-            return ApiError::rate_limited(self.retry_after.unwrap_or(DEFAULT_RETRY_AFTER_SECS))
-                .with_internal(log);
+            return ApiError::rate_limited_after(self.retry_after).with_internal(log);
         }
         let code = self.code();
         let e = match (call, code) {

@@ -57,6 +57,16 @@ impl AuthFailure {
         self.code.as_deref().unwrap_or("")
     }
 
+    /// The wait Auth states in words for a repeated mail or SMS to one recipient ("For
+    /// security purposes, you can only request this after 42 seconds."); Auth sends no
+    /// `Retry-After` header for any of its limits.
+    pub fn stated_wait(&self) -> Option<u64> {
+        let message = self.message.as_deref()?;
+        let rest = message.split("after ").nth(1)?;
+        let secs = rest.split_whitespace().next()?.parse::<u64>().ok()?;
+        rest.contains("second").then_some(secs)
+    }
+
     /// Auth rate-limited the call (per client IP, or a mail/SMS quota).
     pub fn is_rate_limit(&self) -> bool {
         self.status == StatusCode::TOO_MANY_REQUESTS
@@ -175,7 +185,7 @@ pub(super) async fn auth_call(
         Ok(body)
     } else if status.is_client_error() {
         let mut failure = AuthFailure::parse(status, &body, header_code.as_deref());
-        failure.retry_after = retry_after;
+        failure.retry_after = retry_after.or_else(|| failure.stated_wait());
         Err(AuthError::Auth(failure))
     } else {
         Err(AuthError::Upstream(UpstreamError::Status {
