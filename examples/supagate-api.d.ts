@@ -633,10 +633,13 @@ export interface components {
         };
         /**
          * @example {
+         *       "factor_type": "totp",
          *       "friendly_name": "Phone app"
          *     }
          */
         FactorEnrollBody: {
+            /** @description Supabase's own field: `totp`, the one type supagate enrols (the default). */
+            factor_type?: string | null;
             /** @description Shown in the user's factor list; unique per user. */
             friendly_name?: string | null;
             /** @description The issuer the authenticator app shows (Auth's default: the Site URL's host). */
@@ -788,6 +791,15 @@ export interface components {
             channel?: null | ("sms" | "whatsapp");
         };
         /**
+         * @description Whether Auth's per-IP rate limits count each client (`Sb-Forwarded-For` with a key Auth
+         *     honours) or every client shares supagate's address. Reported, never a reason for 503.
+         */
+        PerClientAuthLimits: {
+            on: boolean;
+            /** @description Why, in one line. */
+            detail: string;
+        };
+        /**
          * @description A profile (one per Supabase user, created by a database trigger).
          * @example {
          *       "avatar_url": "https://example.com/ada.png",
@@ -845,12 +857,17 @@ export interface components {
          *           "status": 200
          *         }
          *       },
+         *       "per_client_auth_limits": {
+         *         "detail": "off: no sb_secret_ key is configured (SUPABASE_SECRET_KEY), and Auth honours Sb-Forwarded-For only with one; Auth counts every client against supagate's own address",
+         *         "on": false
+         *       },
          *       "status": "ready"
          *     }
          */
         Ready: {
             status: string;
             checks: components["schemas"]["ReadyChecks"];
+            per_client_auth_limits: components["schemas"]["PerClientAuthLimits"];
         };
         /** @description Outcome of one readiness probe. */
         ReadyCheck: {
@@ -1148,7 +1165,7 @@ export interface components {
                 RateLimit?: string;
                 /** @description The rules naming this operation (draft-ietf-httpapi-ratelimit-headers-08), e.g. `"rules[0]";q=10;w=60`; absent when only Auth limited the request */
                 "RateLimit-Policy"?: string;
-                /** @description Seconds to wait before retrying */
+                /** @description Seconds to wait before retrying: always for a supagate rule; for Supabase Auth's limits only where Auth states the wait (it sends no Retry-After of its own) */
                 "Retry-After"?: number;
                 /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
                 "X-Request-Id"?: string;
@@ -2145,7 +2162,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The sessions named by `scope` are revoked and, unless `scope=others`, the session cookies cleared. An expired cookie session is refreshed first so it can be revoked; a cookie session that is already over (unreadable, or its refresh refused) answers 204 with its cookies cleared. Auth's 401/403/404 (already revoked, user gone) count as success. */
+            /** @description The sessions named by `scope` are revoked and, unless `scope=others`, the session cookies (and any pending sign-in's code-verifier cookies) cleared. An expired cookie session is refreshed first so it can be revoked; a cookie session that is already over (unreadable, or its refresh refused) answers 204 with its cookies cleared. Auth's 401/403/404 (already revoked, user gone) count as success. When Auth fails (502/503/504), `scope=local` has cleared the cookies all the same (as auth-js: this browser is signed out whatever the network does); `global` and `others` keep them. */
             204: {
                 headers: {
                     /** @description Deletions of the `@supabase/ssr` session cookies, when cookie sessions are enabled */
@@ -2373,7 +2390,7 @@ export interface operations {
                 };
             };
             400: components["responses"]["BadRequest"];
-            /** @description `signup_disabled` (no account and `create_user` false, or sign-ups off) or `provider_disabled` (email or phone sign-in off) */
+            /** @description `signup_disabled` (sign-ups off and `create_user` true) or `provider_disabled` (email or phone sign-in off). With `create_user: false` an address without an account is answered 200 `{}` like one with an account (no account enumeration) */
             403: {
                 headers: {
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
@@ -2527,12 +2544,12 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description To `{supabase}/auth/v1/authorize?provider=…&redirect_to={public_url}/api/auth/callback?next=…&code_challenge=…&code_challenge_method=s256` */
+            /** @description To `{supabase}/auth/v1/authorize?provider=…&redirect_to={public_url}/api/auth/callback?next=…%26sb_flow_id=…&code_challenge=…&code_challenge_method=s256` */
             302: {
                 headers: {
                     /** @description Auth's authorize URL */
                     Location?: string;
-                    /** @description `sb-<ref>-auth-token-code-verifier` (HttpOnly, `sign_in.code_verifier_max_age_secs`) */
+                    /** @description The verifier as current auth-js keeps it: `sb-<ref>-auth-token-flow-<id>-code-verifier`, the index `sb-<ref>-auth-token-flows-code-verifier` and `sb-<ref>-auth-token-code-verifier` (HttpOnly, `sign_in.code_verifier_max_age_secs`) */
                     "Set-Cookie"?: string;
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
                     "X-Request-Id"?: string;
@@ -2572,6 +2589,12 @@ export interface operations {
                 error?: string;
                 error_code?: string;
                 error_description?: string;
+                /**
+                 * @description The sign-in flow this callback ends (`/api/auth/oauth/{provider}` adds it, as does a
+                 *     browser client with auth-js's `appendPkceFlowIdToRedirects`); without it the most
+                 *     recent flow's verifier is used, as older clients expect.
+                 */
+                sb_flow_id?: string;
             };
             header?: never;
             path?: never;
@@ -2579,7 +2602,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Signed in: the session is in the `@supabase/ssr` cookies, the code-verifier cookie is cleared */
+            /** @description Signed in: the session is in the `@supabase/ssr` cookies, the flow's code-verifier cookies are cleared as auth-js clears them */
             303: {
                 headers: {
                     /** @description `next` */
@@ -2668,7 +2691,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
-            /** @description `mfa_required` (an aal1 session of a user who already has a verified factor); anonymous users have no factors */
+            /** @description `mfa_required` (an aal1 session of a user who already has a verified factor); `anonymous_not_allowed` (an anonymous sign-in: Auth gives anonymous users no factors) */
             403: {
                 headers: {
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
@@ -2896,3 +2919,5 @@ export interface operations {
         };
     };
 }
+
+// Generated from the OpenAPI document with SHA-256 c38e185de53e7abe18a303fa3f44475f64009f448936d3d37631744ab05aaca3 (scripts/api-types.sh).

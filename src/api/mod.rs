@@ -63,6 +63,12 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     )))
 }
 
+/// A component schema and the name it is published under.
+pub type NamedSchema = (
+    String,
+    utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+);
+
 /// One operation: where it is served, by which handler, and (when documented) its OpenAPI
 /// operation. Declared once with [`route!`](crate::route), whose `#[utoipa::path]` annotation
 /// is the only place a path and method are written: the router and the document both read it.
@@ -71,6 +77,7 @@ pub struct Route {
     methods: Vec<Method>,
     add: Box<dyn FnOnce(actix_web::Resource) -> actix_web::Resource>,
     document: Option<fn(&mut utoipa::openapi::OpenApi)>,
+    schemas: Option<fn(&mut Vec<NamedSchema>)>,
     resource_config: Option<fn(actix_web::Resource, &Settings) -> actix_web::Resource>,
 }
 
@@ -96,6 +103,7 @@ impl Route {
         let methods: Vec<Method> = P::methods().iter().map(actix_method).collect();
         let mut route = Self::new(P::path(), methods, handler);
         route.document = Some(document::<P>);
+        route.schemas = Some(P::schemas);
         route
     }
 
@@ -126,6 +134,7 @@ impl Route {
                 resource
             }),
             document: None,
+            schemas: None,
             resource_config: None,
         }
     }
@@ -150,6 +159,15 @@ impl Route {
 
     pub fn is_documented(&self) -> bool {
         self.document.is_some()
+    }
+
+    /// The schemas this operation names, each under its component name, before they are
+    /// merged into the document (where a second schema of the same name would replace the
+    /// first unseen).
+    pub fn schemas_into(&self, out: &mut Vec<NamedSchema>) {
+        if let Some(schemas) = self.schemas {
+            schemas(out);
+        }
     }
 
     /// Adds this operation (and the schemas it names) to `doc`.

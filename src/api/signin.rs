@@ -486,7 +486,7 @@ impl FromParams for OAuthQuery {
     params(("provider" = String, Path, description = "One of `sign_in.oauth_providers` (Auth's names: `github`, `google`, ...)"), OAuthQuery),
     security(()),
     responses(
-        (status = 302, description = "To `{supabase}/auth/v1/authorize?provider=…&redirect_to={public_url}/api/auth/callback?next=…&code_challenge=…&code_challenge_method=s256`", headers(("Location" = String, description = "Auth's authorize URL"), ("Set-Cookie" = String, description = "`sb-<ref>-auth-token-code-verifier` (HttpOnly, `sign_in.code_verifier_max_age_secs`)"))),
+        (status = 302, description = "To `{supabase}/auth/v1/authorize?provider=…&redirect_to={public_url}/api/auth/callback?next=…%26sb_flow_id=…&code_challenge=…&code_challenge_method=s256`", headers(("Location" = String, description = "Auth's authorize URL"), ("Set-Cookie" = String, description = "The verifier as current auth-js keeps it: `sb-<ref>-auth-token-flow-<id>-code-verifier`, the index `sb-<ref>-auth-token-flows-code-verifier` and `sb-<ref>-auth-token-code-verifier` (HttpOnly, `sign_in.code_verifier_max_age_secs`)"))),
         (status = 400, response = responses::BadRequest),
         (status = 404, description = "`not_found`: the provider is not in `sign_in.oauth_providers`", body = crate::error::ErrorBody, example = json!({"error": "Unknown sign-in provider", "code": "not_found"})),
         (status = 429, response = responses::RateLimited),
@@ -607,7 +607,7 @@ impl FromParams for CallbackQuery {
     security(()),
     responses(
         responses::UpstreamErrors,
-        (status = 303, description = "Signed in: the session is in the `@supabase/ssr` cookies, the code-verifier cookie is cleared", headers(("Location" = String, description = "`next`"), ("Set-Cookie" = String, description = "The session cookies and the verifier's deletion"))),
+        (status = 303, description = "Signed in: the session is in the `@supabase/ssr` cookies, the flow's code-verifier cookies are cleared as auth-js clears them", headers(("Location" = String, description = "`next`"), ("Set-Cookie" = String, description = "The session cookies and the verifier's deletion"))),
         (status = 400, description = "`oauth_failed` (the provider or Auth refused: `details` has Auth's `error`, `error_code`, `error_description`), `code_verifier_missing` (no sign-in was started in this browser, or its cookie expired), `code_verifier_mismatch`, `oauth_code_invalid` (unknown or already used code), `oauth_code_expired`, `validation_failed`. The verifier cookie is cleared in every case", body = crate::error::ErrorBody, example = json!({"error": "This sign-in link was already used or is unknown; start the sign-in again", "code": "oauth_code_invalid"})),
         (status = 429, response = responses::RateLimited),
     )

@@ -238,6 +238,38 @@ pub fn document_json() -> &'static str {
     &DOCUMENT
 }
 
+/// Component names under which two different schemas are published (two Rust types named
+/// alike, or `#[schema(as = ..)]` twice): the document would silently keep only one.
+pub fn schema_name_collisions() -> Vec<String> {
+    let mut all: Vec<crate::api::NamedSchema> = ApiDoc::openapi()
+        .components
+        .map(|c| c.schemas.into_iter().collect())
+        .unwrap_or_default();
+    for route in crate::server::routes() {
+        route.schemas_into(&mut all);
+    }
+    collisions(&all)
+}
+
+/// The names in `all` that stand for more than one schema.
+pub fn collisions(all: &[crate::api::NamedSchema]) -> Vec<String> {
+    let mut seen: std::collections::BTreeMap<&str, String> = std::collections::BTreeMap::new();
+    let mut clashing = std::collections::BTreeSet::new();
+    for (name, schema) in all {
+        let text = serde_json::to_string(schema).unwrap_or_default();
+        match seen.get(name.as_str()) {
+            Some(first) if *first != text => {
+                clashing.insert(name.clone());
+            }
+            Some(_) => {}
+            None => {
+                seen.insert(name, text);
+            }
+        }
+    }
+    clashing.into_iter().collect()
+}
+
 /// `(METHOD, path)` of every operation in the document, for the route-table test.
 pub fn documented_operations() -> Vec<(String, String)> {
     let mut doc = document();

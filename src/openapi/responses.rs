@@ -169,7 +169,13 @@ shared_response!(
          counted per client IP or per user), or Supabase Auth's own rate limit was hit.",
         &[("rate_limited", body("rate_limited", "Too many requests, retry later"))],
     )
-    .header("Retry-After", integer_header("Seconds to wait before retrying"))
+    .header(
+        "Retry-After",
+        integer_header(
+            "Seconds to wait before retrying: always for a supagate rule; for Supabase Auth's \
+             limits only where Auth states the wait (it sends no Retry-After of its own)",
+        ),
+    )
     .header(
         "RateLimit-Policy",
         string_header(

@@ -28,6 +28,50 @@ fn the_route_table_and_the_document_list_the_same_operations() {
     assert!(routed.len() >= 25, "{routed:?}");
 }
 
+/// Two different schemas published under one component name: the document keeps one and the
+/// other's operations silently describe the wrong body. None may exist.
+#[test]
+fn no_two_schemas_share_a_component_name() {
+    assert_eq!(
+        supagate::openapi::schema_name_collisions(),
+        Vec::<String>::new()
+    );
+    // The check itself sees a clash when there is one.
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+    let object = |t: Type| {
+        utoipa::openapi::RefOr::T(Schema::Object(ObjectBuilder::new().schema_type(t).build()))
+    };
+    let clash = vec![
+        ("Check".to_owned(), object(Type::String)),
+        ("Check".to_owned(), object(Type::String)),
+        ("Check".to_owned(), object(Type::Integer)),
+        ("Other".to_owned(), object(Type::String)),
+    ];
+    assert_eq!(supagate::openapi::collisions(&clash), ["Check"]);
+}
+
+/// `examples/supagate-api.d.ts` is generated from the document (`scripts/api-types.sh`) and
+/// ends with the SHA-256 of the document it was generated from: a change to the API that
+/// did not regenerate the types fails here.
+#[test]
+fn the_typescript_types_are_generated_from_the_current_document() {
+    use sha2::Digest;
+    // What `supagate openapi` prints, byte for byte (the script hashes that output).
+    let printed = format!("{}\n", supagate::openapi::document_json());
+    let want = hex::encode(sha2::Sha256::digest(printed.as_bytes()));
+    let types = std::fs::read_to_string(repo_path("examples/supagate-api.d.ts")).unwrap();
+    let stated = types
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("// Generated from the OpenAPI document with SHA-256 "))
+        .map(|rest| rest.split_whitespace().next().unwrap_or("").to_owned());
+    assert_eq!(
+        stated.as_deref(),
+        Some(want.as_str()),
+        "examples/supagate-api.d.ts is behind the OpenAPI document: run scripts/api-types.sh"
+    );
+}
+
 /// A change to the document must be reviewed: `cargo insta review` (or accept the
 /// `.snap.new` file) after checking the diff. CI sets `CI=true`, under which insta never
 /// writes snapshots, and `.ci/run` also exports `INSTA_UPDATE=no`.
