@@ -134,7 +134,7 @@ fn sbff(r: &wiremock::Request) -> Option<String> {
 
 // ---- 1. server-side refresh ----
 
-/// The `@supabase/ssr` round trip: a chunked session written by ssr 0.12.0, its access token
+/// The `@supabase/ssr` round trip: a chunked session written by ssr (0.12.7), its access token
 /// expired, is refreshed by supagate, and supagate writes back exactly what ssr writes after
 /// the same refresh. `SUPAGATE_RECORD_SSR=1` records supagate's headers for the fixture
 /// generator, which checks that `createServerClient` reads them as the new session.
