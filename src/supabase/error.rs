@@ -212,8 +212,6 @@ fn rest_error(r: &RestFailure) -> ApiError {
 
 // ---- Supabase Auth ----
 
-/// When Auth's 429 says nothing about when to retry.
-
 impl AuthFailure {
     /// The table: Auth's `error_code` (its `apierrors/errorcode.go` list) → our answer. Client
     /// errors stay 4xx with a stable code of ours; a 4xx we do not know is 400

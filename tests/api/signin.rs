@@ -1035,7 +1035,7 @@ async fn oauth_start_redirects_to_authorize_with_the_s256_challenge_of_the_verif
             .unwrap();
         serde_json::from_slice(&json).unwrap()
     };
-    assert_eq!(listed, [flow_id.clone()]);
+    assert_eq!(listed, std::slice::from_ref(&flow_id));
 
     // The cookie is named as @supabase/ssr names it (from the real library's run).
     let ssr_name = pkce_fixture()["sign_in_with_oauth"]["verifier_cookie"]["name"]
