@@ -198,19 +198,7 @@ async fn ssr_cookie_sessions_are_accepted_single_chunked_and_raw() {
 async fn fixture_request_cookies_verbatim_are_accepted() {
     let app = app_with_jwks().await;
     let case = &ssr()["cases"]["sign_out_chunked"];
-    let header = case["request_cookies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            format!(
-                "{}={}",
-                c["name"].as_str().unwrap(),
-                c["value"].as_str().unwrap()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
+    let header = cookie_header(&case["request_cookies"]);
     let res = app
         .get("/api/auth/user")
         .header("cookie", header)

@@ -969,10 +969,10 @@ async fn call_route(app: &TestApp, route: &str, body: &Value) -> reqwest::Respon
     req.send().await.unwrap()
 }
 
-#[tokio::test]
-async fn every_auth_call_carries_the_client_ip_the_rate_limiter_uses_as_sb_forwarded_for() {
+/// Auth answering every call of [`auth_routes`] with success.
+fn auth_route_answers() -> Vec<Mock> {
     let session = session_json(&fixture_token("valid_es256"), "rt");
-    let answers = vec![
+    vec![
         Mock::given(method("POST"))
             .and(path("/auth/v1/token"))
             .respond_with(ok_json(session.clone())),
@@ -984,7 +984,21 @@ async fn every_auth_call_carries_the_client_ip_the_rate_limiter_uses_as_sb_forwa
             .respond_with(ok_json(json!({}))),
         logout_endpoint().respond_with(ResponseTemplate::new(204)),
         user_endpoint(),
-    ];
+    ]
+}
+
+/// The most recent request Auth got at `upstream`.
+async fn last_sent_to(app: &TestApp, upstream: &str) -> wiremock::Request {
+    let sent = app.all_upstream_requests().await;
+    sent.into_iter()
+        .rev()
+        .find(|r| r.url.path() == upstream)
+        .unwrap_or_else(|| panic!("nothing sent to {upstream}"))
+}
+
+#[tokio::test]
+async fn every_auth_call_carries_the_client_ip_the_rate_limiter_uses_as_sb_forwarded_for() {
+    let answers = auth_route_answers();
     // Behind a trusted proxy the client is the right-most untrusted X-Forwarded-For hop.
     let app = cookie_app_with(answers, |s| {
         s.server.trusted_proxies = vec!["127.0.0.1/32".into()];
@@ -993,13 +1007,8 @@ async fn every_auth_call_carries_the_client_ip_the_rate_limiter_uses_as_sb_forwa
     for (route, upstream, body) in auth_routes() {
         let res = call_route(&app, route, &body).await;
         assert!(res.status().is_success(), "{route}: {}", res.status());
-        let sent = app.all_upstream_requests().await;
-        let last = sent
-            .iter()
-            .rev()
-            .find(|r| r.url.path() == upstream)
-            .unwrap();
-        assert_eq!(sbff(last).as_deref(), Some("203.0.113.7"), "{route}");
+        let last = last_sent_to(&app, upstream).await;
+        assert_eq!(sbff(&last).as_deref(), Some("203.0.113.7"), "{route}");
     }
     // Without a trusted proxy the peer is the client; a forged header changes nothing.
     let app = cookie_app(vec![Mock::given(method("POST"))
@@ -1024,20 +1033,7 @@ const SECRET_KEY: &str = "sb_secret_test-key-0123456789";
 /// the user's token as bearer. The signing-key fetch keeps the publishable key.
 #[tokio::test]
 async fn with_an_sb_secret_key_every_client_auth_call_goes_with_it_and_carries_the_client_ip() {
-    let session = session_json(&fixture_token("valid_es256"), "rt");
-    let answers = vec![
-        Mock::given(method("POST"))
-            .and(path("/auth/v1/token"))
-            .respond_with(ok_json(session.clone())),
-        Mock::given(method("POST"))
-            .and(path("/auth/v1/signup"))
-            .respond_with(ok_json(session)),
-        Mock::given(method("POST"))
-            .and(path("/auth/v1/recover"))
-            .respond_with(ok_json(json!({}))),
-        logout_endpoint().respond_with(ResponseTemplate::new(204)),
-        user_endpoint(),
-    ];
+    let answers = auth_route_answers();
     let app = cookie_app_with(answers, |s| {
         s.server.trusted_proxies = vec!["127.0.0.1/32".into()];
         s.supabase.forward_client_ip = supagate::config::ForwardClientIp::Auto;
@@ -1048,23 +1044,17 @@ async fn with_an_sb_secret_key_every_client_auth_call_goes_with_it_and_carries_t
     for (route, upstream, body) in auth_routes() {
         let res = call_route(&app, route, &body).await;
         assert!(res.status().is_success(), "{route}: {}", res.status());
-        let sent = app.all_upstream_requests().await;
-        let last = sent
-            .iter()
-            .rev()
-            .find(|r| r.url.path() == upstream)
-            .unwrap();
-        assert_eq!(sbff(last).as_deref(), Some("203.0.113.7"), "{route}");
+        let last = last_sent_to(&app, upstream).await;
+        assert_eq!(sbff(&last).as_deref(), Some("203.0.113.7"), "{route}");
         assert_eq!(last.headers["apikey"], SECRET_KEY, "{route}");
         let want_bearer = if body.is_null() {
             user_token.clone()
         } else {
             format!("Bearer {SECRET_KEY}")
         };
-        assert_eq!(bearer_of(last), want_bearer, "{route}");
+        assert_eq!(bearer_of(&last), want_bearer, "{route}");
     }
-    let sent = app.all_upstream_requests().await;
-    let jwks = sent.iter().find(|r| r.url.path() == JWKS_PATH).unwrap();
+    let jwks = last_sent_to(&app, JWKS_PATH).await;
     assert_eq!(jwks.headers["apikey"], ANON_KEY);
 }
 

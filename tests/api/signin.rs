@@ -1161,18 +1161,7 @@ async fn a_callback_ends_flows_started_by_old_and_current_clients_as_auth_js_doe
             ResponseTemplate::new(200).set_body_json(session_of(USER_A)),
         )])
         .await;
-        let cookie_header: Vec<String> = x["request_cookies"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| {
-                format!(
-                    "{}={}",
-                    c["name"].as_str().unwrap(),
-                    c["value"].as_str().unwrap()
-                )
-            })
-            .collect();
+        let cookie_header = cookie_header(&x["request_cookies"]);
         let mut url = format!(
             "/api/auth/callback?code={}&next=%2F",
             fx["exchange"]["auth_code"].as_str().unwrap()
@@ -1182,7 +1171,7 @@ async fn a_callback_ends_flows_started_by_old_and_current_clients_as_auth_js_doe
         }
         let res = app
             .get(&url)
-            .header("cookie", cookie_header.join("; "))
+            .header("cookie", cookie_header)
             .send()
             .await
             .unwrap();

@@ -60,6 +60,23 @@ pub fn test_env(upstream: &str) -> HashMap<String, String> {
     ])
 }
 
+/// A `Cookie` header of a fixture's `[{name, value}, ...]` list, in order.
+pub fn cookie_header(cookies: &Value) -> String {
+    cookies
+        .as_array()
+        .expect("a list of cookies")
+        .iter()
+        .map(|c| {
+            format!(
+                "{}={}",
+                c["name"].as_str().unwrap(),
+                c["value"].as_str().unwrap()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 pub fn test_settings(upstream: &str) -> Settings {
     Settings::load(&repo_path("config"), &test_env(upstream)).expect("test settings load")
 }
