@@ -2735,7 +2735,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
-            /** @description `mfa_required`: removing a verified factor needs an aal2 session */
+            /** @description `mfa_required`: removing a verified factor needs an aal2 session; `anonymous_not_allowed`: an anonymous sign-in has no factors */
             403: {
                 headers: {
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
@@ -2779,6 +2779,17 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            /** @description `anonymous_not_allowed`: an anonymous sign-in has no factors */
+            403: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: components["responses"]["NotFound"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
@@ -2816,6 +2827,17 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            /** @description `anonymous_not_allowed`: an anonymous sign-in has no factors */
+            403: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             404: components["responses"]["NotFound"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
@@ -2920,4 +2942,4 @@ export interface operations {
     };
 }
 
-// Generated from the OpenAPI document with SHA-256 c38e185de53e7abe18a303fa3f44475f64009f448936d3d37631744ab05aaca3 (scripts/api-types.sh).
+// Generated from the OpenAPI document with SHA-256 d620fc89ecf2eb396bf523aa734bc83b5780635d640ce8893a5daf4e140511ec (scripts/api-types.sh).

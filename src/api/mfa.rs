@@ -237,7 +237,7 @@ pub async fn list(
         (status = 200, description = "`{id}` of the removed factor", body = Object),
         (status = 400, response = responses::BadRequest),
         (status = 401, response = responses::Unauthorized),
-        (status = 403, description = "`mfa_required`: removing a verified factor needs an aal2 session", body = crate::error::ErrorBody),
+        (status = 403, description = "`mfa_required`: removing a verified factor needs an aal2 session; `anonymous_not_allowed`: an anonymous sign-in has no factors", body = crate::error::ErrorBody),
         (status = 404, response = responses::NotFound),
         (status = 429, response = responses::RateLimited),
     )
@@ -267,6 +267,7 @@ pub async fn unenroll(
         (status = 200, description = "The challenge: `{id, type, expires_at}` (valid 300 s; verify from the same client IP)", body = Object),
         (status = 400, response = responses::BadRequest),
         (status = 401, response = responses::Unauthorized),
+        (status = 403, description = "`anonymous_not_allowed`: an anonymous sign-in has no factors", body = crate::error::ErrorBody),
         (status = 404, response = responses::NotFound),
         (status = 429, response = responses::RateLimited),
     )
@@ -296,6 +297,7 @@ pub async fn challenge(
         (status = 200, description = "A new session whose access token says `aal: aal2`; with cookie sessions the `@supabase/ssr` cookies are rewritten with it. The first verify of a factor also marks it `verified`", body = super::session::Session, headers(("Set-Cookie" = String, description = "The session cookies, when cookie sessions are enabled"))),
         (status = 400, response = responses::BadRequest),
         (status = 401, response = responses::Unauthorized),
+        (status = 403, description = "`anonymous_not_allowed`: an anonymous sign-in has no factors", body = crate::error::ErrorBody),
         (status = 404, response = responses::NotFound),
         (status = 422, description = "`mfa_verification_failed` (wrong code), `mfa_challenge_expired`, `mfa_ip_address_mismatch`", body = crate::error::ErrorBody, example = json!({"error": "The code is not correct", "code": "mfa_verification_failed"})),
         (status = 429, response = responses::RateLimited),
