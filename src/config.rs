@@ -561,21 +561,20 @@ impl Settings {
     /// in the binary; tests pass their own map so they never race on process state).
     pub fn load(config_dir: &Path, env: &HashMap<String, String>) -> Result<Settings, ConfigError> {
         let app_env = AppEnv::parse(env.get("APP_ENV").map(String::as_str).unwrap_or(""))?;
-        let default_file = config_dir.join("default.toml");
-        if !default_file.is_file() {
+        // The defaults are compiled in, so the binary runs from any directory; files in the
+        // config directory are an overlay. A directory named explicitly must exist.
+        if env.contains_key("SUPAGATE_CONFIG_DIR") && !config_dir.is_dir() {
             return Err(ConfigError::invalid(
-                "config directory",
-                format!(
-                    "{} not found (run from the repository root or set SUPAGATE_CONFIG_DIR)",
-                    default_file.display()
-                ),
+                "SUPAGATE_CONFIG_DIR",
+                format!("{} is not a directory", config_dir.display()),
             ));
         }
+        let env_file = format!("{}.toml", app_env.as_str());
         let mut figment = Figment::new()
-            .merge(Toml::file(default_file))
-            .merge(Toml::file(
-                config_dir.join(format!("{}.toml", app_env.as_str())),
-            ))
+            .merge(Toml::string(DEFAULT_TOML))
+            .merge(Toml::string(compiled_env_file(app_env)))
+            .merge(Toml::file(config_dir.join("default.toml")))
+            .merge(Toml::file(config_dir.join(env_file)))
             .merge(Serialized::default("app_env", app_env));
 
         // Prefixed names first, so the well-known names (which users set by habit) win.
@@ -888,7 +887,20 @@ pub fn parse_ip_net(raw: &str) -> Option<(std::net::IpAddr, u8)> {
     Some((ip, len))
 }
 
-/// Where `config/` is: `SUPAGATE_CONFIG_DIR`, else `./config`.
+/// `config/default.toml` as built: every setting with its default.
+const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// `config/<APP_ENV>.toml` as built.
+fn compiled_env_file(app_env: AppEnv) -> &'static str {
+    match app_env {
+        AppEnv::Development => include_str!("../config/development.toml"),
+        AppEnv::Test => include_str!("../config/test.toml"),
+        AppEnv::Production => include_str!("../config/production.toml"),
+    }
+}
+
+/// Where the optional config overlay is: `SUPAGATE_CONFIG_DIR`, else `./config` (its files
+/// override the compiled-in ones; without it the compiled-in ones serve alone).
 pub fn config_dir(env: &HashMap<String, String>) -> PathBuf {
     env.get("SUPAGATE_CONFIG_DIR")
         .map(PathBuf::from)

@@ -13,18 +13,44 @@ use supagate::server::Application;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str = "usage: supagate [serve | worker | check-config | openapi | --help]";
+/// supagate: a Supabase gateway. Configuration: the compiled-in defaults, then
+/// `$SUPAGATE_CONFIG_DIR` (or `./config`) `default.toml` and `<APP_ENV>.toml` when present,
+/// then `SUPAGATE_<SECTION>__<KEY>` and the well-known environment names (README).
+#[derive(clap::Parser)]
+#[command(name = "supagate", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Consume the job queues (Stripe events, user-registered mails) until SIGTERM/SIGINT.
+    Worker,
+    /// Print the effective configuration, secrets redacted, and what it comes to.
+    CheckConfig,
+    /// Print the OpenAPI document (needs no configuration).
+    Openapi,
+}
 
 fn main() -> ExitCode {
-    let command = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "serve".to_owned());
-    if matches!(command.as_str(), "-h" | "--help" | "help") {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
+    let cli = match <Cli as clap::Parser>::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // `--help` and `--version` are answers (exit 0); a wrong word is a usage error.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let command = cli.command.unwrap_or(Command::Serve);
     // The document depends on no configuration, so it prints even without a valid setup.
-    if command == "openapi" {
+    if command == Command::Openapi {
         println!("{}", supagate::openapi::document_json());
         return ExitCode::SUCCESS;
     }
@@ -42,8 +68,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match command.as_str() {
-        "check-config" => {
+    match command {
+        Command::CheckConfig => {
             let forwarding = settings.client_ip_forwarding();
             if !forwarding.is_on() {
                 eprintln!(
@@ -54,12 +80,9 @@ fn main() -> ExitCode {
             print!("{}", settings.to_redacted_toml());
             ExitCode::SUCCESS
         }
-        "serve" => serve(settings),
-        "worker" => worker(settings),
-        other => {
-            eprintln!("unknown command `{other}`; {USAGE}");
-            ExitCode::from(2)
-        }
+        Command::Serve => serve(settings),
+        Command::Worker => worker(settings),
+        Command::Openapi => ExitCode::SUCCESS,
     }
 }
 

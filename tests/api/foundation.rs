@@ -1,6 +1,8 @@
 //! Foundation behaviour: health, readiness, request ids, JSON errors, upstream failures,
 //! configuration and shutdown.
 
+use std::collections::HashMap;
+
 use crate::support::*;
 
 #[tokio::test]
@@ -299,6 +301,57 @@ fn check_config_prints_the_effective_configuration_with_secrets_redacted() {
         .unwrap()
         .to_owned();
     assert!(!out.contains(&hs));
+}
+
+/// The defaults are compiled in: from a directory with no `config/`, and with no
+/// `SUPAGATE_CONFIG_DIR`, the binary has every setting (the default rate-limit rules
+/// included); a config directory named explicitly must exist.
+#[test]
+fn the_binary_runs_from_any_directory_on_its_compiled_in_defaults() {
+    let env = test_env("http://127.0.0.1:9");
+    let (code, out, err) = run_binary_alone(&["check-config"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("url = \"http://127.0.0.1:9\""), "{out}");
+    assert!(
+        out.contains("server-side refresh"),
+        "the default rules: {out}"
+    );
+    assert!(
+        out.contains("forward_client_ip = \"self_hosted\""),
+        "test.toml: {out}"
+    );
+    let mut env = env;
+    env.insert(
+        "SUPAGATE_CONFIG_DIR".into(),
+        "/nonexistent/supagate-config".into(),
+    );
+    let (code, _, err) = run_binary_alone(&["check-config"], &env);
+    assert_eq!(code, 2);
+    assert!(err.contains("SUPAGATE_CONFIG_DIR"), "{err}");
+}
+
+/// `--help` and `--version` answer on every subcommand and start nothing (a started worker
+/// or server would fail here: no key, no URL).
+#[test]
+fn every_subcommand_answers_help_and_version_without_running() {
+    let nothing = HashMap::new();
+    for sub in ["serve", "worker", "check-config", "openapi"] {
+        let (code, out, err) = run_binary_alone(&[sub, "--help"], &nothing);
+        assert_eq!(code, 0, "{sub} --help: {err}");
+        assert!(
+            out.contains(&format!("Usage: supagate {sub}")),
+            "{sub}: {out}"
+        );
+        let (code, out, _) = run_binary_alone(&[sub, "--version"], &nothing);
+        assert_eq!(code, 0, "{sub} --version");
+        assert!(out.contains(env!("CARGO_PKG_VERSION")), "{sub}: {out}");
+    }
+    let (code, out, _) = run_binary_alone(&["--help"], &nothing);
+    assert_eq!(code, 0);
+    assert!(out.contains("check-config"), "{out}");
+    let (code, _, err) = run_binary_alone(&["serv"], &nothing);
+    assert_eq!(code, 2, "a wrong word is a usage error");
+    assert!(err.contains("serv"), "{err}");
 }
 
 #[test]

@@ -385,12 +385,22 @@ impl Drop for Process {
 
 /// Runs the binary with `args` and exactly `env`; returns (exit code, stdout, stderr).
 pub fn run_binary(args: &[&str], env: &HashMap<String, String>) -> (i32, String, String) {
+    let mut env = env.clone();
+    env.entry("SUPAGATE_CONFIG_DIR".into())
+        .or_insert_with(|| repo_path("config").display().to_string());
+    run_binary_alone(args, &env)
+}
+
+/// The binary with exactly `env` (no config directory unless `env` names one), run from an
+/// empty directory.
+pub fn run_binary_alone(args: &[&str], env: &HashMap<String, String>) -> (i32, String, String) {
+    let dir = std::env::temp_dir().join(format!("supagate-alone-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
     let out = Command::new(env!("CARGO_BIN_EXE_supagate"))
         .args(args)
         .env_clear()
         .envs(env)
-        .env("SUPAGATE_CONFIG_DIR", repo_path("config"))
-        .current_dir(std::env::temp_dir())
+        .current_dir(&dir)
         .output()
         .expect("binary runs");
     (
