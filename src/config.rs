@@ -361,7 +361,7 @@ pub struct RateLimitSettings {
     /// One decision may wait this long for Redis before `on_store_error` applies.
     #[serde(default = "default_redis_timeout_ms")]
     pub redis_timeout_ms: u64,
-    /// Checked against the route table by `rate_limit::Rules::compile`.
+    /// Checked against the route table where the app is built (`server::check`).
     #[serde(default)]
     pub rules: Vec<RateLimitRule>,
 }
@@ -639,7 +639,6 @@ impl Settings {
                 "timeouts must be greater than 0",
             ));
         }
-        crate::rate_limit::Rules::compile(&self.rate_limit)?;
         if self.rate_limit.store == RateLimitStore::Redis && self.rate_limit.redis_url.is_blank() {
             return Err(ConfigError::invalid(
                 env_names_for("rate_limit.redis_url"),
@@ -691,14 +690,6 @@ impl Settings {
 
     fn validate_sign_in(&self) -> Result<(), ConfigError> {
         let sign_in = &self.sign_in;
-        for route in &sign_in.aal2_routes {
-            if crate::server::served_route(route).is_none() {
-                return Err(ConfigError::invalid(
-                    "sign_in.aal2_routes",
-                    format!("`{route}` is no route supagate serves (write \"METHOD /path/{{param}}\" as /openapi.json lists it)"),
-                ));
-            }
-        }
         if sign_in.oauth_providers.is_empty() {
             return Ok(());
         }

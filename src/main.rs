@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use supagate::config::{config_dir, Settings};
-use supagate::server::Application;
+use supagate::server::{Application, Checked};
 
 /// mimalloc instead of glibc's malloc: a proxied request allocates and frees dozens of small
 /// buffers (headers, bodies, futures); callgrind counted 8 % fewer instructions per request
@@ -70,6 +70,9 @@ fn main() -> ExitCode {
     };
     match command {
         Command::CheckConfig => {
+            if let Err(code) = checked(&settings) {
+                return code;
+            }
             let forwarding = settings.client_ip_forwarding();
             if !forwarding.is_on() {
                 eprintln!(
@@ -80,19 +83,31 @@ fn main() -> ExitCode {
             print!("{}", settings.to_redacted_toml());
             ExitCode::SUCCESS
         }
-        Command::Serve => serve(settings),
+        Command::Serve => match checked(&settings) {
+            Ok(checked) => serve(settings, checked),
+            Err(code) => code,
+        },
         Command::Worker => worker(settings),
         Command::Openapi => ExitCode::SUCCESS,
     }
 }
 
-fn serve(settings: Settings) -> ExitCode {
+/// The settings that name operations, checked against the route table (once per run); a
+/// problem is one line naming the setting and exit code 2, as for any malformed setting.
+fn checked(settings: &Settings) -> Result<Checked, ExitCode> {
+    supagate::server::check(settings).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })
+}
+
+fn serve(settings: Settings, checked: Checked) -> ExitCode {
     run_logged(async move {
         let forwarding = settings.client_ip_forwarding();
         if !forwarding.is_on() {
             tracing::warn!("per-client Auth rate limits are {}", forwarding.describe());
         }
-        let app = Application::build(settings)?;
+        let app = Application::build_checked(settings, checked)?;
         tracing::info!("supagate listening on port {}", app.port());
         app.run().await?;
         tracing::info!("supagate stopped");

@@ -72,13 +72,12 @@ pub struct Rules {
 }
 
 impl Rules {
-    /// Checks every rule against the route table; the first problem is one line naming the
-    /// rule (`rate_limit.rules[2].routes: ...`).
-    pub fn compile(settings: &RateLimitSettings) -> Result<Rules, ConfigError> {
-        let served: Vec<(Method, String)> = crate::server::routes()
-            .iter()
-            .flat_map(|r| r.methods().iter().map(|m| (m.clone(), r.path().to_owned())))
-            .collect();
+    /// Checks every rule against `served` (the route table's `(method, template)` pairs); the
+    /// first problem is one line naming the rule (`rate_limit.rules[2].routes: ...`).
+    pub fn compile(
+        settings: &RateLimitSettings,
+        served: &[(Method, String)],
+    ) -> Result<Rules, ConfigError> {
         let mut compiled = Rules::default();
         for (i, rule) in settings.rules.iter().enumerate() {
             let name = format!("rules[{i}]");
@@ -213,9 +212,9 @@ pub struct Limiter {
 const STORE_LOG_EVERY_SECS: u64 = 10;
 
 impl Limiter {
-    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+    /// The limiter for `rules` (compiled once, by `server::check`).
+    pub fn new(settings: &Settings, rules: Rules) -> anyhow::Result<Self> {
         let rl = &settings.rate_limit;
-        let rules = Rules::compile(rl)?;
         let store = match rl.store {
             RateLimitStore::Memory => Store::Memory(MemoryStore::default()),
             RateLimitStore::Redis => Store::Redis(
@@ -549,17 +548,32 @@ mod tests {
         }
     }
 
+    /// A route table for these tests (the real one is checked in `tests/api/rate_limit.rs`).
+    fn served() -> Vec<(Method, String)> {
+        [
+            (Method::POST, "/api/items"),
+            (Method::PATCH, "/api/items/{id}"),
+            (Method::POST, "/api/auth/login"),
+        ]
+        .into_iter()
+        .map(|(m, p)| (m, p.to_owned()))
+        .collect()
+    }
+
     #[test]
     fn rules_match_by_method_and_route_template_only() {
-        let rules = Rules::compile(&settings(&[
-            (
-                &["POST /api/items", "PATCH /api/items/{id}"],
-                "user",
-                60,
-                Some(20),
-            ),
-            (&["PATCH /api/items/{id}"], "ip", 10, None),
-        ]))
+        let rules = Rules::compile(
+            &settings(&[
+                (
+                    &["POST /api/items", "PATCH /api/items/{id}"],
+                    "user",
+                    60,
+                    Some(20),
+                ),
+                (&["PATCH /api/items/{id}"], "ip", 10, None),
+            ]),
+            &served(),
+        )
         .unwrap();
         assert_eq!(rules.matching(&Method::POST, Some("/api/items")), [0]);
         assert_eq!(
@@ -582,22 +596,23 @@ mod tests {
 
     #[test]
     fn a_route_named_twice_in_one_rule_is_counted_once() {
-        let rules = Rules::compile(&settings(&[(
-            &["POST /api/items", "POST /api/items"],
-            "user",
-            60,
-            None,
-        )]))
+        let rules = Rules::compile(
+            &settings(&[(&["POST /api/items", "POST /api/items"], "user", 60, None)]),
+            &served(),
+        )
         .unwrap();
         assert_eq!(rules.matching(&Method::POST, Some("/api/items")), [0]);
     }
 
     #[test]
     fn burst_defaults_to_the_rate_and_the_policy_names_the_rule() {
-        let rules = Rules::compile(&settings(&[
-            (&["POST /api/items"], "user", 60, Some(20)),
-            (&["POST /api/auth/login"], "ip", 10, None),
-        ]))
+        let rules = Rules::compile(
+            &settings(&[
+                (&["POST /api/items"], "user", 60, Some(20)),
+                (&["POST /api/auth/login"], "ip", 10, None),
+            ]),
+            &served(),
+        )
         .unwrap();
         assert_eq!(rules.rules[0].policy, "\"rules[0]\";q=20;w=20");
         assert_eq!(rules.rules[1].policy, "\"rules[1]\";q=10;w=60");
@@ -620,7 +635,7 @@ mod tests {
             ((&["POST /api/items"], "ip", 1, Some(0)), "burst"),
         ];
         for (rule, field) in cases {
-            let err = Rules::compile(&settings(&[rule])).unwrap_err();
+            let err = Rules::compile(&settings(&[rule]), &served()).unwrap_err();
             assert_eq!(
                 err.setting,
                 format!("rate_limit.rules[0].{field}"),

@@ -13,8 +13,10 @@ use actix_web::{web, App, HttpServer};
 use crate::api::{
     self, billing, categories, health, items, mfa, session, signin, users, webhooks, Route,
 };
-use crate::config::Settings;
+use crate::auth::extract::Aal2Routes;
+use crate::config::{ConfigError, Settings};
 use crate::middleware::{request_context, REQUEST_ID};
+use crate::rate_limit::Rules;
 use crate::state::AppState;
 use crate::trace_context::{TRACEPARENT, TRACESTATE};
 use crate::{docs, openapi, route};
@@ -29,7 +31,14 @@ pub struct Application {
 }
 
 impl Application {
+    /// Checks the settings against the route table ([`check`]) and builds.
     pub fn build(settings: Settings) -> anyhow::Result<Self> {
+        let checked = check(&settings)?;
+        Self::build_checked(settings, checked)
+    }
+
+    /// Builds with settings [`check`] has already made into `checked`.
+    pub fn build_checked(settings: Settings, checked: Checked) -> anyhow::Result<Self> {
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .map_err(|e| {
                 anyhow::anyhow!(
@@ -55,7 +64,7 @@ impl Application {
             }
             _ => None,
         };
-        let state = AppState::new(settings)?;
+        let state = AppState::new(settings, checked)?;
         let server = serve(listener, state.clone())?;
         Ok(Self {
             port,
@@ -189,15 +198,30 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// The served operation `spec` (`"METHOD /template"`, as /openapi.json lists it) names.
-pub fn served_route(spec: &str) -> Option<(Method, String)> {
-    let (method, path) = spec.trim().split_once(' ')?;
-    let method = Method::from_bytes(method.as_bytes()).ok()?;
-    let path = path.trim();
+/// `(method, route template)` of every operation [`routes`] serves.
+pub fn served_operations() -> Vec<(Method, String)> {
     routes()
         .iter()
-        .find(|r| r.path() == path && r.methods().contains(&method))
-        .map(|r| (method, r.path().to_owned()))
+        .flat_map(|r| r.methods().iter().map(|m| (m.clone(), r.path().to_owned())))
+        .collect()
+}
+
+/// What the settings come to against the route table: the settings that name operations,
+/// checked and compiled once, where the application is built (configuration itself is
+/// data and knows no routes).
+pub struct Checked {
+    pub rules: Rules,
+    pub aal2_routes: Aal2Routes,
+}
+
+/// Checks every setting that names an operation (`[[rate_limit.rules]]`,
+/// `sign_in.aal2_routes`); the first problem is one line naming the setting.
+pub fn check(settings: &Settings) -> Result<Checked, ConfigError> {
+    let served = served_operations();
+    Ok(Checked {
+        rules: Rules::compile(&settings.rate_limit, &served)?,
+        aal2_routes: Aal2Routes::compile(&settings.sign_in.aal2_routes, &served)?,
+    })
 }
 
 /// Registers [`routes`] on the app, plus `/metrics` when it is served on the main listener.

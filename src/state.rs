@@ -4,10 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::cookie::SessionCookie;
+use crate::auth::extract::Aal2Routes;
 use crate::auth::refresh::Refresher;
 use crate::auth::Verifier;
 use crate::config::Settings;
 use crate::rate_limit::Limiter;
+use crate::server::Checked;
 use crate::supabase::item_limit::{ItemLimitRule, ItemLimitSync};
 use crate::supabase::Supabase;
 
@@ -23,10 +25,13 @@ pub struct AppState {
     pub refresher: Arc<Refresher>,
     /// `business.free_item_limit`, written into the database that enforces it.
     pub item_limit: ItemLimitSync,
+    /// `sign_in.aal2_routes`, parsed once.
+    pub aal2_routes: Arc<Aal2Routes>,
 }
 
 impl AppState {
-    pub fn new(settings: Settings) -> anyhow::Result<Self> {
+    /// The state for `settings`, with what `server::check` made of them.
+    pub fn new(settings: Settings, checked: Checked) -> anyhow::Result<Self> {
         let supabase = Supabase::new(&settings)?;
         let verifier = Arc::new(Verifier::new(&settings, Some(supabase.gotrue.clone())));
         // Loads the signing keys in the background: start-up never waits for Supabase.
@@ -34,7 +39,7 @@ impl AppState {
         let item_limit = ItemLimitSync::new(ItemLimitRule::new(settings.business.free_item_limit));
         // Writes the rule in the background: start-up never waits for Supabase.
         item_limit.spawn(&supabase);
-        let limiter = Arc::new(Limiter::new(&settings)?);
+        let limiter = Arc::new(Limiter::new(&settings, checked.rules)?);
         let session_cookie = Arc::new(SessionCookie::from_settings(&settings));
         let refresher = Arc::new(Refresher::new(Duration::from_secs(
             settings.auth.refresh_reuse_secs,
@@ -47,6 +52,7 @@ impl AppState {
             limiter,
             session_cookie,
             item_limit,
+            aal2_routes: Arc::new(checked.aal2_routes),
         })
     }
 }

@@ -87,7 +87,9 @@ async fn sent_to(app: &TestApp, p: &str) -> Vec<wiremock::Request> {
 async fn extractor_server() -> (String, MockServer) {
     let upstream = MockServer::start().await;
     upstream.register(jwks_mock("jwks_initial")).await;
-    let state = AppState::new(test_settings(&upstream.uri())).unwrap();
+    let settings = test_settings(&upstream.uri());
+    let checked = supagate::server::check(&settings).unwrap();
+    let state = AppState::new(settings, checked).unwrap();
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()

@@ -164,7 +164,12 @@ fn load_with_rules(rules_toml: &str) -> Result<Settings, String> {
     )
     .unwrap();
     std::fs::write(dir.path().join("test.toml"), rules_toml).unwrap();
-    Settings::load(dir.path(), &test_env("http://127.0.0.1:9")).map_err(|e| e.to_string())
+    // Configuration is data; the rules are checked against the route table where the app
+    // is built (and by `check-config`).
+    let settings =
+        Settings::load(dir.path(), &test_env("http://127.0.0.1:9")).map_err(|e| e.to_string())?;
+    supagate::server::check(&settings).map_err(|e| e.to_string())?;
+    Ok(settings)
 }
 
 #[test]

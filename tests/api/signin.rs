@@ -1453,12 +1453,20 @@ fn aal2_routes_must_name_served_operations() {
     );
     let settings = supagate::config::Settings::load(&repo_path("config"), &env).unwrap();
     assert_eq!(settings.sign_in.aal2_routes.len(), 2);
+    assert!(supagate::server::check(&settings).is_ok());
     env.insert(
         "SUPAGATE_SIGN_IN__AAL2_ROUTES".into(),
         "DELETE /api/users/{user_id}".into(),
     );
-    let err = supagate::config::Settings::load(&repo_path("config"), &env)
-        .expect_err("a template that is not served");
+    let settings = supagate::config::Settings::load(&repo_path("config"), &env).unwrap();
+    let err = supagate::server::check(&settings)
+        .err()
+        .expect("a template that is not served");
+    // check-config and start-up say it in one line too.
+    let (code, _, stderr) = run_binary(&["check-config"], &env);
+    assert_eq!(code, 2);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("sign_in.aal2_routes"), "{stderr}");
     assert!(err.to_string().contains("sign_in.aal2_routes"), "{err}");
 }
 
