@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
 
+use supagate::checked::Checked;
 use supagate::config::{config_dir, Settings};
-use supagate::server::{Application, Checked};
+use supagate::server::Application;
 
 /// mimalloc instead of glibc's malloc: a proxied request allocates and frees dozens of small
 /// buffers (headers, bodies, futures); callgrind counted 8 % fewer instructions per request

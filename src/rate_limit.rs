@@ -8,6 +8,7 @@ pub mod store;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::{EitherBody, MessageBody};
@@ -17,11 +18,12 @@ use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, ResponseError};
 
+use crate::auth::cookie::SessionCookie;
+use crate::auth::verify::Verifier;
 use crate::config::{
     parse_ip_net, ConfigError, OnStoreError, RateLimitSettings, RateLimitStore, Settings,
 };
 use crate::error::ApiError;
-use crate::state::AppState;
 use store::{Check, MemoryStore, Quota, RedisStore, StoreError, Verdict};
 
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -206,14 +208,23 @@ pub struct Limiter {
     trusted: Vec<(IpAddr, u8)>,
     /// Unix seconds of the last store-error log line (one per interval, not one per request).
     last_store_log: AtomicU64,
+    /// Who a caller is, for `user` rules (the application's own verifier and cookie).
+    verifier: Arc<Verifier>,
+    session_cookie: Arc<SessionCookie>,
 }
 
 /// How often a store outage is logged.
 const STORE_LOG_EVERY_SECS: u64 = 10;
 
 impl Limiter {
-    /// The limiter for `rules` (compiled once, by `server::check`).
-    pub fn new(settings: &Settings, rules: Rules) -> anyhow::Result<Self> {
+    /// The limiter for `rules` (compiled once, by `server::check`); `user` rules key on the
+    /// `sub` `verifier` accepts, from the bearer token or `session_cookie`.
+    pub fn new(
+        settings: &Settings,
+        rules: Rules,
+        verifier: Arc<Verifier>,
+        session_cookie: Arc<SessionCookie>,
+    ) -> anyhow::Result<Self> {
         let rl = &settings.rate_limit;
         let store = match rl.store {
             RateLimitStore::Memory => Store::Memory(MemoryStore::default()),
@@ -237,6 +248,8 @@ impl Limiter {
                 .filter_map(|p| parse_ip_net(p))
                 .collect(),
             last_store_log: AtomicU64::new(0),
+            verifier,
+            session_cookie,
         })
     }
 
@@ -263,7 +276,6 @@ impl Limiter {
     pub async fn decide(
         &self,
         req: &HttpRequest,
-        state: &AppState,
         rules: &[usize],
     ) -> Result<Option<Outcome>, ApiError> {
         let mut ip: Option<String> = None;
@@ -274,7 +286,7 @@ impl Limiter {
             let subject = match rule.key {
                 KeyKind::User => {
                     if user.is_none() {
-                        user = Some(verified_sub(req, state).await);
+                        user = Some(self.verified_sub(req).await);
                     }
                     user.clone().flatten()
                 }
@@ -333,18 +345,12 @@ impl Limiter {
 
     /// Counts a request as if it were made to `method route` (the server-side session
     /// refresh is counted as the refresh route is), for callers that do not answer at once.
-    pub async fn decide_as(
-        &self,
-        req: &HttpRequest,
-        state: &AppState,
-        method: &Method,
-        route: &str,
-    ) -> Decision {
+    pub async fn decide_as(&self, req: &HttpRequest, method: &Method, route: &str) -> Decision {
         let rules = self.rules_for(method, Some(route));
         if rules.is_empty() {
             return Decision::Allowed;
         }
-        match self.decide(req, state, rules).await {
+        match self.decide(req, rules).await {
             Ok(Some(outcome)) if !outcome.allowed() => Decision::Limited {
                 retry_after_secs: outcome.retry_after_secs(),
             },
@@ -385,25 +391,27 @@ impl Limiter {
     }
 }
 
-/// The verified `sub` of the caller's bearer token or session cookie, without refreshing
-/// anything (an expired cookie session counts by IP for that request).
-async fn verified_sub(req: &HttpRequest, state: &AppState) -> Option<String> {
-    let bearer = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim().to_owned());
-    let token = match bearer {
-        Some(token) => token,
-        None => match state.session_cookie.read(req) {
-            Some(Ok(Some(session))) => session.access_token,
-            _ => return None,
-        },
-    };
-    let user = state.verifier.verify(&token).await.ok()?;
-    Some(format!("user:{}", user.id))
+impl Limiter {
+    /// The verified `sub` of the caller's bearer token or session cookie, without refreshing
+    /// anything (an expired cookie session counts by IP for that request).
+    async fn verified_sub(&self, req: &HttpRequest) -> Option<String> {
+        let bearer = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim().to_owned());
+        let token = match bearer {
+            Some(token) => token,
+            None => match self.session_cookie.read(req) {
+                Some(Ok(Some(session))) => session.access_token,
+                _ => return None,
+            },
+        };
+        let user = self.verifier.verify(&token).await.ok()?;
+        Some(format!("user:{}", user.id))
+    }
 }
 
 /// The one place rules are applied: finds the rules naming this request's route (the
@@ -413,10 +421,9 @@ pub async fn enforce(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+    let Some(limiter) = req.app_data::<web::Data<Limiter>>().cloned() else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
-    let limiter = &state.limiter;
     let rules = limiter.rules_for(req.method(), req.request().match_name());
     if rules.is_empty() {
         return Ok(next.call(req).await?.map_into_left_body());
@@ -424,7 +431,7 @@ pub async fn enforce(
     // Boxed: a decision may wait on Redis, and that future inline would make every
     // request's middleware future (rated routes or not) ~3.5 KB larger: 3.5 MB of resident
     // memory at 1 000 requests in flight (heaptrack, README "Memory").
-    let outcome = match Box::pin(limiter.decide(req.request(), &state, rules)).await {
+    let outcome = match Box::pin(limiter.decide(req.request(), rules)).await {
         Ok(outcome) => outcome,
         Err(e) => {
             let res = e.error_response();

@@ -2,6 +2,7 @@
 //! HTTP server with its limits and graceful shutdown.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_cors::Cors;
@@ -13,7 +14,7 @@ use actix_web::{web, App, HttpServer};
 use crate::api::{
     self, billing, categories, health, items, mfa, session, signin, users, webhooks, Route,
 };
-use crate::auth::extract::Aal2Routes;
+use crate::checked::{Aal2Routes, Checked};
 use crate::config::{ConfigError, Settings};
 use crate::middleware::{request_context, REQUEST_ID};
 use crate::rate_limit::Rules;
@@ -110,6 +111,8 @@ impl Application {
 
 fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
     let settings = state.settings.clone();
+    // The limiter is its own app data: its middleware needs nothing else of the state.
+    let limiter = web::Data::from(Arc::clone(&state.limiter));
     let data = web::Data::new(state);
     let server_settings = &settings.server;
     let mut server = HttpServer::new({
@@ -117,6 +120,7 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
         move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(limiter.clone())
                 .app_data(api::json_config(settings.server.body_limit_bytes))
                 .app_data(api::path_config())
                 .configure(|cfg| configure(cfg, &settings))
@@ -204,14 +208,6 @@ pub fn served_operations() -> Vec<(Method, String)> {
         .iter()
         .flat_map(|r| r.methods().iter().map(|m| (m.clone(), r.path().to_owned())))
         .collect()
-}
-
-/// What the settings come to against the route table: the settings that name operations,
-/// checked and compiled once, where the application is built (configuration itself is
-/// data and knows no routes).
-pub struct Checked {
-    pub rules: Rules,
-    pub aal2_routes: Aal2Routes,
 }
 
 /// Checks every setting that names an operation (`[[rate_limit.rules]]`,

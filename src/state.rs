@@ -4,12 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::cookie::SessionCookie;
-use crate::auth::extract::Aal2Routes;
 use crate::auth::refresh::Refresher;
-use crate::auth::Verifier;
+use crate::auth::verify::Verifier;
+use crate::checked::{Aal2Routes, Checked};
 use crate::config::Settings;
 use crate::rate_limit::Limiter;
-use crate::server::Checked;
 use crate::supabase::item_limit::{ItemLimitRule, ItemLimitSync};
 use crate::supabase::Supabase;
 
@@ -39,8 +38,13 @@ impl AppState {
         let item_limit = ItemLimitSync::new(ItemLimitRule::new(settings.business.free_item_limit));
         // Writes the rule in the background: start-up never waits for Supabase.
         item_limit.spawn(&supabase);
-        let limiter = Arc::new(Limiter::new(&settings, checked.rules)?);
         let session_cookie = Arc::new(SessionCookie::from_settings(&settings));
+        let limiter = Arc::new(Limiter::new(
+            &settings,
+            checked.rules,
+            Arc::clone(&verifier),
+            Arc::clone(&session_cookie),
+        )?);
         let refresher = Arc::new(Refresher::new(Duration::from_secs(
             settings.auth.refresh_reuse_secs,
         )));

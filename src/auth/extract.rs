@@ -116,45 +116,6 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Identity, ApiError> {
     Ok(caller)
 }
 
-/// `sign_in.aal2_routes` as `(method, route template)` pairs, checked against the route table
-/// once where the app is built.
-#[derive(Debug, Default)]
-pub struct Aal2Routes(Vec<(actix_web::http::Method, String)>);
-
-impl Aal2Routes {
-    /// Each spec (`"METHOD /template"`, as /openapi.json lists it) must name one of `served`.
-    pub fn compile(
-        specs: &[String],
-        served: &[(actix_web::http::Method, String)],
-    ) -> Result<Self, crate::config::ConfigError> {
-        let mut routes = Vec::with_capacity(specs.len());
-        for spec in specs {
-            let found = spec.trim().split_once(' ').and_then(|(m, p)| {
-                served
-                    .iter()
-                    .find(|(sm, sp)| sm.as_str() == m && sp == p.trim())
-                    .cloned()
-            });
-            let Some(route) = found else {
-                return Err(crate::config::ConfigError::invalid(
-                    "sign_in.aal2_routes",
-                    format!("`{spec}` is no route supagate serves (write \"METHOD /path/{{param}}\" as /openapi.json lists it)"),
-                ));
-            };
-            routes.push(route);
-        }
-        Ok(Self(routes))
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn contains(&self, method: &actix_web::http::Method, template: &str) -> bool {
-        self.0.iter().any(|(m, p)| m == method && p == template)
-    }
-}
-
 /// `sign_in.aal2_routes`: an `aal1` caller there is 403 `mfa_required`, unless they have no
 /// verified factor to step up with and `aal2_requires_factor` is off (Auth's `GET /user`
 /// says which; asked only for `aal1` callers on those routes). `aal` comes from the verified
@@ -304,7 +265,7 @@ pub async fn refresh(
             let route = crate::rate_limit::SERVER_REFRESH;
             match state
                 .limiter
-                .decide_as(req, state, &actix_web::http::Method::POST, route)
+                .decide_as(req, &actix_web::http::Method::POST, route)
                 .await
             {
                 Decision::Allowed => {}
