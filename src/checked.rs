@@ -5,13 +5,13 @@
 use actix_web::http::Method;
 
 use crate::config::ConfigError;
-use crate::rate_limit::Rules;
+use crate::rate_limit::LimitRules;
 
 /// What the settings come to against the route table: the settings that name operations,
 /// checked and compiled once, where the application is built (configuration itself is
 /// data and knows no routes).
 pub struct Checked {
-    pub rules: Rules,
+    pub rules: LimitRules,
     pub aal2_routes: Aal2Routes,
 }
 

@@ -17,7 +17,7 @@ pub mod rate_limit;
 pub mod rules;
 pub mod server;
 pub mod state;
+pub mod stripe;
 pub mod supabase;
 pub mod telemetry;
 pub mod trace_context;
-pub mod webhooks;

@@ -24,7 +24,7 @@ use crate::config::{
     parse_ip_net, ConfigError, OnStoreError, RateLimitSettings, RateLimitStore, Settings,
 };
 use crate::error::ApiError;
-use store::{Check, MemoryStore, Quota, RedisStore, StoreError, Verdict};
+use store::{Bucket, MemoryStore, Quota, RedisStore, StoreError, Verdict};
 
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 /// What a rule names (`routes = ["server-side refresh"]`) to count the refreshes supagate
@@ -57,7 +57,7 @@ pub enum KeyKind {
 
 /// One compiled `[[rate_limit.rules]]` entry.
 #[derive(Clone, Debug)]
-pub struct Rule {
+pub struct LimitRule {
     /// `rules[i]`: the policy name in `RateLimit-Policy`, and part of the counter key.
     pub name: String,
     pub key: KeyKind,
@@ -68,19 +68,19 @@ pub struct Rule {
 
 /// The rules, indexed by route template then method.
 #[derive(Debug, Default)]
-pub struct Rules {
-    pub rules: Vec<Rule>,
+pub struct LimitRules {
+    pub rules: Vec<LimitRule>,
     by_route: HashMap<String, Vec<(Method, Vec<usize>)>>,
 }
 
-impl Rules {
+impl LimitRules {
     /// Checks every rule against `served` (the route table's `(method, template)` pairs); the
     /// first problem is one line naming the rule (`rate_limit.rules[2].routes: ...`).
     pub fn compile(
         settings: &RateLimitSettings,
         served: &[(Method, String)],
-    ) -> Result<Rules, ConfigError> {
-        let mut compiled = Rules::default();
+    ) -> Result<LimitRules, ConfigError> {
+        let mut compiled = LimitRules::default();
         for (i, rule) in settings.rules.iter().enumerate() {
             let name = format!("rules[{i}]");
             let setting = |field: &str| format!("rate_limit.{name}.{field}");
@@ -150,7 +150,7 @@ impl Rules {
             }
             let quota = Quota::new(rule.per_minute, burst);
             let window_secs = (quota.interval_us * quota.burst + 999_999) / 1_000_000;
-            compiled.rules.push(Rule {
+            compiled.rules.push(LimitRule {
                 policy: format!("\"{name}\";q={};w={window_secs}", quota.burst),
                 name,
                 key,
@@ -202,7 +202,7 @@ impl Outcome {
 /// What the middleware and the Auth handlers consult: rules, store, trusted-proxy rule.
 pub struct Limiter {
     enabled: bool,
-    rules: Rules,
+    rules: LimitRules,
     store: Store,
     on_store_error: OnStoreError,
     trusted: Vec<(IpAddr, u8)>,
@@ -221,7 +221,7 @@ impl Limiter {
     /// `sub` `verifier` accepts, from the bearer token or `session_cookie`.
     pub fn new(
         settings: &Settings,
-        rules: Rules,
+        rules: LimitRules,
         verifier: Arc<Verifier>,
         session_cookie: Arc<SessionCookie>,
     ) -> anyhow::Result<Self> {
@@ -304,7 +304,7 @@ impl Limiter {
                     })
                     .clone(),
             };
-            checks.push(Check {
+            checks.push(Bucket {
                 key: format!("supagate:rl:{}:{subject}", rule.name),
                 quota: rule.quota,
             });
@@ -569,7 +569,7 @@ mod tests {
 
     #[test]
     fn rules_match_by_method_and_route_template_only() {
-        let rules = Rules::compile(
+        let rules = LimitRules::compile(
             &settings(&[
                 (
                     &["POST /api/items", "PATCH /api/items/{id}"],
@@ -603,7 +603,7 @@ mod tests {
 
     #[test]
     fn a_route_named_twice_in_one_rule_is_counted_once() {
-        let rules = Rules::compile(
+        let rules = LimitRules::compile(
             &settings(&[(&["POST /api/items", "POST /api/items"], "user", 60, None)]),
             &served(),
         )
@@ -613,7 +613,7 @@ mod tests {
 
     #[test]
     fn burst_defaults_to_the_rate_and_the_policy_names_the_rule() {
-        let rules = Rules::compile(
+        let rules = LimitRules::compile(
             &settings(&[
                 (&["POST /api/items"], "user", 60, Some(20)),
                 (&["POST /api/auth/login"], "ip", 10, None),
@@ -642,7 +642,7 @@ mod tests {
             ((&["POST /api/items"], "ip", 1, Some(0)), "burst"),
         ];
         for (rule, field) in cases {
-            let err = Rules::compile(&settings(&[rule]), &served()).unwrap_err();
+            let err = LimitRules::compile(&settings(&[rule]), &served()).unwrap_err();
             assert_eq!(
                 err.setting,
                 format!("rate_limit.rules[0].{field}"),

@@ -17,7 +17,7 @@ use crate::api::{
 use crate::checked::{Aal2Routes, Checked};
 use crate::config::{ConfigError, Settings};
 use crate::middleware::{request_context, REQUEST_ID};
-use crate::rate_limit::Rules;
+use crate::rate_limit::LimitRules;
 use crate::state::AppState;
 use crate::trace_context::{TRACEPARENT, TRACESTATE};
 use crate::{docs, openapi, route};
@@ -215,7 +215,7 @@ pub fn served_operations() -> Vec<(Method, String)> {
 pub fn check(settings: &Settings) -> Result<Checked, ConfigError> {
     let served = served_operations();
     Ok(Checked {
-        rules: Rules::compile(&settings.rate_limit, &served)?,
+        rules: LimitRules::compile(&settings.rate_limit, &served)?,
         aal2_routes: Aal2Routes::compile(&settings.sign_in.aal2_routes, &served)?,
     })
 }

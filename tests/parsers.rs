@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 use supagate::auth::{cookie, jwks, verify::Verifier};
 use supagate::config::Settings;
-use supagate::webhooks::stripe;
+use supagate::stripe;
 
 // ---- the allocation meter ----
 
@@ -374,8 +374,8 @@ proptest! {
         let qs = encoded.join("&");
         let (_, used) = peak_heap(|| {
             for text in [qs.as_str(), raw.as_str()] {
-                let _ = parse_query::<supagate::api::items::ListQuery>(text);
-                let _ = parse_query::<supagate::api::users::ListQuery>(text);
+                let _ = parse_query::<supagate::api::items::ItemListQuery>(text);
+                let _ = parse_query::<supagate::api::users::UserListQuery>(text);
             }
         });
         assert_bounded("query", qs.len() + raw.len(), used);

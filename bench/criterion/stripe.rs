@@ -3,7 +3,7 @@
 //! and the rotation case (two secrets, the second one matching).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use supagate::webhooks::stripe;
+use supagate::stripe;
 
 fn fixture() -> serde_json::Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/stripe.json");

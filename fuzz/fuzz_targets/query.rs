@@ -7,6 +7,6 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let _ = parse_query::<supagate::api::items::ListQuery>(text);
-    let _ = parse_query::<supagate::api::users::ListQuery>(text);
+    let _ = parse_query::<supagate::api::items::ItemListQuery>(text);
+    let _ = parse_query::<supagate::api::users::UserListQuery>(text);
 });

@@ -1,7 +1,7 @@
 //! The `Stripe-Signature` header parser and verifier over arbitrary header and payload bytes.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use supagate::webhooks::stripe;
+use supagate::stripe;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&cut, rest)) = data.split_first() else {

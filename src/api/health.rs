@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use crate::error::ApiError;
 use crate::openapi::responses;
 use crate::state::AppState;
-use crate::supabase::Check;
+use crate::supabase::ReadyCheck;
 
 /// `GET /health`.
 #[derive(Serialize, ToSchema)]
@@ -21,11 +21,11 @@ pub(crate) struct Health {
 /// The readiness checks.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct ReadyChecks {
-    auth: Check,
-    rest: Check,
+    auth: ReadyCheck,
+    rest: ReadyCheck,
     /// `business.free_item_limit` is written to the database (which enforces it); needs the
     /// secret key.
-    item_limit: Check,
+    item_limit: ReadyCheck,
 }
 
 /// Whether Auth's per-IP rate limits count each client (`Sb-Forwarded-For` with a key Auth

@@ -73,7 +73,7 @@ pub(crate) struct CategoryRef {
 /// `GET /api/items` parameters, each already its type: nothing downstream re-parses text.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListQuery {
+pub struct ItemListQuery {
     /// Only items of this category.
     #[param(nullable = false)]
     category_id: Option<Uuid>,
@@ -122,7 +122,7 @@ pub struct ListQuery {
     offset: Option<Offset>,
 }
 
-impl FromParams for ListQuery {
+impl FromParams for ItemListQuery {
     fn from_params(p: &mut QueryFields) -> Option<Self> {
         let category_id = p.optional("category_id");
         let user_id = p.optional("user_id");
@@ -226,7 +226,7 @@ impl FromParam for PriceBound {
     }
 }
 
-impl ListQuery {
+impl ItemListQuery {
     /// The query as PostgREST filters; `mine=true` needs a caller.
     fn to_query(&self, caller: Option<&AuthUser>) -> ApiResult<Query> {
         let mut query = Query::table("items").select(ITEM_COLUMNS);
@@ -261,7 +261,7 @@ impl ListQuery {
     path = "/api/items",
     operation_id = "listItems",
     tag = "items",
-    params(ListQuery),
+    params(ItemListQuery),
     security((), ("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
         responses::UpstreamErrors,
@@ -276,7 +276,7 @@ impl ListQuery {
 pub async fn list(
     state: web::Data<AppState>,
     MaybeUser(user): MaybeUser,
-    Params(query): Params<ListQuery>,
+    Params(query): Params<ItemListQuery>,
 ) -> ApiResult<HttpResponse> {
     let query = query.to_query(user.as_ref())?;
     let listing = state

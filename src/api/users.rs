@@ -68,7 +68,7 @@ pub(crate) struct UserStats {
 
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListQuery {
+pub struct UserListQuery {
     /// Username prefix, case-insensitive (surrounding blanks ignored).
     #[param(
         value_type = String,
@@ -86,7 +86,7 @@ pub struct ListQuery {
     offset: Option<Offset>,
 }
 
-impl FromParams for ListQuery {
+impl FromParams for UserListQuery {
     fn from_params(p: &mut QueryFields) -> Option<Self> {
         let q = p.optional("q");
         let limit = p.optional("limit");
@@ -123,7 +123,7 @@ impl FromParam for UsernamePrefix {
     path = "/api/users",
     operation_id = "listUsers",
     tag = "users",
-    params(ListQuery),
+    params(UserListQuery),
     security(("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
         responses::UpstreamErrors,
@@ -138,7 +138,7 @@ impl FromParam for UsernamePrefix {
 pub async fn list(
     state: web::Data<AppState>,
     User(user): User,
-    Params(params): Params<ListQuery>,
+    Params(params): Params<UserListQuery>,
 ) -> ApiResult<HttpResponse> {
     let mut query = Query::table("profiles").select(PROFILE_COLUMNS);
     if let Some(UsernamePrefix(q)) = params.q.as_ref().filter(|q| !q.0.is_empty()) {

@@ -22,7 +22,7 @@ use crate::config::StripeProcessing;
 use crate::error::{ApiError, ApiResult};
 use crate::openapi::responses;
 use crate::state::AppState;
-use crate::webhooks::stripe::{self, Event};
+use crate::stripe::{self, Event};
 
 /// The raw body limit for this resource (`server.webhook_body_limit_bytes`).
 pub fn payload_config(limit: usize) -> web::PayloadConfig {

@@ -31,14 +31,14 @@ const MAX_CHUNKS: usize = 32;
 
 /// The two tokens a cookie session carries. `user` is ignored: the cookie is unsigned.
 #[derive(Clone, PartialEq, Eq)]
-pub struct CookieSession {
+pub struct SessionTokens {
     pub access_token: String,
     pub refresh_token: String,
 }
 
-impl std::fmt::Debug for CookieSession {
+impl std::fmt::Debug for SessionTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CookieSession { .. }")
+        f.write_str("SessionTokens { .. }")
     }
 }
 
@@ -89,7 +89,7 @@ pub fn is_session_cookie(name: &str, cookie: &str) -> bool {
 pub fn read_session<'a>(
     name: &str,
     cookies: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> Result<Option<CookieSession>, CookieError> {
+) -> Result<Option<SessionTokens>, CookieError> {
     let mut whole: Option<&str> = None;
     let mut chunks: Vec<Option<&str>> = Vec::new();
     for (cookie, value) in cookies {
@@ -161,7 +161,7 @@ fn decode_percent(raw: &str) -> Result<String, CookieError> {
 /// and whitespace skipped), anything else is raw JSON. That includes `base64l-<len>-<data>`,
 /// which ssr 0.6.0 wrote for one day and no release since reads: such a cookie is not JSON,
 /// so it is no session, exactly as ssr sees it (decoding it as base64url would mis-read it).
-pub fn decode_value(value: &str) -> Result<CookieSession, CookieError> {
+pub fn decode_value(value: &str) -> Result<SessionTokens, CookieError> {
     let json = match value.strip_prefix(BASE64_PREFIX) {
         Some(b64) => {
             // ssr writes no padding or whitespace: copy only when someone else did.
@@ -193,7 +193,7 @@ pub fn decode_value(value: &str) -> Result<CookieSession, CookieError> {
     if session.get("expires_at").is_none() {
         return Err(CookieError::NotASession);
     }
-    Ok(CookieSession {
+    Ok(SessionTokens {
         access_token,
         refresh_token,
     })
@@ -278,7 +278,7 @@ impl SessionCookie {
 
     /// The session in `req`'s cookies: `None` when it carries no session cookie at all,
     /// `Some(Ok(None))` when they are all empty, `Some(Err(_))` when they are no session.
-    pub fn read(&self, req: &HttpRequest) -> Option<Result<Option<CookieSession>, CookieError>> {
+    pub fn read(&self, req: &HttpRequest) -> Option<Result<Option<SessionTokens>, CookieError>> {
         let headers: Vec<&str> = req
             .headers()
             .get_all(COOKIE)

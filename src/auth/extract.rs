@@ -11,7 +11,7 @@ use actix_web::dev::Payload;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 
-use super::cookie::CookieSession;
+use super::cookie::SessionTokens;
 use super::refresh::RefreshOutcome;
 use super::verify::AuthUser;
 use crate::error::ApiError;
@@ -166,7 +166,7 @@ async fn require_aal2_where_configured(
 async fn cookie_caller(
     req: &HttpRequest,
     state: &AppState,
-    session: CookieSession,
+    session: SessionTokens,
 ) -> Result<Identity, ApiError> {
     let cookie = &state.session_cookie;
     let margin = i64::try_from(state.settings.auth.refresh_margin_secs).unwrap_or(i64::MAX);
@@ -237,7 +237,7 @@ async fn cookie_caller(
 /// The access token failed for a reason of the keys we hold, not of the token: its key is
 /// not (or no longer) in the project's JWKS, or it is HS256 and no legacy secret is
 /// configured here. A refresh can mend that (Auth signs the new token with its current key).
-fn is_key_problem(state: &AppState, e: &ApiError, session: &CookieSession) -> bool {
+fn is_key_problem(state: &AppState, e: &ApiError, session: &SessionTokens) -> bool {
     match e.code() {
         "unknown_key" => true,
         "invalid_algorithm" => {

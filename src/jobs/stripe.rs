@@ -1,9 +1,9 @@
 //! The `stripe_events` job: a verified Stripe event, applied with the same idempotent,
 //! order-safe writes as the inline webhook (`apply`).
 
+use crate::stripe::{Effect, Event};
 use crate::supabase::error::SupabaseError;
 use crate::supabase::Supabase;
-use crate::webhooks::stripe::{Effect, Event};
 
 use super::JobError;
 

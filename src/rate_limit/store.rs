@@ -27,7 +27,7 @@ impl Quota {
 
 /// One counter to consult: its key and rate.
 #[derive(Clone, Debug)]
-pub struct Check {
+pub struct Bucket {
     pub key: String,
     pub quota: Quota,
 }
@@ -106,7 +106,7 @@ impl MemoryStore {
     }
 
     /// All `checks` at `now`: counted only if every one allows, as the Redis script does.
-    pub fn decide_at(&self, checks: &[Check], now: i64) -> Vec<Verdict> {
+    pub fn decide_at(&self, checks: &[Bucket], now: i64) -> Vec<Verdict> {
         let mut tats = self.tats.lock();
         if tats.len() > PRUNE_ABOVE {
             tats.retain(|_, tat| *tat > now);
@@ -189,7 +189,7 @@ impl RedisStore {
     /// All `checks` in one round trip, within the timeout. `now`: `None` uses Redis's clock.
     pub async fn decide_at(
         &self,
-        checks: &[Check],
+        checks: &[Bucket],
         now: Option<i64>,
     ) -> Result<Vec<Verdict>, StoreError> {
         tokio::time::timeout(self.timeout, self.decide_untimed(checks, now))
@@ -214,7 +214,7 @@ impl RedisStore {
 
     async fn decide_untimed(
         &self,
-        checks: &[Check],
+        checks: &[Bucket],
         now: Option<i64>,
     ) -> Result<Vec<Verdict>, StoreError> {
         let mut conn = self.connection().await?;
@@ -248,8 +248,8 @@ impl RedisStore {
 mod tests {
     use super::*;
 
-    fn check(key: &str, per_minute: u32, burst: u32) -> Check {
-        Check {
+    fn check(key: &str, per_minute: u32, burst: u32) -> Bucket {
+        Bucket {
             key: key.to_owned(),
             quota: Quota::new(per_minute, burst),
         }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use tokio::sync::OnceCell;
 
 use super::error::SupabaseError;
-use super::{Check, Supabase};
+use super::{ReadyCheck, Supabase};
 use crate::http_client::UpstreamError;
 use crate::rules::plan::SUBSCRIBED_STATUSES;
 
@@ -102,21 +102,21 @@ impl ItemLimitSync {
     }
 
     /// The readiness check: written already, or written by this attempt.
-    pub async fn check(&self, supabase: &Supabase) -> Check {
+    pub async fn check(&self, supabase: &Supabase) -> ReadyCheck {
         if supabase.rest_service.is_none() {
-            return Check {
+            return ReadyCheck {
                 ok: false,
                 status: None,
                 error: Some("no secret key configured (SUPABASE_SERVICE_ROLE_KEY)".to_owned()),
             };
         }
         match self.ensure(supabase).await {
-            Ok(()) => Check {
+            Ok(()) => ReadyCheck {
                 ok: true,
                 status: None,
                 error: None,
             },
-            Err(e) => Check {
+            Err(e) => ReadyCheck {
                 ok: false,
                 status: match &e {
                     SupabaseError::Rest(r) => Some(r.status.as_u16()),

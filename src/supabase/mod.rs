@@ -37,8 +37,7 @@ pub struct Supabase {
 
 /// Outcome of one readiness probe.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-#[schema(as = ReadyCheck)]
-pub struct Check {
+pub struct ReadyCheck {
     pub ok: bool,
     /// The HTTP status the probe got, when it got one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -104,7 +103,7 @@ impl Supabase {
 
     /// Probes Auth `/health` and the PostgREST root concurrently. Any non-5xx answer from
     /// PostgREST counts as up: newer platforms restrict the root document to the secret key.
-    pub async fn readiness(&self) -> (Check, Check) {
+    pub async fn readiness(&self) -> (ReadyCheck, ReadyCheck) {
         let auth = async {
             let req = self.anon_bearer(self.gotrue.request(reqwest::Method::GET, "/health"));
             probe(&self.gotrue, req, |s| s.is_success()).await
@@ -121,17 +120,17 @@ async fn probe(
     api: &JsonApi,
     request: reqwest::RequestBuilder,
     healthy: impl Fn(reqwest::StatusCode) -> bool,
-) -> Check {
+) -> ReadyCheck {
     match api.send(request).await {
         Ok(res) => {
             let status = res.status();
-            Check {
+            ReadyCheck {
                 ok: healthy(status),
                 status: Some(status.as_u16()),
                 error: (!healthy(status)).then(|| format!("answered {status}")),
             }
         }
-        Err(e) => Check {
+        Err(e) => ReadyCheck {
             ok: false,
             status: None,
             error: Some(match e {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use serde_json::json;
 use supagate::config::{OnStoreError, RateLimitRule, RateLimitStore, Secret, Settings};
-use supagate::rate_limit::store::{Check, MemoryStore, Quota, RedisStore};
+use supagate::rate_limit::store::{Bucket, MemoryStore, Quota, RedisStore};
 
 use crate::redis_server::RedisServer;
 use crate::support::*;
@@ -416,10 +416,10 @@ fn same_decisions_case(
     for (step, (first, advance_ms, count)) in steps.iter().enumerate() {
         now += i64::try_from(*advance_ms).unwrap() * 1000;
         // One or two rules per request, chosen from the case's quotas.
-        let checks: Vec<Check> = (0..(*count).min(quotas.len()))
+        let checks: Vec<Bucket> = (0..(*count).min(quotas.len()))
             .map(|j| {
                 let q = (first + j) % quotas.len();
-                Check {
+                Bucket {
                     key: format!("prop:{case}:{q}"),
                     quota: Quota::new(quotas[q].0, quotas[q].1),
                 }
