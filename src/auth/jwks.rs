@@ -17,11 +17,55 @@ use crate::error::ApiError;
 use crate::http_client::JsonApi;
 
 /// One published key and the only algorithm it may verify (the per-key allowlist: an EC
-/// P-256 key verifies ES256 and nothing else, an Ed25519 key EdDSA, an RSA key the one of
-/// RS256/RS512 its `alg` names, RS256 when it names none).
-pub struct VerifyKey {
-    pub alg: Algorithm,
-    pub key: DecodingKey,
+/// P-256 key verifies ES256 and nothing else, a P-521 key ES512, an Ed25519 key EdDSA, an
+/// RSA key the one of RS256/RS512 its `alg` names, RS256 when it names none).
+pub enum VerifyKey {
+    /// A key `jsonwebtoken` verifies.
+    Jwt { alg: Algorithm, key: DecodingKey },
+    /// A P-521 key: `jsonwebtoken` has no ES512, so `p521` checks the signature.
+    Es512(Box<p521::ecdsa::VerifyingKey>),
+}
+
+impl VerifyKey {
+    /// The JOSE `alg` this key verifies.
+    pub fn alg_name(&self) -> &'static str {
+        match self {
+            Self::Jwt { alg, .. } => match alg {
+                Algorithm::ES256 => "ES256",
+                Algorithm::RS256 => "RS256",
+                Algorithm::RS512 => "RS512",
+                Algorithm::EdDSA => "EdDSA",
+                _ => "",
+            },
+            Self::Es512(_) => "ES512",
+        }
+    }
+}
+
+/// A P-521 signing key of a JWKS, with its `kid`: `kty` EC, `alg` ES512 or none, not an
+/// encryption key, coordinates of 66 bytes each (RFC 7518).
+fn p521_jwk(raw: &Value) -> Option<(String, p521::ecdsa::VerifyingKey)> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let text = |k: &str| raw.get(k).and_then(Value::as_str);
+    let kid = text("kid").filter(|k| !k.is_empty())?;
+    if text("kty") != Some("EC") || text("use") == Some("enc") {
+        return None;
+    }
+    if !matches!(text("alg"), None | Some("ES512")) {
+        return None;
+    }
+    let x = URL_SAFE_NO_PAD.decode(text("x")?).ok()?;
+    let y = URL_SAFE_NO_PAD.decode(text("y")?).ok()?;
+    if x.len() != 66 || y.len() != 66 {
+        return None;
+    }
+    let mut sec1 = Vec::with_capacity(133);
+    sec1.push(0x04);
+    sec1.extend_from_slice(&x);
+    sec1.extend_from_slice(&y);
+    let key = p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).ok()?;
+    Some((kid.to_owned(), key))
 }
 
 type KeyMap = HashMap<String, Arc<VerifyKey>>;
@@ -29,8 +73,7 @@ type KeyMap = HashMap<String, Arc<VerifyKey>>;
 /// Parses a JWKS document. Keys we cannot or must not use (symmetric, other curves or
 /// algorithms, encryption keys, no `kid`) are skipped, so one odd key cannot hide the rest;
 /// unknown members (`ext`, `key_ops`, ...) are ignored. Supabase Auth signs with RS256,
-/// RS512, ES256, ES512 or EdDSA (its `GetSigningAlg`); all but ES512 (which `jsonwebtoken`
-/// cannot verify) are accepted.
+/// RS512, ES256, ES512 or EdDSA (its `GetSigningAlg`); all five are accepted.
 pub fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<VerifyKey>>, String> {
     #[derive(serde::Deserialize)]
     struct Doc {
@@ -39,6 +82,14 @@ pub fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<VerifyKey>>, String
     let doc: Doc = serde_json::from_slice(body).map_err(|e| format!("JWKS is not JSON: {e}"))?;
     let mut keys = HashMap::new();
     for raw in doc.keys {
+        // `jsonwebtoken`'s `Jwk` cannot hold `"alg": "ES512"` (its `KeyAlgorithm` lacks it),
+        // so P-521 keys are read here.
+        if raw.get("crv").and_then(Value::as_str) == Some("P-521") {
+            if let Some((kid, key)) = p521_jwk(&raw) {
+                keys.insert(kid, Arc::new(VerifyKey::Es512(Box::new(key))));
+            }
+            continue;
+        }
         let Ok(jwk) = serde_json::from_value::<Jwk>(raw) else {
             continue;
         };
@@ -61,20 +112,10 @@ pub fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<VerifyKey>>, String
             {
                 Algorithm::EdDSA
             }
-            (AlgorithmParameters::EllipticCurve(p), _) if p.curve == EllipticCurve::P521 => {
-                // Said where the keys arrive, not per request: every token this key signs
-                // will be refused, and an operator must know why.
-                tracing::warn!(
-                    "signing key {kid} is ES512 (P-521), which supagate cannot verify \
-                     (jsonwebtoken has no ES512); tokens it signs are refused with 401 \
-                     invalid_algorithm. Rotate to an ES256, RS256 or EdDSA signing key"
-                );
-                continue;
-            }
             _ => continue,
         };
         if let Ok(key) = DecodingKey::from_jwk(&jwk) {
-            keys.insert(kid, Arc::new(VerifyKey { alg, key }));
+            keys.insert(kid, Arc::new(VerifyKey::Jwt { alg, key }));
         }
     }
     Ok(keys)
@@ -276,7 +317,7 @@ mod tests {
         ]});
         let keys = parse_jwks(doc.to_string().as_bytes()).unwrap();
         assert_eq!(keys.len(), 1);
-        assert_eq!(keys["ec"].alg, Algorithm::ES256);
+        assert_eq!(keys["ec"].alg_name(), "ES256");
     }
 
     #[test]
@@ -294,9 +335,9 @@ mod tests {
              "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
         ]});
         let keys = parse_jwks(doc.to_string().as_bytes()).unwrap();
-        assert_eq!(keys["ed"].alg, Algorithm::EdDSA);
-        assert_eq!(keys["ed-noalg"].alg, Algorithm::EdDSA);
-        assert_eq!(keys["rs512"].alg, Algorithm::RS512);
+        assert_eq!(keys["ed"].alg_name(), "EdDSA");
+        assert_eq!(keys["ed-noalg"].alg_name(), "EdDSA");
+        assert_eq!(keys["rs512"].alg_name(), "RS512");
         assert!(
             !keys.contains_key("rs384"),
             "not an algorithm Supabase Auth signs with"

@@ -1275,3 +1275,51 @@ async fn eddsa_and_rs512_tokens_verify_and_each_key_verifies_only_its_own_algori
     let (status, body) = json_of(res).await;
     assert_eq!((status, error_code(&body)), (401, "invalid_algorithm"));
 }
+
+/// Supabase Auth can sign with ES512 (P-521), which `jsonwebtoken` cannot verify: the key is
+/// read from the JWKS and the signature checked with `p521`, the claims as for every token.
+/// Keys and tokens come from `jose` (`tests/fixtures/gen`).
+#[tokio::test]
+async fn es512_tokens_verify_and_a_tampered_or_expired_one_is_refused() {
+    let app = cookie_app(vec![user_endpoint()]).await;
+    let res = app
+        .get("/api/auth/user")
+        .bearer_auth(fixture_token("valid_es512"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let user = last_sent_to(&app, "/auth/v1/user").await;
+    assert_eq!(
+        bearer_of(&user),
+        format!("Bearer {}", fixture_token("valid_es512"))
+    );
+    for (name, code) in [
+        ("tampered_payload_es512", "invalid_signature"),
+        ("expired_es512", "token_expired"),
+    ] {
+        let res = app
+            .get("/api/auth/user")
+            .bearer_auth(fixture_token(name))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = json_of(res).await;
+        assert_eq!((status, error_code(&body)), (401, code), "{name}");
+    }
+    // The P-521 key verifies ES512 only: an ES256 header naming it is refused.
+    let es512 = fixture_token("valid_es512");
+    let (_, rest) = es512.split_once('.').unwrap();
+    let header = URL_SAFE_NO_PAD.encode(
+        json!({"alg": "ES256", "kid": fixture("jwt.json")["keys"]["es512"]["kid"], "typ": "JWT"})
+            .to_string(),
+    );
+    let res = app
+        .get("/api/auth/user")
+        .bearer_auth(format!("{header}.{rest}"))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(res).await;
+    assert_eq!((status, error_code(&body)), (401, "invalid_algorithm"));
+}
