@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Load benchmark driver for supagate (issue 8). Python 3 standard library only.
+"""Load benchmark driver for supagate. Python 3 standard library only.
 
 Started by bench/run.sh, which installs nginx and wrk, builds supagate --release and gives this
 script a private run directory. This script:
@@ -64,7 +64,7 @@ def env_float(name, default):
 SECONDS = env_int("BENCH_SECONDS", 10)
 ROUNDS = env_int("BENCH_ROUNDS", 3)
 CONNS = [int(c) for c in os.environ.get("BENCH_CONNS", "32,128").split(",") if c.strip()]
-# Pinning (issue 15's method): the service under test (supagate or the hop) gets CPU 0 to
+# Pinning: the service under test (supagate or the hop) gets CPU 0 to
 # itself; the load generator and the upstream stand-in share CPU 1. Each server then runs one
 # worker, the best setting for one core, and CPU per request compares like with like.
 PIN = os.environ.get("BENCH_PIN", "1" if (os.cpu_count() or 1) >= 2 else "0") == "1"
@@ -104,7 +104,7 @@ SELECT = "id,name,description,price,category_id,user_id,created_at,updated_at,ca
 UPSTREAM_LIST = f"/rest/v1/items?select={SELECT}&order=created_at.desc,id.desc&limit=20&offset=0"
 UPSTREAM_INSERT = f"/rest/v1/items?select={SELECT}"
 POST_BODY = '{"name":"Mug","price":12.5}'
-# Jobs scenarios (issue 17): the webhook's secret (the worker sends the secret key above).
+# Jobs scenarios: the webhook's secret (the worker sends the secret key above).
 WEBHOOK_SECRET = "whsec_bench_secret"
 WORKER_SECONDS = env_int("BENCH_WORKER_SECONDS", max(5, SECONDS))
 
@@ -461,7 +461,7 @@ def scenarios(fixture, ports):
                       headers=[("Authorization", f"Bearer {hs}"),
                                ("Content-Type", "application/json")]),
              ]),
-        # Issue 15: every request carries a token supagate has not seen (the case PostgREST
+        # Cache misses: every request carries a token supagate has not seen (the case PostgREST
         # documents at ~20 % throughput loss without its JWT cache), against the same wrk
         # script cycling one token, so the Lua cost is the same on both sides.
         dict(name="get_items_es256_fresh", compare_first=True, no_half=True,
@@ -480,7 +480,7 @@ def scenarios(fixture, ports):
                       script="tokens.lua",
                       env={"BENCH_TOKENS_FILE": os.path.join(RUN, "fresh_tokens.txt")}),
              ]),
-        # Issue 16: the same route unlimited, limited in memory, limited in Redis.
+        # Rate limits: the same route unlimited, limited in memory, limited in Redis.
         dict(name="get_items_rate_limited", compare_first=True, no_half=True,
              title="GET /api/items?limit=20, HS256, with a per-user rate-limit rule",
              note="`supagate` has no rule on the route; `limited_memory` and `limited_redis` "
@@ -926,7 +926,7 @@ def start_servers(fixture, servers):
         return proc
 
     servers["supagate"] = start_supagate("supagate", ports["supagate"])
-    # Issue 16: the same route with a rate-limit rule, counted in memory and in Redis. The
+    # Rate limits: the same route with a rate-limit rule, counted in memory and in Redis. The
     # rule's budget is far above what the run sends, so every request is decided and none
     # is refused: the figures are the cost of deciding.
     if rate_limit_wanted():
@@ -1079,7 +1079,7 @@ def main():
                 if "supagate" not in tmap or not sc["cells"] or sc.get("no_half"):
                     continue
                 sat_conns, cell = sc["cells"][-1]
-                # Issue 15: half of the hop's saturation rate, the hop as the baseline; a
+                # Latency: half of the hop's saturation rate, the hop as the baseline; a
                 # scenario without a hop (health) compares with the direct upstream.
                 base = "hop" if "hop" in cell else "direct"
                 if base not in cell:

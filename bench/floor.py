@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The framework floor (issue 15): CPU per proxied GET of the bare server stacks, beside the
+"""The framework floor: CPU per proxied GET of the bare server stacks, beside the
 nginx hop and supagate, in one interleaved run pinned as in bench/run.sh.
 
     python3 bench/floor.py [seconds] [rounds]     # default 5 s x 3 rounds, ~2 min

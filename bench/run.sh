@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one command for supagate's load benchmark (issue 8):
+# The one command for supagate's load benchmark:
 #
 #   bench/run.sh                  # full run, ~22-25 min on 2 cores; writes bench/RESULTS.md
 #   BENCH_SECONDS=3 bench/run.sh  # smoke run, ~4-7 min

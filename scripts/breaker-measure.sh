@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Does a circuit breaker earn its place? (issue 9) Measures supagate with a dead upstream:
+# Does a circuit breaker earn its place? Measures supagate with a dead upstream:
 #  1. refused (nothing listening): list reads, all 503 after the one retry — how fast?
 #  2. /health on the same instance: what an open breaker could at best answer (no upstream);
 #  3. a hanging upstream (request timeout 2 s): throughput, p99, sockets and RSS, and whether

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Leak check (issue 9): 10 000 faulty requests through supagate, then its open sockets,
+# Leak check: 10 000 faulty requests through supagate, then its open sockets,
 # threads and RSS compared with before. Phase A: an upstream rotating through every fault
 # (reset before/mid answer, hang, trickle, 5xx, HTML, oversized declared and streamed);
 # phase B: the upstream gone (connection refused). 127.0.0.1 only; ~1-2 min.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Load (issue 9): list reads through supagate against a stand-in with a fixed delay.
+# Load: list reads through supagate against a stand-in with a fixed delay.
 #   scripts/load.sh          1 000 connections for 60 s; zero errors required
 #   scripts/load.sh soak     10 min, 100 connections, RSS sampled every 10 s (flat memory)
 # Knobs: LOAD_SECONDS, LOAD_CONNS, LOAD_DELAY_MS (upstream delay), SAMPLE_SECS. 127.0.0.1 only.

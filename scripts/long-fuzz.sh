@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Long hostile-input runs of the parser properties in tests/parsers.rs (issue 9): cookie
+# Long hostile-input runs of the parser properties in tests/parsers.rs: cookie
 # reader, Stripe signature header/verifier, JWT header+claims, JWKS parser, query strings —
 # no panic, heap held per call bounded by 256 KiB + 16x the input.
 #   scripts/long-fuzz.sh            200 000 cases per property (release build)

@@ -1,4 +1,4 @@
-//! Hostile input at the parsers (issue 9): the `@supabase/ssr` cookie reader, the Stripe
+//! Hostile input at the parsers: the `@supabase/ssr` cookie reader, the Stripe
 //! signature header parser/verifier, JWT header and claims handling (tokens really signed with
 //! the configured secret, so the claims code is reached), the JWKS document parser and the
 //! query-string structs. Property: no panic, and no allocation out of proportion to the input

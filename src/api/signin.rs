@@ -1,4 +1,4 @@
-//! Sign-in without a password (issue 14): one-time codes and magic links (`/api/auth/otp`,
+//! Sign-in without a password: one-time codes and magic links (`/api/auth/otp`,
 //! `/api/auth/verify`, and `/api/auth/confirm`, the link in the email), forwarded to Supabase
 //! Auth as auth-js sends them; a session that results is written as the `@supabase/ssr` cookie.
 //! Every `next` a browser is sent to passes `rules::redirect` (same-origin paths only).

@@ -1,4 +1,4 @@
-//! Cookie sessions as `@supabase/ssr` runs them (issue 13): server-side refresh (single-flight,
+//! Cookie sessions as `@supabase/ssr` runs them: server-side refresh (single-flight,
 //! ahead of expiry, refused, unreachable), broken cookies as "signed out", logout like auth-js,
 //! `Sb-Forwarded-For`, Auth's 429 and error table, and the EdDSA/RS512 keys. Auth is wiremock;
 //! every test checks what supagate sends as well as what it answers.

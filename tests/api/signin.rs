@@ -1,4 +1,4 @@
-//! Sign-in flows beyond the password (issue 14): anonymous users and their conversion. Auth
+//! Sign-in flows beyond the password: anonymous users and their conversion. Auth
 //! and PostgREST are wiremock; each test checks what supagate sends as well as what it answers.
 
 use serde_json::{json, Value};
