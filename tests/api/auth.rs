@@ -661,19 +661,7 @@ async fn login_replacing_a_chunked_session_expires_the_stale_chunks() {
         .respond_with(ResponseTemplate::new(200).set_body_json(case["session"].clone()))
         .mount(&app.upstream)
         .await;
-    let request_cookie = case["request_cookies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            format!(
-                "{}={}",
-                c["name"].as_str().unwrap(),
-                c["value"].as_str().unwrap()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
+    let request_cookie = cookie_header(&case["request_cookies"]);
     let res = app
         .post("/api/auth/login")
         .header("cookie", request_cookie)
