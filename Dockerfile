@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # supagate: multi-stage build. The builder compiles dependencies in their own layer (stub
-# sources), so editing src/ rebuilds only the crate; the runtime image holds the binary and
-# config/, runs as a non-root user, and needs nothing else (TLS roots are compiled in).
+# sources), so editing src/ rebuilds only the crate; the runtime image holds the binary alone
+# (its config/ defaults are compiled in), runs as a non-root user, and needs nothing else (TLS
+# roots are compiled in).
 #
 #   docker build -t supagate .
 #   docker run --rm -p 8080:8080 --env-file .env supagate
@@ -18,8 +19,10 @@ RUN mkdir -p src bench/criterion \
  && cargo build --release --locked --bin supagate \
  && rm -rf src target/release/supagate target/release/deps/supagate-* target/release/.fingerprint/supagate-*
 COPY src src
-# /docs's HTML, script and stylesheet are compiled into the binary (include_str!).
+# /docs's HTML, script and stylesheet, and config/*.toml (the defaults), are compiled into
+# the binary (include_str!).
 COPY assets assets
+COPY config config
 RUN cargo build --release --locked --bin supagate \
  && strip target/release/supagate
 
@@ -35,11 +38,11 @@ RUN apt-get update \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin supagate
 WORKDIR /app
 COPY --from=builder /build/target/release/supagate /app/supagate
-COPY config /app/config
+# The binary carries config/*.toml compiled in; mount a directory at /app/config (the working
+# directory's ./config) to overlay it.
 ENV APP_ENV=production \
     HOST=0.0.0.0 \
     PORT=8080 \
-    SUPAGATE_CONFIG_DIR=/app/config \
     RUST_LOG=info
 USER 10001
 EXPOSE 8080
