@@ -617,18 +617,23 @@ pub async fn callback(
     state: web::Data<AppState>,
     Params(query): Params<CallbackQuery>,
 ) -> ApiResult<HttpResponse> {
-    // auth-js: a flow id that is not of the right shape finds no verifier at all (never
-    // another flow's).
-    let flow_id = query.sb_flow_id.clone();
+    let flow = RequestedFlow::of(query.sb_flow_id.clone());
     let present = SessionCookie::present(&req);
-    let outcome = exchange(&req, &state, &present, query).await;
+    let outcome = exchange(&req, &state, &present, &flow, query).await;
     // auth-js drops the flow's verifier after every exchange, success or not: a code is
     // single-use.
     let max_age =
         i64::try_from(state.settings.sign_in.code_verifier_max_age_secs).unwrap_or(i64::MAX);
-    let deletions = match flow_id.as_deref() {
-        Some(id) if !pkce::valid_flow_id(id) => Vec::new(),
-        id => state.session_cookie.exchange_cleanup(&present, id, max_age),
+    let deletions = match &flow {
+        RequestedFlow::Malformed => Vec::new(),
+        RequestedFlow::Latest => state
+            .session_cookie
+            .exchange_cleanup(&present, None, max_age),
+        RequestedFlow::Flow(id) => {
+            state
+                .session_cookie
+                .exchange_cleanup(&present, Some(id), max_age)
+        }
     };
     match outcome {
         Ok(mut res) => {
@@ -648,10 +653,32 @@ pub async fn callback(
     }
 }
 
+/// Which pending sign-in a callback ends, as auth-js's `exchangeCodeForSession` reads
+/// `sb_flow_id`.
+enum RequestedFlow {
+    /// No flow named: the single verifier (the most recent flow's).
+    Latest,
+    /// That flow's slot only, never another flow's verifier (it would burn the code).
+    Flow(String),
+    /// An id not of auth-js's shape: it finds no verifier at all.
+    Malformed,
+}
+
+impl RequestedFlow {
+    fn of(sb_flow_id: Option<String>) -> Self {
+        match sb_flow_id {
+            None => Self::Latest,
+            Some(id) if pkce::valid_flow_id(&id) => Self::Flow(id),
+            Some(_) => Self::Malformed,
+        }
+    }
+}
+
 async fn exchange(
     req: &HttpRequest,
     state: &AppState,
     present: &[(String, String)],
+    flow: &RequestedFlow,
     query: CallbackQuery,
 ) -> ApiResult<HttpResponse> {
     if query.error.is_some() || query.error_code.is_some() {
@@ -671,10 +698,10 @@ async fn exchange(
             vec![],
         ));
     };
-    let flow_id = query.sb_flow_id.as_deref();
-    let verifier = match flow_id {
-        Some(id) if !pkce::valid_flow_id(id) => None,
-        id => state.session_cookie.code_verifier(present, id),
+    let verifier = match flow {
+        RequestedFlow::Malformed => None,
+        RequestedFlow::Latest => state.session_cookie.code_verifier(present, None),
+        RequestedFlow::Flow(id) => state.session_cookie.code_verifier(present, Some(id)),
     };
     let verifier = verifier.ok_or_else(|| {
         ApiError::bad_request(
