@@ -590,7 +590,7 @@ export interface components {
             email: string;
             /** @description 6..=72 *bytes* of UTF-8: Supabase's default minimum is 6; bcrypt reads at most 72 bytes. */
             password: string;
-            /** @description 3..=30 of `[a-z0-9_]` (lowercased). */
+            /** @description Letters, digits and `_` (lowercased). */
             username?: string | null;
             full_name?: string | null;
         };
@@ -723,7 +723,7 @@ export interface components {
             name: string;
             /**
              * Format: double
-             * @description > 0, ≤ 1 000 000, at most two decimals.
+             * @description > 0, ≤ 1000000, at most two decimals.
              */
             price: number;
             /**
@@ -731,7 +731,7 @@ export interface components {
              * @description An existing category, or `null`.
              */
             category_id?: string | null;
-            /** @description At most 2000 characters, or `null`. */
+            /** @description Text, or `null`. */
             description?: string | null;
         };
         /**
@@ -741,11 +741,11 @@ export interface components {
          *     }
          */
         ItemPatch: {
-            /** @description Trimmed, 1..=100 characters (not `null`). */
+            /** @description As in `ItemInput` (not `null`). */
             name?: string;
             /**
              * Format: double
-             * @description > 0, ≤ 1 000 000, at most two decimals (not `null`).
+             * @description As in `ItemInput` (not `null`).
              */
             price?: number;
             /**
@@ -753,7 +753,7 @@ export interface components {
              * @description An existing category; `null` clears it.
              */
             category_id?: string | null;
-            /** @description At most 2000 characters; `null` clears it. */
+            /** @description Text; `null` clears it. */
             description?: string | null;
         };
         /**
@@ -830,7 +830,7 @@ export interface components {
          *     }
          */
         ProfileInput: {
-            /** @description 3..=30 of `[a-z0-9_]` (lowercased); unique. */
+            /** @description Letters, digits and `_` (lowercased); unique. */
             username?: string | null;
             full_name?: string | null;
             /**
@@ -1682,7 +1682,7 @@ export interface operations {
                 q?: string;
                 /** @description Page size. */
                 limit?: number;
-                /** @description Rows to skip. */
+                /** @description Rows to skip; past the end answers `[]` with the true `X-Total-Count`. */
                 offset?: number;
             };
             header?: never;
@@ -2942,4 +2942,4 @@ export interface operations {
     };
 }
 
-// Generated from the OpenAPI document with SHA-256 d620fc89ecf2eb396bf523aa734bc83b5780635d640ce8893a5daf4e140511ec (scripts/api-types.sh).
+// Generated from the OpenAPI document with SHA-256 0002620c5323ce1706222d6fa24bf55aa33d699276d401193d4f640195121687 (scripts/api-types.sh).

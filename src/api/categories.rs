@@ -8,9 +8,10 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::common::{created, json_response, list_response, Name};
-use super::input::{Body, FromBody, FromJson, JsonFields, NoParams, Params, Problem};
+use super::input::{plain_text, Body, FromBody, FromJson, NoParams, Params, Problem};
 use crate::auth::{Admin, MaybeUser};
 use crate::error::ApiResult;
+use crate::field_schema;
 use crate::openapi::responses;
 use crate::state::AppState;
 use crate::supabase::postgrest::{Caller, Query};
@@ -96,26 +97,14 @@ pub async fn get(
     Ok(json_response(StatusCode::OK, body))
 }
 
-#[derive(utoipa::ToSchema)]
+#[derive(FromBody, utoipa::ToSchema)]
 #[schema(example = json!({"name": "Lighting", "slug": "lighting"}))]
 pub struct CategoryInput {
-    /// Trimmed, 1..=100 characters (the pattern: not only whitespace, U+0085 included).
-    #[schema(value_type = String, min_length = 1, max_length = 100, pattern = r"[^\s\u0085]")]
+    #[schema(inline)]
     name: Name,
     /// Lowercase letters and digits in words joined by single hyphens; unique.
-    #[schema(value_type = String, max_length = 100, pattern = r"^[a-z0-9]+(?:-[a-z0-9]+)*$")]
+    #[schema(inline)]
     slug: Slug,
-}
-
-impl FromBody for CategoryInput {
-    fn from_body(f: &mut JsonFields) -> Option<Self> {
-        let name = f.required("name");
-        let slug = f.required("slug");
-        Some(Self {
-            name: name?,
-            slug: slug?,
-        })
-    }
 }
 
 /// The database's `categories_slug_format`: lowercase words joined by single hyphens.
@@ -129,12 +118,24 @@ impl FromJson for Slug {
                 && w.bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         });
-        if value.is_empty() || value.len() > 100 || !words_ok {
-            return Err("must be lowercase letters and digits separated by single hyphens, at most 100 characters".into());
+        if value.is_empty() || value.len() > Self::MAX_LEN || !words_ok {
+            return Err(format!(
+                "must be lowercase letters and digits separated by single hyphens, at most {} characters",
+                Self::MAX_LEN
+            )
+            .into());
         }
         Ok(Self(value))
     }
 }
+
+impl Slug {
+    const MAX_LEN: usize = 100;
+}
+
+field_schema!(Slug => plain_text()
+    .max_length(Some(Slug::MAX_LEN))
+    .pattern(Some(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")));
 
 #[utoipa::path(
     post,

@@ -11,14 +11,17 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use super::input::{FromJson, FromParam, Problem};
+use super::input::{integer, plain_text, text, FromJson, FromParam, FromParams, Problem};
 use crate::error::ApiError;
+use crate::field_schema;
 use crate::supabase::postgrest::Listing;
 
-/// A display name (items, categories): trimmed, then 1..=100 characters.
+/// A display name (items, categories): trimmed, then 1..=[`Name::MAX_CHARS`] characters.
 pub struct Name(String);
 
 impl Name {
+    pub const MAX_CHARS: usize = 100;
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -30,17 +33,30 @@ impl FromJson for Name {
         let trimmed = text.trim();
         match trimmed.chars().count() {
             0 => Err("must not be empty".into()),
-            n if n > 100 => Err("must be at most 100 characters".into()),
+            n if n > Self::MAX_CHARS => {
+                Err(format!("must be at most {} characters", Self::MAX_CHARS).into())
+            }
             _ => Ok(Self(trimmed.to_owned())),
         }
     }
 }
 
-/// An email address as garde's `email` rule accepts it, at most 254 bytes (RFC 5321's limit
-/// on a path).
+field_schema!(Name => text(format!(
+        "Trimmed, 1..={} characters (the pattern: not only whitespace, U+0085 included).",
+        Name::MAX_CHARS
+    ))
+    .min_length(Some(1))
+    .max_length(Some(Name::MAX_CHARS))
+    // Any character `str::trim` keeps: Rust's whitespace is Unicode's, which includes U+0085.
+    .pattern(Some(r"[^\s\u0085]")));
+
+/// An email address as garde's `email` rule accepts it, at most [`Email::MAX_BYTES`] bytes
+/// (RFC 5321's limit on a path).
 pub struct Email(String);
 
 impl Email {
+    pub const MAX_BYTES: usize = 254;
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -49,19 +65,25 @@ impl Email {
 impl FromJson for Email {
     fn from_json(raw: &RawValue) -> Result<Self, Problem> {
         let text = String::from_json(raw)?;
-        if text.len() > 254 {
-            return Err("must be at most 254 characters".into());
+        if text.len() > Self::MAX_BYTES {
+            return Err(format!("must be at most {} characters", Self::MAX_BYTES).into());
         }
         garde::rules::email::apply(&text, ()).map_err(|e| e.message().to_owned())?;
         Ok(Self(text))
     }
 }
 
+field_schema!(Email => plain_text()
+    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Email)))
+    .max_length(Some(Email::MAX_BYTES)));
+
 /// Text a client types into a search box: at most 100 characters and no control characters
 /// (PostgreSQL text cannot hold NUL, and none of them belongs in a name).
 pub struct SearchText(String);
 
 impl SearchText {
+    pub const MAX_CHARS: usize = 100;
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -69,8 +91,8 @@ impl SearchText {
 
 impl FromParam for SearchText {
     fn from_param(text: &str) -> Result<Self, Problem> {
-        if text.chars().count() > 100 {
-            return Err("must be at most 100 characters".into());
+        if text.chars().count() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS).into());
         }
         if text.chars().any(char::is_control) {
             return Err("must not contain control characters".into());
@@ -79,40 +101,77 @@ impl FromParam for SearchText {
     }
 }
 
-/// `limit`: a page of 1..=100 rows.
+field_schema!(SearchText => plain_text()
+    .max_length(Some(SearchText::MAX_CHARS))
+    // `char::is_control`: Unicode's Cc category.
+    .pattern(Some(r"^[^\u0000-\u001F\u007F-\u009F]*$")));
+
+/// `limit`: a page of 1..=[`Limit::MAX`] rows.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Limit(u64);
+
+impl Limit {
+    pub const MAX: u64 = 100;
+    pub const DEFAULT: u64 = 20;
+}
 
 impl FromParam for Limit {
     fn from_param(text: &str) -> Result<Self, Problem> {
         match text.parse::<u64>() {
-            Ok(n) if (1..=100).contains(&n) => Ok(Self(n)),
-            _ => Err("must be between 1 and 100".into()),
+            Ok(n) if (1..=Self::MAX).contains(&n) => Ok(Self(n)),
+            _ => Err(format!("must be between 1 and {}", Self::MAX).into()),
         }
     }
 }
 
-/// `offset`: 0..=10000 rows skipped (deeper pages cost the database more than they are worth).
+field_schema!(Limit => integer()
+    .minimum(Some(1))
+    .maximum(Some(Limit::MAX as f64))
+    .default(Some(Limit::DEFAULT.into())));
+
+/// `offset`: 0..=[`Offset::MAX`] rows skipped (deeper pages cost the database more than they
+/// are worth).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Offset(u64);
+
+impl Offset {
+    pub const MAX: u64 = 10_000;
+}
 
 impl FromParam for Offset {
     fn from_param(text: &str) -> Result<Self, Problem> {
         match text.parse::<u64>() {
-            Ok(n) if n <= 10_000 => Ok(Self(n)),
-            _ => Err("must be between 0 and 10000".into()),
+            Ok(n) if n <= Self::MAX => Ok(Self(n)),
+            _ => Err(format!("must be between 0 and {}", Self::MAX).into()),
         }
     }
 }
 
-pub const DEFAULT_LIMIT: u64 = 20;
+field_schema!(Offset => integer()
+    .minimum(Some(0))
+    .maximum(Some(Offset::MAX as f64))
+    .default(Some(0.into())));
 
-/// `(limit, offset)` with the defaults.
-pub fn page(limit: Option<Limit>, offset: Option<Offset>) -> (u64, u64) {
-    (
-        limit.map_or(DEFAULT_LIMIT, |l| l.0),
-        offset.map_or(0, |o| o.0),
-    )
+/// `limit` and `offset`, the paging every list takes (documented once, here).
+#[derive(Clone, Copy, Debug, Default, PartialEq, FromParams, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    /// Page size.
+    #[param(inline, nullable = false)]
+    limit: Option<Limit>,
+    /// Rows to skip; past the end answers `[]` with the true `X-Total-Count`.
+    #[param(inline, nullable = false)]
+    offset: Option<Offset>,
+}
+
+impl Page {
+    /// `(limit, offset)` with the defaults.
+    pub fn limit_offset(self) -> (u64, u64) {
+        (
+            self.limit.map_or(Limit::DEFAULT, |l| l.0),
+            self.offset.map_or(0, |o| o.0),
+        )
+    }
 }
 
 // ---- responses ----

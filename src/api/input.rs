@@ -2,6 +2,10 @@
 //! into typed values, and every problem is reported at once, each under its field, in the zod
 //! `flatten()` shape (`validation_failed`). Handlers receive only values that passed.
 //!
+//! A body or query type derives its reader: `#[derive(FromBody)]` / `#[derive(FromParams)]`
+//! (the `supagate-derive` crate) read each field by its type, through [`BodyField`] and
+//! [`ParamField`]: `T` is required, `Option<T>` optional, `Change<T>` a PATCH field.
+//!
 //! Why not serde's derive plus garde: serde stops at the first missing or wrong-typed field,
 //! and garde can only check a struct serde managed to build, so one wrong type would hide
 //! every other problem. Here each field is parsed on its own; garde's rules (email, lengths)
@@ -17,6 +21,8 @@ use actix_web::{web, FromRequest, HttpRequest};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use uuid::Uuid;
+
+pub use supagate_derive::{FromBody, FromParams};
 
 use crate::error::{ApiError, ApiResult};
 
@@ -61,6 +67,23 @@ impl Problems {
         // Every field reader records a problem whenever it yields nothing, so a value is
         // always there when no problem is.
         value.ok_or_else(|| ApiError::internal("input decoded without problems or a value"))
+    }
+}
+
+/// A problem across fields, found by a type's `#[input(check = ..)]` once each field parsed.
+pub enum Across {
+    /// About the input as a whole (`formErrors`).
+    Form(&'static str),
+    /// Shown against one field (`fieldErrors`).
+    Field(&'static str, &'static str),
+}
+
+impl Problems {
+    fn across(&mut self, problem: Across) {
+        match problem {
+            Across::Form(problem) => self.form(problem),
+            Across::Field(name, problem) => self.field(name, problem),
+        }
     }
 }
 
@@ -156,9 +179,9 @@ impl JsonFields {
         }
     }
 
-    /// A problem with the body as a whole (a rule across fields).
-    pub fn form_problem(&mut self, problem: impl Into<String>) {
-        self.problems.form(problem);
+    /// Records what a rule across fields found (the derived reader calls it).
+    pub fn across(&mut self, problem: Across) {
+        self.problems.across(problem);
     }
 
     fn finish<T>(mut self, value: Option<T>) -> ApiResult<T> {
@@ -170,9 +193,35 @@ impl JsonFields {
 }
 
 /// A request body type: reads its fields from [`JsonFields`] (every one of them, so all
-/// problems are reported together) and returns `None` if any failed.
+/// problems are reported together) and returns `None` if any failed. Derived.
 pub trait FromBody: Sized {
     fn from_body(fields: &mut JsonFields) -> Option<Self>;
+}
+
+/// How a body field of this type is read: what its type says about absence and `null`.
+pub trait BodyField: Sized {
+    fn take(fields: &mut JsonFields, name: &'static str) -> Option<Self>;
+}
+
+/// Required: present and not `null`.
+impl<T: FromJson> BodyField for T {
+    fn take(fields: &mut JsonFields, name: &'static str) -> Option<Self> {
+        fields.required(name)
+    }
+}
+
+/// Optional: absent and `null` both `None`.
+impl<T: FromJson> BodyField for Option<T> {
+    fn take(fields: &mut JsonFields, name: &'static str) -> Option<Self> {
+        fields.optional(name)
+    }
+}
+
+/// A PATCH field: absent keeps, `null` clears.
+impl<T: FromJson> BodyField for Change<T> {
+    fn take(fields: &mut JsonFields, name: &'static str) -> Option<Self> {
+        fields.change(name)
+    }
 }
 
 /// Decodes a body already known to be well-formed JSON.
@@ -237,6 +286,17 @@ pub struct QueryFields {
 }
 
 impl QueryFields {
+    /// Must be given (once).
+    pub fn required<T: FromParam>(&mut self, name: &str) -> Option<T> {
+        match self.optional(name)? {
+            Some(value) => Some(value),
+            None => {
+                self.problems.field(name, "is required");
+                None
+            }
+        }
+    }
+
     /// May be absent; given more than once is a problem (which one would win is not obvious).
     pub fn optional<T: FromParam>(&mut self, name: &str) -> Option<Option<T>> {
         let mut values = Vec::new();
@@ -260,14 +320,9 @@ impl QueryFields {
         }
     }
 
-    /// A problem across parameters.
-    pub fn form_problem(&mut self, problem: impl Into<String>) {
-        self.problems.form(problem);
-    }
-
-    /// A problem found after reading, against one parameter.
-    pub fn field_problem(&mut self, name: &str, problem: impl Into<String>) {
-        self.problems.field(name, problem);
+    /// Records what a rule across parameters found (the derived reader calls it).
+    pub fn across(&mut self, problem: Across) {
+        self.problems.across(problem);
     }
 
     fn finish<T>(self, value: Option<T>) -> ApiResult<T> {
@@ -280,9 +335,28 @@ impl QueryFields {
     }
 }
 
-/// A query-string type: reads its parameters from [`QueryFields`].
+/// A query-string type: reads its parameters from [`QueryFields`]. Derived.
 pub trait FromParams: Sized {
     fn from_params(params: &mut QueryFields) -> Option<Self>;
+}
+
+/// How a query parameter of this type is read.
+pub trait ParamField: Sized {
+    fn take(params: &mut QueryFields, name: &'static str) -> Option<Self>;
+}
+
+/// Required: given once.
+impl<T: FromParam> ParamField for T {
+    fn take(params: &mut QueryFields, name: &'static str) -> Option<Self> {
+        params.required(name)
+    }
+}
+
+/// Optional: absent is `None`.
+impl<T: FromParam> ParamField for Option<T> {
+    fn take(params: &mut QueryFields, name: &'static str) -> Option<Self> {
+        params.optional(name)
+    }
 }
 
 /// Decodes a raw query string (without the `?`).
@@ -322,29 +396,58 @@ impl FromParams for NoParams {
     }
 }
 
+// ---- schemas ----
+
+/// `impl ToSchema` for a field type, from the same constants its parser enforces, so a bound
+/// is written once: the type's schema (bounds and description) is what every field of that
+/// type documents, inlined with `#[schema(inline)]` / `#[param(inline)]`.
+#[macro_export]
+macro_rules! field_schema {
+    ($ty:ty => $schema:expr) => {
+        impl utoipa::PartialSchema for $ty {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object($schema.build()))
+            }
+        }
+        impl utoipa::ToSchema for $ty {}
+    };
+}
+
+/// A string schema, described.
+pub fn text(description: impl Into<String>) -> utoipa::openapi::schema::ObjectBuilder {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .description(Some(description))
+}
+
+/// A string schema whose fields describe it.
+pub fn plain_text() -> utoipa::openapi::schema::ObjectBuilder {
+    utoipa::openapi::schema::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::String)
+}
+
+/// An integer (`int64`) schema (a query parameter's description is the parameter's own).
+pub fn integer() -> utoipa::openapi::schema::ObjectBuilder {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Integer)
+        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+            utoipa::openapi::KnownFormat::Int64,
+        )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[derive(Debug)]
+    #[derive(Debug, FromBody)]
     #[allow(dead_code)] // the fields are what the decode produced; the tests read errors
     struct Sample {
         name: String,
         id: Option<Uuid>,
         note: Change<String>,
-    }
-
-    impl FromBody for Sample {
-        fn from_body(f: &mut JsonFields) -> Option<Self> {
-            let name = f.required("name");
-            let id = f.optional("id");
-            let note = f.change("note");
-            Some(Self {
-                name: name?,
-                id: id?,
-                note: note?,
-            })
-        }
+        #[input(not_null)]
+        title: Option<String>,
+        #[input(rename = "type")]
+        kind: Option<bool>,
     }
 
     fn decode(text: &str) -> ApiResult<Sample> {
@@ -369,6 +472,15 @@ mod tests {
     }
 
     #[test]
+    fn a_not_null_field_may_be_absent_but_not_null_and_a_renamed_field_reads_its_wire_name() {
+        let errors = field_errors(r#"{"name": "a", "title": null, "kind": true}"#);
+        assert_eq!(errors["title"][0], "must not be null");
+        assert_eq!(errors["kind"][0], "is not an allowed field");
+        let s = decode(r#"{"name": "a", "type": false}"#).unwrap();
+        assert_eq!((s.title, s.kind), (None, Some(false)));
+    }
+
+    #[test]
     fn null_clears_a_patch_field_and_absence_keeps_it() {
         let s = decode(r#"{"name": "a", "note": null}"#).unwrap();
         assert_eq!(s.note, Change::Clear);
@@ -386,16 +498,29 @@ mod tests {
         }
     }
 
+    #[derive(FromParams)]
+    #[input(check = Page::consistent)]
     struct Page {
         mine: Option<bool>,
+        id: Option<Uuid>,
+        #[input(default)]
+        all: bool,
     }
 
-    impl FromParams for Page {
-        fn from_params(p: &mut QueryFields) -> Option<Self> {
-            Some(Self {
-                mine: p.optional("mine")?,
-            })
+    impl Page {
+        fn consistent(&self) -> Result<(), Across> {
+            match (self.mine, self.id) {
+                (Some(true), Some(_)) => Err(Across::Form("mine or id, not both")),
+                _ => Ok(()),
+            }
         }
+    }
+
+    #[derive(FromParams)]
+    struct Required {
+        id: Uuid,
+        #[input(flatten)]
+        page: Page,
     }
 
     #[test]
@@ -419,5 +544,37 @@ mod tests {
         );
         assert_eq!(parse_query::<Page>("mine=true").unwrap().mine, Some(true));
         assert_eq!(parse_query::<Page>("").unwrap().mine, None);
+    }
+
+    #[test]
+    fn an_absent_defaulted_parameter_is_its_default() {
+        assert!(!parse_query::<Page>("").unwrap().all);
+        assert!(parse_query::<Page>("all=true").unwrap().all);
+    }
+
+    #[test]
+    fn a_required_parameter_missing_is_reported_with_the_flattened_ones() {
+        let e = parse_query::<Required>("mine=maybe").err().unwrap();
+        let fields = &e.details().unwrap()["fieldErrors"];
+        assert_eq!(fields["id"][0], "is required");
+        assert_eq!(fields["mine"][0], "must be true or false");
+        let ok = parse_query::<Required>(&format!("id={}&mine=true", Uuid::nil())).unwrap();
+        assert_eq!((ok.id, ok.page.mine), (Uuid::nil(), Some(true)));
+    }
+
+    #[test]
+    fn a_rule_across_fields_runs_once_every_field_parsed() {
+        let e = parse_query::<Page>(&format!("mine=true&id={}", Uuid::nil()))
+            .err()
+            .unwrap();
+        assert_eq!(
+            e.details().unwrap()["formErrors"][0],
+            "mine or id, not both"
+        );
+        // A field that failed hides the rule: its message is the one to fix first.
+        let e = parse_query::<Page>("mine=true&id=x").err().unwrap();
+        let details = e.details().unwrap();
+        assert_eq!(details["fieldErrors"]["id"][0], "must be a valid UUID");
+        assert_eq!(details["formErrors"].as_array().map(Vec::len), Some(0));
     }
 }

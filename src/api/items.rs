@@ -10,13 +10,14 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
 use uuid::Uuid;
 
-use super::common::{created, json_response, list_response, page, Limit, Name, Offset, SearchText};
+use super::common::{created, json_response, list_response, Name, Page, SearchText};
 use super::input::{
-    Body, Change, FromBody, FromJson, FromParam, FromParams, JsonFields, NoParams, Params, Problem,
-    QueryFields,
+    plain_text, Across, Body, Change, FromBody, FromJson, FromParam, FromParams, NoParams, Params,
+    Problem,
 };
 use crate::auth::{AuthUser, MaybeUser, Writer};
 use crate::error::{ApiError, ApiResult};
+use crate::field_schema;
 use crate::openapi::responses;
 use crate::rules::ownership::{may_modify, Actor};
 use crate::rules::price::Price;
@@ -71,8 +72,9 @@ pub(crate) struct CategoryRef {
 // ---- list ----
 
 /// `GET /api/items` parameters, each already its type: nothing downstream re-parses text.
-#[derive(utoipa::IntoParams)]
+#[derive(FromParams, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[input(check = Self::consistent)]
 pub struct ItemListQuery {
     /// Only items of this category.
     #[param(nullable = false)]
@@ -102,56 +104,31 @@ pub struct ItemListQuery {
     )]
     max_price: Option<PriceBound>,
     /// Case-insensitive substring of the name; `%`, `_`, `*`, `\\`, `,`, `(`, `)`, `"` match themselves.
-    #[param(
-        value_type = String,
-        required = false,
-        nullable = false,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$",
-        example = "lamp"
-    )]
+    #[param(inline, nullable = false, example = "lamp")]
     q: Option<SearchText>,
     /// Sort column and direction (`id` breaks ties).
     #[param(inline, nullable = false)]
     order: Option<ItemOrder>,
-    /// Page size.
-    #[param(value_type = i64, required = false, minimum = 1, maximum = 100, nullable = false, default = 20)]
-    limit: Option<Limit>,
-    /// Rows to skip; past the end answers `[]` with the true `X-Total-Count`.
-    #[param(value_type = i64, required = false, minimum = 0, maximum = 10000, nullable = false, default = 0)]
-    offset: Option<Offset>,
+    /// Documented by `Page` itself (the operation lists both).
+    #[param(ignore)]
+    #[input(flatten)]
+    page: Page,
 }
 
-impl FromParams for ItemListQuery {
-    fn from_params(p: &mut QueryFields) -> Option<Self> {
-        let category_id = p.optional("category_id");
-        let user_id = p.optional("user_id");
-        let mine = p.optional("mine");
-        let min_price = p.optional::<PriceBound>("min_price");
-        let max_price = p.optional::<PriceBound>("max_price");
-        let q = p.optional("q");
-        let order = p.optional("order");
-        let limit = p.optional("limit");
-        let offset = p.optional("offset");
-        if let (Some(Some(true)), Some(Some(_))) = (&mine, &user_id) {
-            p.form_problem("Use either user_id or mine=true, not both");
+impl ItemListQuery {
+    fn consistent(&self) -> Result<(), Across> {
+        if self.mine == Some(true) && self.user_id.is_some() {
+            return Err(Across::Form("Use either user_id or mine=true, not both"));
         }
-        if let (Some(Some(lo)), Some(Some(hi))) = (&min_price, &max_price) {
+        if let (Some(lo), Some(hi)) = (self.min_price, self.max_price) {
             if lo.0 > hi.0 {
-                p.field_problem("max_price", "must be greater than or equal to min_price");
+                return Err(Across::Field(
+                    "max_price",
+                    "must be greater than or equal to min_price",
+                ));
             }
         }
-        Some(Self {
-            category_id: category_id?,
-            user_id: user_id?,
-            mine: mine?,
-            min_price: min_price?,
-            max_price: max_price?,
-            q: q?,
-            order: order?,
-            limit: limit?,
-            offset: offset?,
-        })
+        Ok(())
     }
 }
 
@@ -251,7 +228,7 @@ impl ItemListQuery {
         let order = self
             .order
             .map_or("created_at.desc,id.desc", ItemOrder::clause);
-        let (limit, offset) = page(self.limit, self.offset);
+        let (limit, offset) = self.page.limit_offset();
         Ok(query.order(order).range(limit, offset))
     }
 }
@@ -261,7 +238,7 @@ impl ItemListQuery {
     path = "/api/items",
     operation_id = "listItems",
     tag = "items",
-    params(ItemListQuery),
+    params(ItemListQuery, Page),
     security((), ("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
         responses::UpstreamErrors,
@@ -324,71 +301,47 @@ pub async fn get(
 // ---- writes ----
 
 /// POST and PUT body: every mutable field; an omitted optional one is `null`.
-#[derive(utoipa::ToSchema)]
+#[derive(FromBody, utoipa::ToSchema)]
 #[schema(example = json!({"name": "Desk lamp", "price": 49.9, "category_id": "5d3c2b1a-0f9e-4d8c-b7a6-958473625140", "description": "Brass, 40 cm"}))]
 pub struct ItemInput {
-    /// Trimmed, 1..=100 characters (the pattern: not only whitespace, U+0085 included).
-    #[schema(value_type = String, min_length = 1, max_length = 100, pattern = r"[^\s\u0085]")]
+    #[schema(inline)]
     name: Name,
-    /// > 0, ≤ 1 000 000, at most two decimals.
-    #[schema(value_type = f64, exclusive_minimum = 0, maximum = 1000000, multiple_of = 0.01)]
+    #[schema(inline)]
     price: Price,
     /// An existing category, or `null`.
     category_id: Option<Uuid>,
-    /// At most 2000 characters, or `null`.
-    #[schema(value_type = Option<String>, max_length = 2000)]
+    /// Text, or `null`.
+    #[schema(inline)]
     description: Option<Description>,
 }
 
-impl FromBody for ItemInput {
-    fn from_body(f: &mut JsonFields) -> Option<Self> {
-        let name = f.required("name");
-        let price = f.required("price");
-        let category_id = f.optional("category_id");
-        let description = f.optional("description");
-        Some(Self {
-            name: name?,
-            price: price?,
-            category_id: category_id?,
-            description: description?,
-        })
-    }
-}
-
 /// PATCH body: any non-empty subset; `null` clears `category_id`/`description`.
-#[derive(utoipa::ToSchema)]
+#[derive(FromBody, utoipa::ToSchema)]
+#[input(check = Self::changes_something)]
 #[schema(example = json!({"price": 39.9}))]
 pub struct ItemPatch {
-    /// Trimmed, 1..=100 characters (not `null`).
-    #[schema(value_type = String, required = false, min_length = 1, max_length = 100, pattern = r"[^\s\u0085]")]
+    /// As in `ItemInput` (not `null`).
+    #[schema(inline, nullable = false)]
+    #[input(not_null)]
     name: Option<Name>,
-    /// > 0, ≤ 1 000 000, at most two decimals (not `null`).
-    #[schema(value_type = f64, required = false, exclusive_minimum = 0, maximum = 1000000, multiple_of = 0.01)]
+    /// As in `ItemInput` (not `null`).
+    #[schema(inline, nullable = false)]
+    #[input(not_null)]
     price: Option<Price>,
     /// An existing category; `null` clears it.
     #[schema(value_type = Option<String>, format = Uuid)]
     category_id: Change<Uuid>,
-    /// At most 2000 characters; `null` clears it.
-    #[schema(value_type = Option<String>, max_length = 2000)]
+    /// Text; `null` clears it.
+    #[schema(value_type = Option<Description>, inline)]
     description: Change<Description>,
 }
 
-impl FromBody for ItemPatch {
-    fn from_body(f: &mut JsonFields) -> Option<Self> {
-        let name = f.change_non_null("name");
-        let price = f.change_non_null("price");
-        let category_id = f.change("category_id");
-        let description = f.change("description");
-        let patch = Self {
-            name: name?,
-            price: price?,
-            category_id: category_id?,
-            description: description?,
-        };
-        if patch.row().0.is_empty() {
-            f.form_problem("At least one field is required");
+impl ItemPatch {
+    fn changes_something(&self) -> Result<(), Across> {
+        if self.row().0.is_empty() {
+            return Err(Across::Form("At least one field is required"));
         }
-        Some(patch)
+        Ok(())
     }
 }
 
@@ -399,18 +352,35 @@ impl FromJson for Price {
     }
 }
 
-/// An item description: at most 2000 characters.
+/// An item description: at most [`Description::MAX_CHARS`] characters.
 pub struct Description(String);
+
+impl Description {
+    const MAX_CHARS: usize = 2000;
+}
 
 impl FromJson for Description {
     fn from_json(raw: &RawValue) -> Result<Self, Problem> {
         let text = String::from_json(raw)?;
-        if text.chars().count() > 2000 {
-            return Err("must be at most 2000 characters".into());
+        if text.chars().count() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS).into());
         }
         Ok(Self(text))
     }
 }
+
+field_schema!(Description => plain_text().max_length(Some(Description::MAX_CHARS)));
+
+field_schema!(Price => utoipa::openapi::schema::ObjectBuilder::new()
+    .schema_type(utoipa::openapi::schema::Type::Number)
+    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Double)))
+    .description(Some(format!(
+        "> 0, ≤ {}, at most two decimals.",
+        crate::rules::price::MAX_CENTS / 100
+    )))
+    .exclusive_minimum(Some(0))
+    .maximum(Some((crate::rules::price::MAX_CENTS / 100) as f64))
+    .multiple_of(Some(0.01)));
 
 /// The PostgREST row a write sends, from values that already passed.
 struct Row(Map<String, Json>);

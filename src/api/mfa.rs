@@ -8,23 +8,33 @@ use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::input::{Body, FromBody, FromJson, JsonFields, Problem};
+use super::input::{plain_text, Body, FromBody, FromJson, Problem};
 use super::session::{for_client, session_answer};
 use crate::auth::cookie::NO_STORE;
 use crate::auth::User;
 use crate::error::ApiResult;
+use crate::field_schema;
 use crate::openapi::responses;
 use crate::state::AppState;
 use crate::supabase::gotrue::AuthCall;
 
-/// A short label: 1..=100 characters, no control characters.
+/// A short label: 1..=[`Label::MAX_CHARS`] characters, no control characters.
 pub struct Label(String);
+
+impl Label {
+    const MAX_CHARS: usize = 100;
+}
+
+field_schema!(Label => plain_text().max_length(Some(Label::MAX_CHARS)));
 
 impl FromJson for Label {
     fn from_json(raw: &serde_json::value::RawValue) -> Result<Self, Problem> {
         let text = String::from_json(raw)?;
-        if !(1..=100).contains(&text.chars().count()) || text.chars().any(char::is_control) {
-            return Err("must be 1 to 100 characters, no control characters".into());
+        if !(1..=Self::MAX_CHARS).contains(&text.chars().count())
+            || text.chars().any(char::is_control)
+        {
+            let max = Self::MAX_CHARS;
+            return Err(format!("must be 1 to {max} characters, no control characters").into());
         }
         Ok(Self(text))
     }
@@ -55,7 +65,7 @@ impl FromJson for TotpFactorType {
     }
 }
 
-#[derive(utoipa::ToSchema)]
+#[derive(FromBody, utoipa::ToSchema)]
 #[schema(example = json!({"factor_type": "totp", "friendly_name": "Phone app"}))]
 pub struct FactorEnrollBody {
     /// Supabase's own field: `totp`, the one type supagate enrols (the default).
@@ -63,42 +73,21 @@ pub struct FactorEnrollBody {
     #[schema(value_type = Option<String>, pattern = "^totp$")]
     factor_type: Option<TotpFactorType>,
     /// Shown in the user's factor list; unique per user.
-    #[schema(value_type = Option<String>, max_length = 100)]
+    #[schema(inline)]
     friendly_name: Option<Label>,
     /// The issuer the authenticator app shows (Auth's default: the Site URL's host).
-    #[schema(value_type = Option<String>, max_length = 100)]
+    #[schema(inline)]
     issuer: Option<Label>,
 }
 
-impl FromBody for FactorEnrollBody {
-    fn from_body(f: &mut JsonFields) -> Option<Self> {
-        let factor_type = f.optional("factor_type");
-        let friendly_name = f.optional("friendly_name");
-        let issuer = f.optional("issuer");
-        Some(Self {
-            factor_type: factor_type?,
-            friendly_name: friendly_name?,
-            issuer: issuer?,
-        })
-    }
-}
-
-#[derive(utoipa::ToSchema)]
+#[derive(FromBody, utoipa::ToSchema)]
 #[schema(example = json!({"factor_id": "2b306a77-21dc-4110-ba71-537cb56b9e98"}))]
 pub struct FactorChallengeBody {
     #[schema(value_type = String, format = Uuid)]
     factor_id: Uuid,
 }
 
-impl FromBody for FactorChallengeBody {
-    fn from_body(f: &mut JsonFields) -> Option<Self> {
-        Some(Self {
-            factor_id: f.required("factor_id")?,
-        })
-    }
-}
-
-#[derive(utoipa::ToSchema)]
+#[derive(FromBody, utoipa::ToSchema)]
 #[schema(example = json!({"factor_id": "2b306a77-21dc-4110-ba71-537cb56b9e98", "challenge_id": "b824ca10-cc13-4250-adba-20ee6e5e7dcd", "code": "123456"}))]
 pub struct FactorVerifyBody {
     #[schema(value_type = String, format = Uuid)]
@@ -108,19 +97,6 @@ pub struct FactorVerifyBody {
     /// The 6-digit code from the authenticator app.
     #[schema(value_type = String, pattern = "^[0-9]{6}$")]
     code: TotpCode,
-}
-
-impl FromBody for FactorVerifyBody {
-    fn from_body(f: &mut JsonFields) -> Option<Self> {
-        let factor_id = f.required("factor_id");
-        let challenge_id = f.required("challenge_id");
-        let code = f.required("code");
-        Some(Self {
-            factor_id: factor_id?,
-            challenge_id: challenge_id?,
-            code: code?,
-        })
-    }
 }
 
 /// One `/factors…` call for the signed-in caller (their token, their IP). Auth refuses

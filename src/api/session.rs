@@ -8,15 +8,16 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use super::common::Email;
+use super::input::plain_text;
 use super::input::{
-    decode_body, Body, FromBody, FromJson, FromParam, FromParams, JsonFields, Params, Problem,
-    QueryFields,
+    decode_body, Across, Body, FromBody, FromJson, FromParam, FromParams, Params, Problem,
 };
 use crate::auth::cookie::NO_STORE;
 use crate::auth::extract::FromCookie;
 use crate::auth::refresh::{stored_session, RefreshOutcome};
 use crate::auth::{Identity, User};
 use crate::error::{ApiError, ApiResult};
+use crate::field_schema;
 use crate::openapi::responses;
 use crate::state::AppState;
 use crate::supabase::gotrue::{AuthCall, AuthError, ForClient, LogoutScope};
@@ -29,96 +30,65 @@ pub(super) fn for_client(req: &HttpRequest, state: &AppState) -> ForClient {
     ForClient(state.limiter.client_ip(req))
 }
 
-#[derive(utoipa::ToSchema)]
+#[derive(FromBody, utoipa::ToSchema)]
 #[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery", "data": {"full_name": "Ada Lovelace"}}))]
 pub struct RegisterBody {
-    #[schema(value_type = String, format = Email, max_length = 254)]
+    #[schema(inline)]
     email: Email,
     /// Supabase Auth's password policy applies on top (422 `weak_password`).
-    #[schema(value_type = String, min_length = 1, max_length = 1024)]
+    #[schema(inline)]
     password: AuthPassword,
     /// Becomes `user_metadata` (at most 4 KiB of JSON). Never used for authorization.
     #[schema(value_type = Option<Object>)]
     data: Option<Metadata>,
 }
 
-impl FromBody for RegisterBody {
-    fn from_body(f: &mut JsonFields) -> Option<Self> {
-        let email = f.required("email");
-        let password = f.required("password");
-        let data = f.optional("data");
-        Some(Self {
-            email: email?,
-            password: password?,
-            data: data?,
-        })
-    }
-}
-
-#[derive(utoipa::ToSchema)]
+#[derive(FromBody, utoipa::ToSchema)]
 #[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery"}))]
 pub struct LoginBody {
-    #[schema(value_type = String, format = Email, max_length = 254)]
+    #[schema(inline)]
     email: Email,
-    #[schema(value_type = String, min_length = 1, max_length = 1024)]
+    #[schema(inline)]
     password: AuthPassword,
 }
 
-impl FromBody for LoginBody {
-    fn from_body(f: &mut JsonFields) -> Option<Self> {
-        let email = f.required("email");
-        let password = f.required("password");
-        Some(Self {
-            email: email?,
-            password: password?,
-        })
-    }
-}
-
-#[derive(utoipa::ToSchema)]
+#[derive(FromBody, utoipa::ToSchema)]
 #[schema(example = json!({"refresh_token": "v3ryr4nd0m"}))]
 pub struct RefreshBody {
     /// The refresh token. To use the `@supabase/ssr` session cookie's instead, send no body.
     /// (`{}` with a session cookie also works, but is not part of the contract.)
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 4096)]
+    #[schema(inline, required = true, nullable = false)]
     refresh_token: Option<RefreshToken>,
 }
 
-impl FromBody for RefreshBody {
-    fn from_body(f: &mut JsonFields) -> Option<Self> {
-        Some(Self {
-            refresh_token: f.optional("refresh_token")?,
-        })
-    }
-}
-
-#[derive(utoipa::ToSchema)]
+#[derive(FromBody, utoipa::ToSchema)]
 #[schema(example = json!({"email": "ada@example.com"}))]
 pub struct RecoverBody {
-    #[schema(value_type = String, format = Email, max_length = 254)]
+    #[schema(inline)]
     email: Email,
 }
 
-impl FromBody for RecoverBody {
-    fn from_body(f: &mut JsonFields) -> Option<Self> {
-        Some(Self {
-            email: f.required("email")?,
-        })
-    }
-}
-
-/// A password as sent to Auth: 1..=1024 characters (Auth's own policy decides the rest).
+/// A password as sent to Auth: 1..=[`AuthPassword::MAX_CHARS`] characters (Auth's own policy
+/// decides the rest).
 pub struct AuthPassword(String);
+
+impl AuthPassword {
+    const MAX_CHARS: usize = 1024;
+}
 
 impl FromJson for AuthPassword {
     fn from_json(raw: &RawValue) -> Result<Self, Problem> {
         let text = String::from_json(raw)?;
-        if !(1..=1024).contains(&text.chars().count()) {
-            return Err("must be 1 to 1024 characters long".into());
+        if !(1..=Self::MAX_CHARS).contains(&text.chars().count()) {
+            return Err(format!("must be 1 to {} characters long", Self::MAX_CHARS).into());
         }
         Ok(Self(text))
     }
 }
+
+field_schema!(AuthPassword => plain_text()
+    .min_length(Some(1))
+    .max_length(Some(AuthPassword::MAX_CHARS)));
 
 /// `user_metadata` for a new account: a JSON object of at most 4 KiB, because it lands in
 /// every access token.
@@ -135,20 +105,28 @@ impl FromJson for Metadata {
     }
 }
 
-/// A refresh token: 1..=4096 characters.
+/// A refresh token: 1..=[`RefreshToken::MAX_CHARS`] characters.
 pub struct RefreshToken(String);
+
+impl RefreshToken {
+    const MAX_CHARS: usize = 4096;
+}
 
 impl FromJson for RefreshToken {
     fn from_json(raw: &RawValue) -> Result<Self, Problem> {
         let text = String::from_json(raw)?;
-        if !(1..=4096).contains(&text.chars().count()) {
-            return Err("must be 1 to 4096 characters long".into());
+        if !(1..=Self::MAX_CHARS).contains(&text.chars().count()) {
+            return Err(format!("must be 1 to {} characters long", Self::MAX_CHARS).into());
         }
         Ok(Self(text))
     }
 }
 
-#[derive(utoipa::ToSchema)]
+field_schema!(RefreshToken => plain_text()
+    .min_length(Some(1))
+    .max_length(Some(RefreshToken::MAX_CHARS)));
+
+#[derive(FromBody, utoipa::ToSchema)]
 #[schema(example = json!({"data": {"theme": "dark"}}))]
 pub struct AnonymousBody {
     /// Becomes `user_metadata` (at most 4 KiB of JSON). Never used for authorization.
@@ -156,61 +134,39 @@ pub struct AnonymousBody {
     data: Option<Metadata>,
 }
 
-impl FromBody for AnonymousBody {
-    fn from_body(f: &mut JsonFields) -> Option<Self> {
-        Some(Self {
-            data: f.optional("data")?,
-        })
-    }
-}
-
-#[derive(utoipa::ToSchema)]
+#[derive(FromBody, utoipa::ToSchema)]
+#[input(check = Self::changes_something)]
 #[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery"}))]
 pub struct UpdateUserBody {
     /// A new address (Auth mails a confirmation link). On an anonymous user this is the
     /// conversion to a permanent account.
-    #[schema(value_type = Option<String>, format = Email, max_length = 254)]
+    #[schema(inline)]
     email: Option<Email>,
     /// An anonymous user may set one only together with `email` (Auth's rule).
-    #[schema(value_type = Option<String>, min_length = 1, max_length = 1024)]
+    #[schema(inline)]
     password: Option<AuthPassword>,
     /// Replaces keys of `user_metadata` (at most 4 KiB of JSON).
     #[schema(value_type = Option<Object>)]
     data: Option<Metadata>,
 }
 
-impl FromBody for UpdateUserBody {
-    fn from_body(f: &mut JsonFields) -> Option<Self> {
-        let email = f.optional("email");
-        let password = f.optional("password");
-        let data = f.optional("data");
-        let body = Self {
-            email: email?,
-            password: password?,
-            data: data?,
-        };
-        if body.email.is_none() && body.password.is_none() && body.data.is_none() {
-            f.form_problem("At least one field is required");
+impl UpdateUserBody {
+    fn changes_something(&self) -> Result<(), Across> {
+        if self.email.is_none() && self.password.is_none() && self.data.is_none() {
+            return Err(Across::Form("At least one field is required"));
         }
-        Some(body)
+        Ok(())
     }
 }
 
-#[derive(utoipa::IntoParams)]
+#[derive(FromParams, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LogoutQuery {
     /// Which sessions end: `global` (every session of the user, the default, as in Auth and
     /// auth-js), `local` (this one) or `others` (all but this one; the cookies stay).
     #[param(inline, required = false)]
+    #[input(default)]
     scope: LogoutScope,
-}
-
-impl FromParams for LogoutQuery {
-    fn from_params(p: &mut QueryFields) -> Option<Self> {
-        Some(Self {
-            scope: p.optional("scope")?.unwrap_or_default(),
-        })
-    }
 }
 
 impl FromParam for LogoutScope {

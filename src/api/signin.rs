@@ -9,9 +9,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use super::common::Email;
-use super::input::{
-    Body, FromBody, FromJson, FromParam, FromParams, JsonFields, Params, Problem, QueryFields,
-};
+use super::input::{Across, Body, FromBody, FromJson, FromParam, FromParams, Params, Problem};
 use super::session::{for_client, session_answer, token_headers, Metadata};
 use crate::auth::cookie::SessionCookie;
 use crate::auth::pkce;
@@ -167,11 +165,12 @@ impl FromParam for NextPath {
     }
 }
 
-#[derive(utoipa::ToSchema)]
+#[derive(FromBody, utoipa::ToSchema)]
+#[input(check = Self::one_recipient)]
 #[schema(example = json!({"email": "ada@example.com"}))]
 pub struct OtpBody {
     /// Mails a magic link and code. Exactly one of `email` and `phone`.
-    #[schema(value_type = Option<String>, format = Email, max_length = 254)]
+    #[schema(inline)]
     email: Option<Email>,
     /// Texts a code (needs a phone provider in Auth).
     #[schema(value_type = Option<String>, example = "+14155550123")]
@@ -186,34 +185,22 @@ pub struct OtpBody {
     channel: Option<Channel>,
 }
 
-impl FromBody for OtpBody {
-    fn from_body(f: &mut JsonFields) -> Option<Self> {
-        let email = f.optional("email");
-        let phone = f.optional("phone");
-        let create_user = f.optional("create_user");
-        let data = f.optional("data");
-        let channel = f.optional("channel");
-        let body = Self {
-            email: email?,
-            phone: phone?,
-            create_user: create_user?,
-            data: data?,
-            channel: channel?,
-        };
-        match (&body.email, &body.phone) {
+impl OtpBody {
+    fn one_recipient(&self) -> Result<(), Across> {
+        match (&self.email, &self.phone) {
             (Some(_), Some(_)) | (None, None) => {
-                f.form_problem("Exactly one of email and phone is required")
+                Err(Across::Form("Exactly one of email and phone is required"))
             }
-            (Some(_), None) if body.channel.is_some() => {
-                f.form_problem("channel applies to phone codes only")
+            (Some(_), None) if self.channel.is_some() => {
+                Err(Across::Form("channel applies to phone codes only"))
             }
-            _ => {}
+            _ => Ok(()),
         }
-        Some(body)
     }
 }
 
-#[derive(utoipa::ToSchema)]
+#[derive(FromBody, utoipa::ToSchema)]
+#[input(check = Self::one_proof)]
 #[schema(example = json!({"type": "email", "email": "ada@example.com", "token": "123456"}))]
 pub struct VerifyBody {
     /// `email` for an emailed code; `sms` / `phone_change` with `phone`; `signup`, `invite`,
@@ -226,41 +213,27 @@ pub struct VerifyBody {
     /// From the link in the email (`{{ .TokenHash }}`); alone, without `email`/`phone`.
     #[schema(value_type = Option<String>, max_length = 256)]
     token_hash: Option<OtpToken>,
-    #[schema(value_type = Option<String>, format = Email, max_length = 254)]
+    #[schema(inline)]
     email: Option<Email>,
     #[schema(value_type = Option<String>)]
     phone: Option<Phone>,
 }
 
-impl FromBody for VerifyBody {
-    fn from_body(f: &mut JsonFields) -> Option<Self> {
-        let kind = f.required("type");
-        let token = f.optional("token");
-        let token_hash = f.optional("token_hash");
-        let email = f.optional("email");
-        let phone = f.optional("phone");
-        let body = Self {
-            r#type: kind?,
-            token: token?,
-            token_hash: token_hash?,
-            email: email?,
-            phone: phone?,
-        };
-        let who = (body.email.is_some(), body.phone.is_some());
-        match (&body.token, &body.token_hash) {
+impl VerifyBody {
+    fn one_proof(&self) -> Result<(), Across> {
+        let who = (self.email.is_some(), self.phone.is_some());
+        let problem = match (&self.token, &self.token_hash) {
             (Some(_), None) => match who {
-                (true, false) if !body.r#type.is_phone() => {}
-                (false, true) if body.r#type.is_phone() => {}
-                (false, false) | (true, true) => {
-                    f.form_problem("A token needs exactly one of email and phone")
-                }
-                _ => f.form_problem("type does not match email or phone"),
+                (true, false) if !self.r#type.is_phone() => return Ok(()),
+                (false, true) if self.r#type.is_phone() => return Ok(()),
+                (false, false) | (true, true) => "A token needs exactly one of email and phone",
+                _ => "type does not match email or phone",
             },
-            (None, Some(_)) if who == (false, false) => {}
-            (None, Some(_)) => f.form_problem("token_hash goes alone, without email or phone"),
-            _ => f.form_problem("Exactly one of token and token_hash is required"),
-        }
-        Some(body)
+            (None, Some(_)) if who == (false, false) => return Ok(()),
+            (None, Some(_)) => "token_hash goes alone, without email or phone",
+            _ => "Exactly one of token and token_hash is required",
+        };
+        Err(Across::Form(problem))
     }
 }
 
@@ -285,7 +258,7 @@ impl VerifyBody {
     }
 }
 
-#[derive(utoipa::IntoParams)]
+#[derive(FromParams, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ConfirmQuery {
     /// `{{ .TokenHash }}` from the email template.
@@ -298,26 +271,6 @@ pub struct ConfirmQuery {
     /// `/\host`, their encoded forms and control characters are refused (400).
     #[param(value_type = Option<String>, example = "/account")]
     next: Option<NextPath>,
-}
-
-impl FromParams for ConfirmQuery {
-    fn from_params(p: &mut QueryFields) -> Option<Self> {
-        let token_hash = p.optional("token_hash");
-        let kind = p.optional("type");
-        let next = p.optional("next");
-        let (token_hash, kind) = (token_hash?, kind?);
-        if token_hash.is_none() {
-            p.field_problem("token_hash", "is required");
-        }
-        if kind.is_none() {
-            p.field_problem("type", "is required");
-        }
-        Some(Self {
-            token_hash: token_hash?,
-            r#type: kind?,
-            next: next?,
-        })
-    }
 }
 
 /// `POST /api/auth/otp` → 200: Auth mailed the link/code or texted the code.
@@ -460,20 +413,12 @@ pub async fn confirm(
 }
 
 /// The provider a sign-in starts with (`/api/auth/oauth/{provider}`).
-#[derive(utoipa::IntoParams)]
+#[derive(FromParams, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct OAuthQuery {
     /// Where to go after signing in: a path on this site (default `/`).
     #[param(value_type = Option<String>, example = "/account")]
     next: Option<NextPath>,
-}
-
-impl FromParams for OAuthQuery {
-    fn from_params(p: &mut QueryFields) -> Option<Self> {
-        Some(Self {
-            next: p.optional("next")?,
-        })
-    }
 }
 
 /// `GET /api/auth/oauth/{provider}?next=` → 302 to Auth's `/authorize` with a fresh PKCE
@@ -543,7 +488,7 @@ pub async fn oauth(
 }
 
 /// What Auth sends the browser back with: `code` on success, `error*` on failure.
-#[derive(utoipa::IntoParams)]
+#[derive(FromParams, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
     /// The auth code (a UUID) for the pkce grant.
@@ -564,6 +509,10 @@ pub struct CallbackQuery {
     /// recent flow's verifier is used, as older clients expect.
     #[param(value_type = Option<String>, pattern = "^[a-zA-Z0-9_-]{8,64}$")]
     sb_flow_id: Option<String>,
+    /// A marker Auth adds to its error redirects: accepted, not documented, not used.
+    #[param(ignore)]
+    #[allow(dead_code)]
+    sb: Option<String>,
 }
 
 impl FromParam for String {
@@ -572,28 +521,6 @@ impl FromParam for String {
             return Err("must be at most 1000 characters, none of them control characters".into());
         }
         Ok(text.to_owned())
-    }
-}
-
-impl FromParams for CallbackQuery {
-    fn from_params(p: &mut QueryFields) -> Option<Self> {
-        let code = p.optional("code");
-        let next = p.optional("next");
-        let error = p.optional("error");
-        let error_code = p.optional("error_code");
-        let error_description = p.optional("error_description");
-        let sb_flow_id = p.optional("sb_flow_id");
-        // `sb`: a marker Auth adds to its error redirects; accepted and ignored.
-        let sb = p.optional::<String>("sb");
-        sb?;
-        Some(Self {
-            code: code?,
-            next: next?,
-            error: error?,
-            error_code: error_code?,
-            error_description: error_description?,
-            sb_flow_id: sb_flow_id?,
-        })
     }
 }
 

@@ -8,13 +8,12 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value as Json};
 use uuid::Uuid;
 
-use super::common::{created, json_response, list_response, page, Email, Limit, Offset};
-use super::input::{
-    Body, FromBody, FromJson, FromParam, FromParams, JsonFields, NoParams, Params, Problem,
-    QueryFields,
-};
+use super::common::{created, json_response, list_response, Email, Page};
+use super::input::{plain_text, text};
+use super::input::{Body, FromBody, FromJson, FromParam, FromParams, NoParams, Params, Problem};
 use crate::auth::{Admin, AuthUser, User, Writer};
 use crate::error::{ApiError, ApiResult};
+use crate::field_schema;
 use crate::openapi::responses;
 use crate::rules::ownership::{may_modify, Actor};
 use crate::rules::username::{self, Username};
@@ -66,7 +65,7 @@ pub(crate) struct UserStats {
 
 // ---- list / get ----
 
-#[derive(utoipa::IntoParams)]
+#[derive(FromParams, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UserListQuery {
     /// Username prefix, case-insensitive (surrounding blanks ignored).
@@ -78,25 +77,10 @@ pub struct UserListQuery {
         example = "ada"
     )]
     q: Option<UsernamePrefix>,
-    /// Page size.
-    #[param(value_type = i64, required = false, minimum = 1, maximum = 100, nullable = false, default = 20)]
-    limit: Option<Limit>,
-    /// Rows to skip.
-    #[param(value_type = i64, required = false, minimum = 0, maximum = 10000, nullable = false, default = 0)]
-    offset: Option<Offset>,
-}
-
-impl FromParams for UserListQuery {
-    fn from_params(p: &mut QueryFields) -> Option<Self> {
-        let q = p.optional("q");
-        let limit = p.optional("limit");
-        let offset = p.optional("offset");
-        Some(Self {
-            q: q?,
-            limit: limit?,
-            offset: offset?,
-        })
-    }
+    /// Documented by `Page` itself (the operation lists both).
+    #[param(ignore)]
+    #[input(flatten)]
+    page: Page,
 }
 
 /// A prefix of a username: same normalisation and alphabet, any length up to 30.
@@ -123,7 +107,7 @@ impl FromParam for UsernamePrefix {
     path = "/api/users",
     operation_id = "listUsers",
     tag = "users",
-    params(UserListQuery),
+    params(UserListQuery, Page),
     security(("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
         responses::UpstreamErrors,
@@ -144,7 +128,7 @@ pub async fn list(
     if let Some(UsernamePrefix(q)) = params.q.as_ref().filter(|q| !q.0.is_empty()) {
         query = query.starts_with("username", q);
     }
-    let (limit, offset) = page(params.limit, params.offset);
+    let (limit, offset) = params.page.limit_offset();
     let query = query
         .order("username.asc.nullslast,id.asc")
         .range(limit, offset);
@@ -184,48 +168,53 @@ pub async fn get(
 
 // ---- admin create ----
 
-#[derive(utoipa::ToSchema)]
+#[derive(FromBody, utoipa::ToSchema)]
 #[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery", "username": "ada_l", "full_name": "Ada Lovelace"}))]
 pub struct CreateUser {
-    #[schema(value_type = String, format = Email, max_length = 254)]
+    #[schema(inline)]
     email: Email,
-    /// 6..=72 *bytes* of UTF-8: Supabase's default minimum is 6; bcrypt reads at most 72 bytes.
-    #[schema(value_type = String, min_length = 6, max_length = 72)]
+    #[schema(inline)]
     password: Password,
-    /// 3..=30 of `[a-z0-9_]` (lowercased).
-    #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9_]{3,30}$")]
+    /// Letters, digits and `_` (lowercased).
+    #[schema(inline)]
     username: Option<Username>,
-    #[schema(value_type = Option<String>, max_length = 100)]
+    #[schema(inline)]
     full_name: Option<FullName>,
 }
 
-impl FromBody for CreateUser {
-    fn from_body(f: &mut JsonFields) -> Option<Self> {
-        let email = f.required("email");
-        let password = f.required("password");
-        let username = f.optional("username");
-        let full_name = f.optional("full_name");
-        Some(Self {
-            email: email?,
-            password: password?,
-            username: username?,
-            full_name: full_name?,
-        })
-    }
-}
-
-/// 6..=72 bytes: Supabase's default minimum, bcrypt's maximum. Never printed.
+/// [`Password::MIN_BYTES`]..=[`Password::MAX_BYTES`] bytes: Supabase's default minimum,
+/// bcrypt's maximum. Never printed.
 pub struct Password(String);
+
+impl Password {
+    const MIN_BYTES: usize = 6;
+    const MAX_BYTES: usize = 72;
+}
 
 impl FromJson for Password {
     fn from_json(raw: &RawValue) -> Result<Self, Problem> {
         let text = String::from_json(raw)?;
-        if !(6..=72).contains(&text.len()) {
-            return Err("must be 6 to 72 bytes long".into());
+        if !(Self::MIN_BYTES..=Self::MAX_BYTES).contains(&text.len()) {
+            let (min, max) = (Self::MIN_BYTES, Self::MAX_BYTES);
+            return Err(format!("must be {min} to {max} bytes long").into());
         }
         Ok(Self(text))
     }
 }
+
+// A byte bound documented as a length: exact for ASCII, generous for the rest.
+field_schema!(Password => text(format!(
+        "{}..={} *bytes* of UTF-8: Supabase's default minimum is {0}; bcrypt reads at most {1} bytes.",
+        Password::MIN_BYTES, Password::MAX_BYTES
+    ))
+    .min_length(Some(Password::MIN_BYTES))
+    .max_length(Some(Password::MAX_BYTES)));
+
+field_schema!(Username => plain_text().pattern(Some(format!(
+    "^[A-Za-z0-9_]{{{},{}}}$",
+    Username::MIN_LEN,
+    Username::MAX_LEN
+))));
 
 impl FromJson for Username {
     fn from_json(raw: &RawValue) -> Result<Self, Problem> {
@@ -233,18 +222,24 @@ impl FromJson for Username {
     }
 }
 
-/// At most 100 characters.
+/// At most [`FullName::MAX_CHARS`] characters.
 pub struct FullName(String);
+
+impl FullName {
+    const MAX_CHARS: usize = 100;
+}
 
 impl FromJson for FullName {
     fn from_json(raw: &RawValue) -> Result<Self, Problem> {
         let text = String::from_json(raw)?;
-        if text.chars().count() > 100 {
-            return Err("must be at most 100 characters".into());
+        if text.chars().count() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS).into());
         }
         Ok(Self(text))
     }
 }
+
+field_schema!(FullName => plain_text().max_length(Some(FullName::MAX_CHARS)));
 
 /// An `https` URL with a host, at most 2048 bytes.
 pub struct AvatarUrl(String);
@@ -357,13 +352,13 @@ fn ensure_self_or_admin(user: &AuthUser, id: Uuid) -> ApiResult<()> {
 }
 
 /// Full replacement: an omitted field becomes `null`.
-#[derive(utoipa::ToSchema)]
+#[derive(FromBody, utoipa::ToSchema)]
 #[schema(example = json!({"username": "ada_l", "full_name": "Ada Lovelace", "avatar_url": "https://example.com/ada.png"}))]
 pub struct ProfileInput {
-    /// 3..=30 of `[a-z0-9_]` (lowercased); unique.
-    #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9_]{3,30}$")]
+    /// Letters, digits and `_` (lowercased); unique.
+    #[schema(inline)]
     username: Option<Username>,
-    #[schema(value_type = Option<String>, max_length = 100)]
+    #[schema(inline)]
     full_name: Option<FullName>,
     /// An `https` URL with a host, at most 2048 characters. The pattern is the portable form
     /// to send (ASCII host name, printable ASCII after it); any other `https` URL whose host
@@ -374,19 +369,6 @@ pub struct ProfileInput {
         pattern = r"^https://(?:[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*\.)*[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*(?:[/?#][\x21-\x7E]*)?$"
     )]
     avatar_url: Option<AvatarUrl>,
-}
-
-impl FromBody for ProfileInput {
-    fn from_body(f: &mut JsonFields) -> Option<Self> {
-        let username = f.optional("username");
-        let full_name = f.optional("full_name");
-        let avatar_url = f.optional("avatar_url");
-        Some(Self {
-            username: username?,
-            full_name: full_name?,
-            avatar_url: avatar_url?,
-        })
-    }
 }
 
 #[utoipa::path(

@@ -93,6 +93,76 @@ impl Modify for SecuritySchemes {
     }
 }
 
+/// A field whose type owns its schema (`api::input::field_schema!`) is inlined; utoipa writes
+/// such a field, when it has a description or may be `null`, as a `oneOf` of the type's
+/// schema (and `{"type": "null"}`). For a plain value that is one schema: the type's, with the
+/// field's description and `null` among its types, as utoipa writes an `Option<String>`.
+/// Enums and objects keep the `oneOf` (an enum's values would need `null` too).
+struct InlinedFields;
+
+impl InlinedFields {
+    fn flatten(schema: &mut RefOr<utoipa::openapi::schema::Schema>) {
+        use utoipa::openapi::schema::{ArrayItems, Schema, SchemaType, Type};
+        let RefOr::T(inner) = schema else { return };
+        match inner {
+            Schema::Object(object) => {
+                object.properties.values_mut().for_each(Self::flatten);
+                return;
+            }
+            Schema::Array(array) => {
+                if let ArrayItems::RefOrSchema(items) = &mut array.items {
+                    Self::flatten(items);
+                }
+                return;
+            }
+            Schema::OneOf(_) => {}
+            _ => return,
+        }
+        let Schema::OneOf(one_of) = inner else { return };
+        let is_null = |s: &RefOr<Schema>| matches!(s, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null));
+        let nullable = one_of.items.iter().any(is_null);
+        let mut values = one_of.items.iter().filter(|s| !is_null(s));
+        let (Some(RefOr::T(Schema::Object(value))), None) = (values.next(), values.next()) else {
+            return;
+        };
+        let SchemaType::Type(kind) = &value.schema_type else {
+            return;
+        };
+        let plain = value.enum_values.is_none()
+            && value.properties.is_empty()
+            && !matches!(kind, Type::Object | Type::Array | Type::Null);
+        if !plain || one_of.discriminator.is_some() {
+            return;
+        }
+        let mut value = value.clone();
+        if nullable {
+            value.schema_type = SchemaType::from_iter([kind.clone(), Type::Null]);
+        }
+        value.description = one_of.description.take().or(value.description);
+        value.default = one_of.default.take().or(value.default);
+        value.title = one_of.title.take().or(value.title);
+        value.example = one_of.example.take().or(value.example);
+        *schema = RefOr::T(Schema::Object(value));
+    }
+}
+
+impl Modify for InlinedFields {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        for item in doc.paths.paths.values_mut() {
+            for op in operations(item) {
+                for parameter in op.parameters.iter_mut().flatten() {
+                    if let Some(schema) = &mut parameter.schema {
+                        Self::flatten(schema);
+                    }
+                }
+            }
+        }
+        if let Some(components) = doc.components.as_mut() {
+            components.schemas.values_mut().for_each(Self::flatten);
+        }
+    }
+}
+
 /// `ItemPatch` must name at least one field. utoipa-gen 5.5's `min_properties` attribute
 /// emits `maxProperties` instead, so the constraint is set here.
 struct PatchNeedsAField;
@@ -214,7 +284,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
         route.document_into(&mut doc);
     }
     // After the operations are in: these edit them.
-    let modifiers: [&dyn Modify; 5] = [
+    let modifiers: [&dyn Modify; 6] = [
+        &InlinedFields,
         &SecuritySchemes,
         &RequestIdHeader,
         &PatchNeedsAField,

@@ -7,6 +7,9 @@
 pub struct Username(String);
 
 impl Username {
+    pub const MIN_LEN: usize = 3;
+    pub const MAX_LEN: usize = 30;
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -38,7 +41,7 @@ pub fn normalize(raw: &str) -> Result<Username, UsernameError> {
     {
         return Err(UsernameError::Characters);
     }
-    if !(3..=30).contains(&name.len()) {
+    if !(Username::MIN_LEN..=Username::MAX_LEN).contains(&name.len()) {
         return Err(UsernameError::Length);
     }
     Ok(Username(name))
