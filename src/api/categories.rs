@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::common::{created, json_response, list_response, Name};
-use super::input::{plain_text, Body, FromBody, FromJson, NoParams, Params, Problem};
+use super::input::{plain_text, Body, FromBody, FromJson, Problem};
 use crate::auth::{Admin, MaybeUser};
 use crate::error::ApiResult;
 use crate::field_schema;
@@ -49,7 +49,6 @@ pub(crate) struct Category {
 pub async fn list(
     state: web::Data<AppState>,
     MaybeUser(user): MaybeUser,
-    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
     let query = Query::table("categories")
         .select(CATEGORY_COLUMNS)
@@ -80,7 +79,6 @@ pub async fn get(
     state: web::Data<AppState>,
     MaybeUser(user): MaybeUser,
     id: web::Path<Uuid>,
-    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
     let query = Query::table("categories")
         .select(CATEGORY_COLUMNS)
@@ -156,7 +154,6 @@ pub async fn create(
     state: web::Data<AppState>,
     Admin(admin): Admin,
     Body(input): Body<CategoryInput>,
-    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
     let row = json!({"name": input.name.as_str(), "slug": input.slug.0});
     let query = Query::table("categories").select(CATEGORY_COLUMNS);

@@ -387,14 +387,6 @@ impl<T: FromParams> FromRequest for Params<T> {
     }
 }
 
-/// An operation that takes no query parameters at all.
-pub struct NoParams;
-
-impl FromParams for NoParams {
-    fn from_params(_: &mut QueryFields) -> Option<Self> {
-        Some(NoParams)
-    }
-}
 
 // ---- schemas ----
 

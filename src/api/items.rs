@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::common::{created, json_response, list_response, Name, Page, SearchText};
 use super::input::{
-    plain_text, Across, Body, Change, FromBody, FromJson, FromParam, FromParams, NoParams, Params,
+    plain_text, Across, Body, Change, FromBody, FromJson, FromParam, FromParams, Params,
     Problem,
 };
 use crate::auth::{AuthUser, MaybeUser, Writer};
@@ -283,7 +283,6 @@ pub async fn get(
     state: web::Data<AppState>,
     MaybeUser(user): MaybeUser,
     id: web::Path<Uuid>,
-    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
     let query = Query::table("items").select(ITEM_COLUMNS).eq("id", *id);
     let body = state
@@ -467,7 +466,6 @@ pub async fn create(
     state: web::Data<AppState>,
     Writer(user): Writer,
     Body(input): Body<ItemInput>,
-    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
     let mut row = input.row();
     // The owner is the caller, always; the body cannot name one (deny_unknown_fields).
@@ -544,7 +542,6 @@ pub async fn replace(
     Writer(user): Writer,
     id: web::Path<Uuid>,
     Body(input): Body<ItemInput>,
-    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
     let row = input.row();
     update_with(&state, &user, *id, row).await
@@ -572,7 +569,6 @@ pub async fn patch(
     Writer(user): Writer,
     id: web::Path<Uuid>,
     Body(patch): Body<ItemPatch>,
-    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
     let row = patch.row();
     update_with(&state, &user, *id, row).await
@@ -596,7 +592,6 @@ pub async fn delete(
     state: web::Data<AppState>,
     Writer(user): Writer,
     id: web::Path<Uuid>,
-    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
     ensure_may_modify(&state, &user, *id).await?;
     let query = Query::table("items").select("id").eq("id", *id);

@@ -101,7 +101,12 @@ impl Route {
         F::Output: actix_web::Responder + 'static,
     {
         let methods: Vec<Method> = P::methods().iter().map(actix_method).collect();
-        let mut route = Self::new(P::path(), methods, handler);
+        let takes_query = P::operation()
+            .parameters
+            .iter()
+            .flatten()
+            .any(|p| p.parameter_in == utoipa::openapi::path::ParameterIn::Query);
+        let mut route = Self::new(P::path(), methods, handler, !takes_query);
         route.document = Some(document::<P>);
         route.schemas = Some(P::schemas);
         route
@@ -114,10 +119,13 @@ impl Route {
         Args: actix_web::FromRequest + 'static,
         F::Output: actix_web::Responder + 'static,
     {
-        Self::new(path.to_owned(), vec![method], handler)
+        Self::new(path.to_owned(), vec![method], handler, false)
     }
 
-    fn new<F, Args>(path: String, methods: Vec<Method>, handler: F) -> Self
+    /// `refuse_query`: the operation documents no query parameter, so any is refused before
+    /// the handler runs (an operation with parameters refuses unknown ones in `Params<T>`).
+    /// Refusing is the default: a handler cannot forget it.
+    fn new<F, Args>(path: String, methods: Vec<Method>, handler: F, refuse_query: bool) -> Self
     where
         F: actix_web::Handler<Args> + Clone,
         Args: actix_web::FromRequest + 'static,
@@ -129,7 +137,12 @@ impl Route {
             methods,
             add: Box::new(move |mut resource| {
                 for method in on {
-                    resource = resource.route(web::method(method).to(handler.clone()));
+                    let route = web::method(method).to(handler.clone());
+                    resource = if refuse_query {
+                        resource.route(route.wrap(actix_web::middleware::from_fn(no_query)))
+                    } else {
+                        resource.route(route)
+                    };
                 }
                 resource
             }),
@@ -191,6 +204,18 @@ where
     P::schemas(&mut schemas);
     let components = doc.components.get_or_insert_with(Default::default);
     components.schemas.extend(schemas);
+}
+
+/// The query string of an operation that takes none must be empty: a parameter may be an
+/// attempt to reach PostgREST's own grammar (`select=`, `or=`), and is refused by name.
+async fn no_query(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    if let Some((name, _)) = url::form_urlencoded::parse(req.query_string().as_bytes()).next() {
+        return Err(ApiError::unknown_parameter(&name).into());
+    }
+    next.call(req).await
 }
 
 fn actix_method(method: &utoipa::openapi::HttpMethod) -> Method {

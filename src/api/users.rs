@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::common::{created, json_response, list_response, Email, Page};
 use super::input::{plain_text, text};
-use super::input::{Body, FromBody, FromJson, FromParam, FromParams, NoParams, Params, Problem};
+use super::input::{Body, FromBody, FromJson, FromParam, FromParams, Params, Problem};
 use crate::auth::{Admin, AuthUser, User, Writer};
 use crate::error::{ApiError, ApiResult};
 use crate::field_schema;
@@ -154,7 +154,6 @@ pub async fn get(
     state: web::Data<AppState>,
     User(user): User,
     id: web::Path<Uuid>,
-    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
     let query = Query::table("profiles")
         .select(PROFILE_COLUMNS)
@@ -283,7 +282,6 @@ pub async fn create(
     state: web::Data<AppState>,
     Admin(admin): Admin,
     Body(input): Body<CreateUser>,
-    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
     let mut metadata = Map::new();
     if let Some(full_name) = &input.full_name {
@@ -393,7 +391,6 @@ pub async fn replace(
     Writer(user): Writer,
     id: web::Path<Uuid>,
     Body(input): Body<ProfileInput>,
-    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
     ensure_self_or_admin(&user, *id)?;
     let row = json!({
@@ -439,7 +436,6 @@ pub async fn delete(
     state: web::Data<AppState>,
     Writer(user): Writer,
     id: web::Path<Uuid>,
-    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
     ensure_self_or_admin(&user, *id)?;
     state.supabase.admin_delete_user(*id).await?;
@@ -464,7 +460,6 @@ pub async fn stats(
     state: web::Data<AppState>,
     User(user): User,
     id: web::Path<Uuid>,
-    _: Params<NoParams>,
 ) -> ApiResult<HttpResponse> {
     ensure_self_or_admin(&user, *id)?;
     let body = json!({ "user_id": *id }).to_string().into_bytes();

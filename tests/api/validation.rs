@@ -145,3 +145,33 @@ async fn a_repeated_query_parameter_is_refused_rather_than_guessed() {
         json!(["must be given once"])
     );
 }
+
+/// Refusing unknown query parameters is the route table's default, not something each handler
+/// opts into: the auth, MFA and webhook routes, whose handlers read no query string, refuse
+/// one too, before anything reaches Supabase or Stripe's handler.
+#[tokio::test]
+async fn a_route_that_documents_no_query_parameter_refuses_any_before_its_handler() {
+    let app = TestApp::spawn().await;
+    for (method, path) in [
+        ("POST", "/api/auth/login?select=*"),
+        ("POST", "/api/auth/refresh?x=1"),
+        ("GET", "/api/auth/user?or=(id.gt.0)"),
+        ("POST", "/api/auth/mfa/challenge?a"),
+        ("POST", "/api/webhooks/stripe?debug=1"),
+    ] {
+        let req = match method {
+            "GET" => app.get(path),
+            _ => app
+                .post(path)
+                .header("content-type", "application/json")
+                .body("{}"),
+        };
+        let (status, body) = json_of(req.send().await.unwrap()).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (400, "unknown_parameter"),
+            "{method} {path}"
+        );
+    }
+    assert!(app.upstream_requests().await.is_empty());
+}
