@@ -7,7 +7,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use super::common::{created, json_response, list_response, Name};
+use super::common::{created, json_response, List, Listed, Name};
 use super::input::{plain_text, Body, FromBody, FromJson, Problem};
 use crate::auth::{Admin, MaybeUser};
 use crate::error::ApiResult;
@@ -29,6 +29,10 @@ pub(crate) struct Category {
     slug: String,
 }
 
+impl Listed for Category {
+    const LIST_DESCRIPTION: &'static str = "Every category, ordered by name";
+}
+
 /// All categories (tens of rows), ordered by name; `id` breaks ties between equal names.
 #[utoipa::path(
     get,
@@ -39,17 +43,13 @@ pub(crate) struct Category {
     responses(
         responses::UpstreamErrors,
         responses::CallerErrors,
-        (status = 200, description = "Every category, ordered by name", body = Vec<Category>,
-         headers(
-            ("X-Total-Count" = u64, description = "How many rows match the filters"),
-            ("Content-Range" = String, description = "`<first>-<last>/<total>`, or `*/<total>` past the end"),
-        )),
+        List<Category>,
     )
 )]
 pub async fn list(
     state: web::Data<AppState>,
     MaybeUser(user): MaybeUser,
-) -> ApiResult<HttpResponse> {
+) -> ApiResult<List<Category>> {
     let query = Query::table("categories")
         .select(CATEGORY_COLUMNS)
         .order("name.asc,id.asc");
@@ -57,7 +57,7 @@ pub async fn list(
         .supabase
         .pg_list(&query, Caller::from_option(user.as_ref()))
         .await?;
-    Ok(list_response(listing))
+    Ok(List::new(listing))
 }
 
 /// One category: `POST` answers a `Location`, and it should resolve.

@@ -11,9 +11,18 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+
+use actix_web::{HttpRequest, Responder};
+use utoipa::openapi::schema::{ArrayBuilder, Schema};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::openapi::{KnownFormat, SchemaFormat};
+
 use super::input::{integer, plain_text, text, FromJson, FromParam, FromParams, Problem};
 use crate::error::ApiError;
 use crate::field_schema;
+use crate::openapi::responses::{integer_header, string_header};
 use crate::supabase::postgrest::Listing;
 
 /// A display name (items, categories): trimmed, then 1..=[`Name::MAX_CHARS`] characters.
@@ -176,17 +185,69 @@ impl Page {
 
 // ---- responses ----
 
-/// A list: PostgREST's array streamed through unparsed, with `X-Total-Count` and
-/// `Content-Range` (always 200: partial content is the normal page, not a client concern).
-pub fn list_response(listing: Listing) -> HttpResponse {
-    let mut res = HttpResponse::Ok();
-    res.insert_header(("x-total-count", listing.total.to_string()))
-        .insert_header((header::CONTENT_RANGE, listing.content_range))
-        .content_type(ContentType::json());
-    match (listing.body, listing.length) {
-        (Some(upstream), Some(length)) => res.body(SizedStream::new(length, upstream)),
-        (Some(upstream), None) => res.streaming(upstream),
-        (None, _) => res.body("[]"),
+/// A row type that lists are made of, and what its list answer says it holds.
+pub trait Listed: utoipa::ToSchema {
+    const LIST_DESCRIPTION: &'static str;
+}
+
+/// A list answer of `T` rows: PostgREST's array streamed through unparsed, with
+/// `X-Total-Count` and `Content-Range` (always 200: partial content is the normal page, not a
+/// client concern). The same type documents the answer (`responses(List<Item>)`), so the
+/// headers are written and documented here only.
+pub struct List<T> {
+    listing: Listing,
+    rows: PhantomData<T>,
+}
+
+impl<T> List<T> {
+    pub fn new(listing: Listing) -> Self {
+        Self {
+            listing,
+            rows: PhantomData,
+        }
+    }
+}
+
+impl<T> Responder for List<T> {
+    type Body = actix_web::body::BoxBody;
+
+    fn respond_to(self, _: &HttpRequest) -> HttpResponse {
+        let listing = self.listing;
+        let mut res = HttpResponse::Ok();
+        res.insert_header((TOTAL_COUNT, listing.total.to_string()))
+            .insert_header((header::CONTENT_RANGE, listing.content_range))
+            .content_type(ContentType::json());
+        match (listing.body, listing.length) {
+            (Some(upstream), Some(length)) => res.body(SizedStream::new(length, upstream)),
+            (Some(upstream), None) => res.streaming(upstream),
+            (None, _) => res.body("[]"),
+        }
+    }
+}
+
+const TOTAL_COUNT: &str = "x-total-count";
+
+impl<T: Listed> utoipa::IntoResponses for List<T> {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let rows = ArrayBuilder::new().items(Ref::from_schema_name(T::name()));
+        let answer = ResponseBuilder::new()
+            .description(T::LIST_DESCRIPTION)
+            .content(
+                "application/json",
+                ContentBuilder::new().schema(Some(rows)).build(),
+            )
+            .header(
+                "Content-Range",
+                string_header("`<first>-<last>/<total>`, or `*/<total>` past the end"),
+            )
+            .header("X-Total-Count", {
+                let mut count = integer_header("How many rows match the filters");
+                if let RefOr::T(Schema::Object(schema)) = &mut count.schema {
+                    schema.format = Some(SchemaFormat::KnownFormat(KnownFormat::Int64));
+                }
+                count
+            });
+        BTreeMap::from([("200".to_owned(), RefOr::T(answer.build()))])
     }
 }
 

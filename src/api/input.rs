@@ -387,7 +387,6 @@ impl<T: FromParams> FromRequest for Params<T> {
     }
 }
 
-
 // ---- schemas ----
 
 /// `impl ToSchema` for a field type, from the same constants its parser enforces, so a bound

@@ -10,10 +10,9 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
 use uuid::Uuid;
 
-use super::common::{created, json_response, list_response, Name, Page, SearchText};
+use super::common::{created, json_response, List, Listed, Name, Page, SearchText};
 use super::input::{
-    plain_text, Across, Body, Change, FromBody, FromJson, FromParam, FromParams, Params,
-    Problem,
+    plain_text, Across, Body, Change, FromBody, FromJson, FromParam, FromParams, Params, Problem,
 };
 use crate::auth::{AuthUser, MaybeUser, Writer};
 use crate::error::{ApiError, ApiResult};
@@ -42,7 +41,7 @@ pub const ITEM_COLUMNS: &str =
     "created_at": "2025-06-01T12:00:00+00:00", "updated_at": "2025-06-01T12:00:00+00:00",
     "category": {"id": "5d3c2b1a-0f9e-4d8c-b7a6-958473625140", "name": "Lighting"}
 }))]
-pub(crate) struct Item {
+pub struct Item {
     id: Uuid,
     name: String,
     #[schema(required = true)]
@@ -59,6 +58,11 @@ pub(crate) struct Item {
     /// `null` when the item has no category (or the category is not visible).
     #[schema(required = true)]
     category: Option<CategoryRef>,
+}
+
+impl Listed for Item {
+    const LIST_DESCRIPTION: &'static str =
+        "A page of items, newest first unless `order` says otherwise";
 }
 
 /// `{id, name}` of an item's category, embedded through the `category_id` foreign key.
@@ -243,24 +247,20 @@ impl ItemListQuery {
     responses(
         responses::UpstreamErrors,
         responses::CallerErrors,
-        (status = 200, description = "A page of items, newest first unless `order` says otherwise", body = Vec<Item>,
-         headers(
-            ("X-Total-Count" = u64, description = "How many rows match the filters"),
-            ("Content-Range" = String, description = "`<first>-<last>/<total>`, or `*/<total>` past the end"),
-        )),
+        List<Item>,
     )
 )]
 pub async fn list(
     state: web::Data<AppState>,
     MaybeUser(user): MaybeUser,
     Params(query): Params<ItemListQuery>,
-) -> ApiResult<HttpResponse> {
+) -> ApiResult<List<Item>> {
     let query = query.to_query(user.as_ref())?;
     let listing = state
         .supabase
         .pg_list(&query, Caller::from_option(user.as_ref()))
         .await?;
-    Ok(list_response(listing))
+    Ok(List::new(listing))
 }
 
 // ---- single item ----

@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value as Json};
 use uuid::Uuid;
 
-use super::common::{created, json_response, list_response, Email, Page};
+use super::common::{created, json_response, Email, List, Listed, Page};
 use super::input::{plain_text, text};
 use super::input::{Body, FromBody, FromJson, FromParam, FromParams, Params, Problem};
 use crate::auth::{Admin, AuthUser, User, Writer};
@@ -33,7 +33,7 @@ const PROFILE_COLUMNS: &str = "id,username,full_name,avatar_url,created_at,updat
     "avatar_url": "https://example.com/ada.png",
     "created_at": "2025-06-01T12:00:00+00:00", "updated_at": "2025-06-01T12:00:00+00:00"
 }))]
-pub(crate) struct Profile {
+pub struct Profile {
     id: Uuid,
     #[schema(required = true)]
     username: Option<String>,
@@ -45,6 +45,10 @@ pub(crate) struct Profile {
     created_at: String,
     #[schema(format = DateTime)]
     updated_at: String,
+}
+
+impl Listed for Profile {
+    const LIST_DESCRIPTION: &'static str = "A page of profiles ordered by username";
 }
 
 /// The `get_user_stats(user_id)` RPC's answer, one object.
@@ -112,18 +116,14 @@ impl FromParam for UsernamePrefix {
     responses(
         responses::UpstreamErrors,
         responses::CallerErrors,
-        (status = 200, description = "A page of profiles ordered by username", body = Vec<Profile>,
-         headers(
-            ("X-Total-Count" = u64, description = "How many rows match the filters"),
-            ("Content-Range" = String, description = "`<first>-<last>/<total>`, or `*/<total>` past the end"),
-        )),
+        List<Profile>,
     )
 )]
 pub async fn list(
     state: web::Data<AppState>,
     User(user): User,
     Params(params): Params<UserListQuery>,
-) -> ApiResult<HttpResponse> {
+) -> ApiResult<List<Profile>> {
     let mut query = Query::table("profiles").select(PROFILE_COLUMNS);
     if let Some(UsernamePrefix(q)) = params.q.as_ref().filter(|q| !q.0.is_empty()) {
         query = query.starts_with("username", q);
@@ -133,7 +133,7 @@ pub async fn list(
         .order("username.asc.nullslast,id.asc")
         .range(limit, offset);
     let listing = state.supabase.pg_list(&query, Caller::User(&user)).await?;
-    Ok(list_response(listing))
+    Ok(List::new(listing))
 }
 
 #[utoipa::path(
