@@ -1,7 +1,7 @@
 //! The one outbound HTTP client (pooled, keep-alive, timeouts on every call) and a small
-//! JSON API wrapper on top of it. Every upstream — PostgREST, Supabase Auth, anything a team
-//! adds later — goes through here, so transport failures map to 502/503/504 in one place.
-//! Calls are plain `http` requests sent by hyper-util's pool.
+//! JSON API wrapper on top of it. Every upstream — PostgREST, Supabase Auth, a job's external
+//! API, anything a team adds later — goes through here, so transport failures map to
+//! 502/503/504 in one place. Calls are plain `http` requests sent by hyper-util's pool.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -10,9 +10,9 @@ pub mod queues;
 pub(crate) mod stripe_data;
 
 use crate::config::{ClientIpForwarding, Secret, Settings};
-use crate::http_client::{build_client, Call, JsonApi, UpstreamError};
+use crate::http_client::{build_client, Call, HttpClient, JsonApi, UpstreamError};
 
-/// Clients for each Supabase surface, all sharing one pooled `HttpClient`.
+/// Clients for each Supabase surface, all sharing one pooled [`HttpClient`].
 #[derive(Clone, Debug)]
 pub struct Supabase {
     /// `{url}/rest/v1` with the publishable/anon key: every call made for a user.
@@ -33,6 +33,9 @@ pub struct Supabase {
     pub gotrue_admin: Option<JsonApi>,
     anon_key: Secret,
     service_key: Option<Secret>,
+    /// The shared client itself, for a call to something other than Supabase (a job's
+    /// external API), so it is pooled and bounded with the rest.
+    http: HttpClient,
 }
 
 /// Outcome of one readiness probe.
@@ -76,7 +79,13 @@ impl Supabase {
                 .transpose()?,
             anon_key: anon.clone(),
             service_key: service.cloned(),
+            http: client,
         })
+    }
+
+    /// The pooled client every upstream call goes through.
+    pub fn http_client(&self) -> &HttpClient {
+        &self.http
     }
 
     /// The bearer for a call made without a user: the anon key itself, as supabase-js does
