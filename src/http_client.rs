@@ -1,17 +1,22 @@
 //! The one outbound HTTP client (pooled, keep-alive, timeouts on every call) and a small
-//! JSON API wrapper on top of it. Every upstream — PostgREST, Supabase Auth, anything a team
-//! adds later — goes through here, so transport failures map to 502/503/504 in one place.
+//! JSON API wrapper on top of it. Every upstream — PostgREST, Supabase Auth, a job's external
+//! API, anything a team adds later — goes through here, so transport failures map to
+//! 502/503/504 in one place. Calls are plain `http` requests sent by hyper-util's pool.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, USER_AGENT};
-use reqwest::{Method, ResponseBuilderExt as _, StatusCode};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT,
+};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Method, StatusCode, Uri};
+use http_body_util::{BodyDataStream, BodyExt, Full};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use url::Url;
 
 use crate::config::{Secret, UpstreamSettings};
 use crate::metrics::metrics;
@@ -20,8 +25,6 @@ use crate::trace_context;
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 const APIKEY: HeaderName = HeaderName::from_static("apikey");
-/// Distinct upstream paths whose parsed URL is kept (a few hundred bytes each).
-const URL_CACHE_ENTRIES: usize = 1024;
 
 /// Why an outbound call failed, before any upstream-specific interpretation.
 #[derive(Debug, thiserror::Error)]
@@ -57,12 +60,6 @@ pub enum UpstreamError {
     },
 }
 
-/// The reqwest client a request builder carries; requests are sent by [`HttpClient`].
-fn builder_client() -> &'static reqwest::Client {
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    CLIENT.get_or_init(reqwest::Client::new)
-}
-
 /// An upstream body that fails with `TimedOut` once the call's deadline passes, so the
 /// request timeout bounds the whole call, body included (a trickling upstream is cut).
 struct Deadline {
@@ -76,6 +73,12 @@ impl Deadline {
             body,
             expires: Box::pin(tokio::time::sleep_until(deadline)),
         }
+    }
+}
+
+impl std::fmt::Debug for Deadline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deadline").finish_non_exhaustive()
     }
 }
 
@@ -153,20 +156,27 @@ impl UpstreamError {
         }
     }
 
-    fn from_reqwest(upstream: &'static str, e: reqwest::Error) -> Self {
-        // Strip the URL: it may carry query values, and the log line names the upstream anyway.
-        let (timeout, connect, body) =
-            (e.is_timeout(), e.is_connect(), e.is_decode() || e.is_body());
-        let cause = e.without_url().to_string();
-        if timeout {
+    /// A failure while the body was read: the call's deadline passing is a timeout (504);
+    /// anything else (a reset mid-body, a broken chunk) left an answer that cannot be used.
+    /// hyper's messages name no URL, so the cause is safe to log.
+    fn from_body(upstream: &'static str, e: &(dyn std::error::Error + 'static)) -> Self {
+        let mut cause = String::new();
+        let mut timed_out = false;
+        let mut source = Some(e);
+        while let Some(inner) = source {
+            if !cause.is_empty() {
+                cause.push_str(": ");
+            }
+            cause.push_str(&inner.to_string());
+            timed_out |= inner
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+            source = inner.source();
+        }
+        if timed_out {
             UpstreamError::Timeout { upstream, cause }
-        } else if connect {
-            UpstreamError::Unavailable { upstream, cause }
-        } else if body {
-            UpstreamError::InvalidBody { upstream, cause }
         } else {
-            // Reset mid-request and similar transport faults: the upstream is not usable.
-            UpstreamError::Unavailable { upstream, cause }
+            UpstreamError::InvalidBody { upstream, cause }
         }
     }
 }
@@ -184,13 +194,9 @@ pub struct HttpClient {
     slot_wait: Duration,
 }
 
-/// A call's slot, kept with its response until the body is read or dropped.
-#[derive(Clone)]
-struct Slot(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
-
 type Transport = hyper_util::client::legacy::Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    reqwest::Body,
+    Full<Bytes>,
 >;
 
 /// Per pooled connection; also the largest response head accepted (Supabase's are < 2 KiB).
@@ -241,9 +247,9 @@ pub fn build_client(settings: &UpstreamSettings) -> anyhow::Result<HttpClient> {
 impl HttpClient {
     /// A slot for one call: at once when one is free (the usual case, no timer), else after
     /// waiting up to the request timeout.
-    async fn slot(&self, upstream: &'static str) -> Result<Slot, UpstreamError> {
-        let permit = match self.slots.clone().try_acquire_owned() {
-            Ok(permit) => permit,
+    async fn slot(&self, upstream: &'static str) -> Result<OwnedSemaphorePermit, UpstreamError> {
+        match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => Ok(permit),
             Err(_) => {
                 metrics().observe_upstream(upstream, "queued", Duration::ZERO);
                 tokio::time::timeout(self.slot_wait, self.slots.clone().acquire_owned())
@@ -255,27 +261,161 @@ impl HttpClient {
                     .map_err(|_| UpstreamError::Unavailable {
                         upstream,
                         cause: "client closed".into(),
-                    })?
+                    })
             }
-        };
-        Ok(Slot(Arc::new(permit)))
+        }
     }
 }
 
-/// A JSON API: a base URL, default headers (keys), and the shared client.
+/// One outbound call as its call site builds it, relative to a [`JsonApi`]'s base: it becomes
+/// an `http::Request` only when sent, so the base's parts are joined to it once, there.
+#[derive(Clone, Debug)]
+pub struct Call {
+    method: Method,
+    /// Appended to the base path as given: callers encode their paths and queries.
+    path_and_query: String,
+    headers: HeaderMap,
+    body: Bytes,
+    /// This call's deadline when it is not the client's `upstream.request_timeout_ms`.
+    timeout: Option<Duration>,
+    /// Why the call cannot be sent (a header or body that could not be made): the builder
+    /// methods chain without a `Result`, and [`JsonApi::send`] reports the first problem.
+    invalid: Option<String>,
+}
+
+impl Call {
+    fn new(method: Method, path_and_query: &str, headers: HeaderMap) -> Self {
+        Self {
+            method,
+            path_and_query: path_and_query.to_owned(),
+            headers,
+            body: Bytes::new(),
+            timeout: None,
+            invalid: None,
+        }
+    }
+
+    fn refuse(&mut self, cause: impl Into<String>) {
+        self.invalid.get_or_insert_with(|| cause.into());
+    }
+
+    /// Adds a header (a second value of the same name is added beside the first).
+    pub fn header<K, V>(mut self, name: K, value: V) -> Self
+    where
+        HeaderName: TryFrom<K>,
+        HeaderValue: TryFrom<V>,
+    {
+        match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            (Ok(name), Ok(value)) => {
+                self.headers.append(name, value);
+            }
+            // Neither the name nor the value is echoed: a value may be a key.
+            _ => self.refuse("a request header is not valid HTTP"),
+        }
+        self
+    }
+
+    /// Sets these headers, replacing any value already set under the same names (the
+    /// default `Accept`, for one).
+    pub fn headers(mut self, headers: HeaderMap) -> Self {
+        self.headers.extend(headers);
+        self
+    }
+
+    /// Appends `name=value` pairs to the query, form-encoded (a space as `+`).
+    pub fn query<K: AsRef<str>, V: AsRef<str>>(mut self, pairs: &[(K, V)]) -> Self {
+        use url::form_urlencoded::byte_serialize;
+        for (name, value) in pairs {
+            let separator = if self.path_and_query.contains('?') {
+                '&'
+            } else {
+                '?'
+            };
+            self.path_and_query.push(separator);
+            self.path_and_query
+                .extend(byte_serialize(name.as_ref().as_bytes()));
+            self.path_and_query.push('=');
+            self.path_and_query
+                .extend(byte_serialize(value.as_ref().as_bytes()));
+        }
+        self
+    }
+
+    /// `value` as the JSON body, with `Content-Type: application/json` unless one is set.
+    pub fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(body) => {
+                self.headers
+                    .entry(CONTENT_TYPE)
+                    .or_insert(HeaderValue::from_static("application/json"));
+                self.body = Bytes::from(body);
+            }
+            Err(e) => self.refuse(format!("request body: {e}")),
+        }
+        self
+    }
+
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// A deadline for this call (connection, answer and body) other than the client's.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Adds `Authorization: Bearer <token>`, marked sensitive so it never shows in debug
+    /// output.
+    pub fn bearer(self, token: &str) -> Self {
+        match HeaderValue::from_str(&format!("Bearer {token}")) {
+            Ok(mut value) => {
+                value.set_sensitive(true);
+                self.header(AUTHORIZATION, value)
+            }
+            // Tokens reaching here were verified and are ASCII; a bad one simply goes without.
+            Err(_) => self,
+        }
+    }
+}
+
+/// An upstream's answer: its status and headers, and the body still to be read (bounded by
+/// the call's deadline). It holds the call's connection slot until it is read or dropped.
+#[derive(Debug)]
+pub struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Deadline,
+    slot: OwnedSemaphorePermit,
+}
+
+impl Answer {
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The body's length when the upstream declared it (`Content-Length`), as hyper read it.
+    pub fn content_length(&self) -> Option<u64> {
+        http_body::Body::size_hint(&self.body).exact()
+    }
+}
+
+/// A JSON API: a base URI, default headers (keys), and the shared client.
 #[derive(Clone, Debug)]
 pub struct JsonApi {
     name: &'static str,
     client: HttpClient,
-    /// Parsed once: a call's URL is this with its path and query set, so no call parses a
-    /// host (reqwest would run the IDNA host rules on every `Url::parse`).
-    base: Url,
+    /// The base, parsed once: a call's URI is these with the base path and the call's path
+    /// and query, so no call parses a host or re-encodes a path.
+    scheme: Scheme,
+    authority: Authority,
     /// The base's path without its trailing slash (`/rest/v1`).
-    base_path: String,
-    /// Built URLs by path and query. reqwest takes a parsed `Url`, and parsing a PostgREST
-    /// query (a select list, filters, order) cost ~8 % of a proxied GET's instructions
-    /// (callgrind); the same few queries repeat, so each is parsed once. Bounded.
-    urls: Arc<quick_cache::sync::Cache<String, Url>>,
+    base_path: Arc<str>,
     apikey: Option<HeaderValue>,
     max_body_bytes: usize,
 }
@@ -297,17 +437,28 @@ impl JsonApi {
                 anyhow::Ok(apikey)
             })
             .transpose()?;
-        let base = Url::parse(base.into().trim_end_matches('/'))?;
+        // Once, at start-up, through the URL rules the configuration was validated with (an
+        // international host becomes its ASCII form, a path is percent-encoded); the result
+        // is then a valid `http::Uri` whose parts every call reuses.
+        let base = url::Url::parse(base.into().trim_end_matches('/'))?;
         anyhow::ensure!(
             base.query().is_none() && base.fragment().is_none(),
             "{name}: the base URL may not carry a query or fragment"
         );
+        anyhow::ensure!(
+            matches!(base.scheme(), "http" | "https"),
+            "{name}: the base URL must be http or https"
+        );
+        let parts = base.as_str().parse::<Uri>()?.into_parts();
+        let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
+            anyhow::bail!("{name}: the base URL must have a host");
+        };
         Ok(Self {
             name,
-            urls: Arc::new(quick_cache::sync::Cache::new(URL_CACHE_ENTRIES)),
-            base_path: base.path().trim_end_matches('/').to_owned(),
             client,
-            base,
+            scheme,
+            authority,
+            base_path: base.path().trim_end_matches('/').into(),
             apikey,
             max_body_bytes,
         })
@@ -317,96 +468,85 @@ impl JsonApi {
         self.name
     }
 
-    /// The base with `path` (which may carry a `?query`) appended.
-    pub fn url(&self, path: &str) -> Url {
-        if let Some(url) = self.urls.get(path) {
-            return url;
+    /// The base with `path` (which may carry a `?query`) appended, byte for byte.
+    fn uri(&self, path: &str) -> Result<Uri, http::Error> {
+        let mut full = String::with_capacity(self.base_path.len() + path.len() + 1);
+        full.push_str(&self.base_path);
+        full.push_str(path);
+        if !full.starts_with('/') {
+            // Only with an empty base path: the root itself, or a bare `?query`.
+            full.insert(0, '/');
         }
-        let url = self.build_url(path);
-        self.urls.insert(path.to_owned(), url.clone());
-        url
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(PathAndQuery::try_from(full)?);
+        Ok(Uri::from_parts(parts)?)
     }
 
-    fn build_url(&self, path: &str) -> Url {
-        let (path, query) = match path.split_once('?') {
-            Some((path, query)) => (path, Some(query)),
-            None => (path, None),
-        };
-        let mut url = self.base.clone();
-        if self.base_path.is_empty() {
-            url.set_path(path);
-        } else {
-            let mut full = String::with_capacity(self.base_path.len() + path.len());
-            full.push_str(&self.base_path);
-            full.push_str(path);
-            url.set_path(&full);
-        }
-        url.set_query(query);
-        url
-    }
-
-    /// A request with the default headers (`Accept: application/json`, the key as
-    /// `apikey`); add the caller's bearer with [`bearer`].
-    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        let mut request = reqwest::Request::new(method, self.url(path));
-        let headers = request.headers_mut();
+    /// A call with the default headers (`Accept: application/json`, the key as `apikey`);
+    /// add the caller's bearer with [`Call::bearer`].
+    pub fn request(&self, method: Method, path: &str) -> Call {
+        let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         if let Some(key) = &self.apikey {
             headers.insert(APIKEY, key.clone());
         }
-        // The builder's client is never used to send (see `attempt`): a default one is cheap
-        // to clone and keeps reqwest's builder API for every call site.
-        reqwest::RequestBuilder::from_parts(builder_client().clone(), request)
+        Call::new(method, path, headers)
     }
 
-    /// Sends and returns the raw response for any status (for callers that stream or map
+    /// Sends and returns the raw answer for any status (for callers that stream or map
     /// upstream error bodies themselves). Transport failures become [`UpstreamError`].
     ///
     /// `GET` and `HEAD` are idempotent reads: they get exactly one retry when the first
     /// attempt failed at the connection level before any response arrived (connection
     /// refused, reset or closed before the status line). Never on a timeout (the upstream may
     /// be working on it, and a retry would double the caller's wait), never for a write.
-    pub async fn send(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, UpstreamError> {
-        let request = request
-            .build()
-            .map_err(|e| UpstreamError::from_reqwest(self.name, e))?;
+    pub async fn send(&self, call: Call) -> Result<Answer, UpstreamError> {
+        let (request, timeout) = self.outgoing(call)?;
         let retry = if matches!(*request.method(), Method::GET | Method::HEAD) {
-            request.try_clone()
+            Some(copy(&request))
         } else {
             None
         };
-        let first = self.attempt(request).await;
+        let first = self.attempt(request, timeout).await;
         match (first, retry) {
             (Err(e), Some(again)) if e.is_retryable() => {
                 tracing::debug!("{}: retrying an idempotent read once after: {e}", self.name);
                 // Boxed: inline, rustc kept room for both attempts in every call's future
                 // (720 bytes more, measured with size_of_val), and each of 1 000 calls
                 // waiting for an upstream slot holds its whole future.
-                Box::pin(self.attempt(again)).await
+                Box::pin(self.attempt(again, timeout)).await
             }
             (first, _) => first,
         }
     }
 
-    /// The one place every outbound call passes: it carries the trace of the request being
+    /// The request hyper sends, and its deadline. It carries the trace of the request being
     /// served (W3C `traceparent`, and the client's `tracestate` with a continued trace), so
     /// Supabase's logs can be matched to ours. Background calls (the periodic JWKS refresh)
     /// serve no request and carry none.
-    ///
-    /// reqwest builds the request; hyper's pooled client sends it. reqwest's own `execute`
-    /// parses the URL twice more per call (in its redirect layer and for its response), which
-    /// callgrind put at an eighth of a proxied GET's instructions (README, dependency notes).
-    /// The answer is handed back as a `reqwest::Response` over the hyper body, with the
-    /// request timeout covering the body as reqwest's total timeout did.
-    async fn attempt(
+    fn outgoing(
         &self,
-        mut request: reqwest::Request,
-    ) -> Result<reqwest::Response, UpstreamError> {
+        call: Call,
+    ) -> Result<(http::Request<Full<Bytes>>, Duration), UpstreamError> {
+        let unbuilt = |cause: String| UpstreamError::Unavailable {
+            upstream: self.name,
+            cause,
+        };
+        if let Some(cause) = call.invalid {
+            return Err(unbuilt(cause));
+        }
+        // The error names the fault, never the path or query (they may carry user values).
+        let uri = self
+            .uri(&call.path_and_query)
+            .map_err(|e| unbuilt(format!("request URI: {e}")))?;
+        let mut request = http::Request::new(Full::new(call.body));
+        *request.method_mut() = call.method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = call.headers;
+        let headers = request.headers_mut();
         trace_context::with_current(|trace| {
-            let headers = request.headers_mut();
             if let Ok(value) = HeaderValue::from_bytes(&trace.traceparent()) {
                 headers.insert(TRACEPARENT, value);
             }
@@ -417,49 +557,42 @@ impl JsonApi {
                 headers.insert(TRACESTATE, value);
             }
         });
-        let started = std::time::Instant::now();
-        let slot = self.client.slot(self.name).await?;
-        let timeout = request
-            .timeout()
-            .copied()
-            .unwrap_or(self.client.request_timeout);
-        let deadline = tokio::time::Instant::now() + timeout;
-        // For the answer: without its request's URL attached, reqwest's `Response::from`
-        // parses a placeholder URL on every call (callgrind: 3.2k instructions a call).
-        let url = request.url().clone();
-        let mut outgoing: http::Request<reqwest::Body> = request
-            .try_into()
-            .map_err(|e| UpstreamError::from_reqwest(self.name, e))?;
-        outgoing
-            .headers_mut()
+        headers
             .entry(USER_AGENT)
             .or_insert(HeaderValue::from_static(AGENT));
-        let result = match tokio::time::timeout_at(
-            deadline,
-            self.client.transport.request(outgoing),
-        )
-        .await
-        {
-            Err(_) => Err(UpstreamError::Timeout {
-                upstream: self.name,
-                cause: format!("no answer within {} ms", timeout.as_millis()),
-            }),
-            Ok(Err(e)) => Err(UpstreamError::from_transport(self.name, e)),
-            Ok(Ok(res)) => {
-                let (mut parts, body) = res.into_parts();
-                let mut tagged = http::response::Builder::new().url(url);
-                if let Some(extensions) = tagged.extensions_mut() {
-                    parts.extensions.extend(std::mem::take(extensions));
+        Ok((request, call.timeout.unwrap_or(self.client.request_timeout)))
+    }
+
+    /// The one place every outbound call passes: waits for a slot, sends through hyper's
+    /// pool, and hands back the answer whose body fails with `TimedOut` at the deadline.
+    async fn attempt(
+        &self,
+        request: http::Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<Answer, UpstreamError> {
+        let started = std::time::Instant::now();
+        let slot = self.client.slot(self.name).await?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let result =
+            match tokio::time::timeout_at(deadline, self.client.transport.request(request)).await {
+                Err(_) => Err(UpstreamError::Timeout {
+                    upstream: self.name,
+                    cause: format!("no answer within {} ms", timeout.as_millis()),
+                }),
+                Ok(Err(e)) => Err(UpstreamError::from_transport(self.name, e)),
+                Ok(Ok(res)) => {
+                    let (parts, body) = res.into_parts();
+                    Ok(Answer {
+                        status: parts.status,
+                        headers: parts.headers,
+                        body: Deadline::new(body, deadline),
+                        slot,
+                    })
                 }
-                let body = reqwest::Body::wrap(Deadline::new(body, deadline));
-                let mut res = reqwest::Response::from(http::Response::from_parts(parts, body));
-                res.extensions_mut().insert(slot);
-                Ok(res)
-            }
-        };
+            };
         let outcome = match &result {
-            Ok(res) if res.status().is_server_error() => "http_5xx",
-            Ok(res) if res.status().is_client_error() => "http_4xx",
+            Ok(res) if res.status.is_server_error() => "http_5xx",
+            Ok(res) if res.status.is_client_error() => "http_4xx",
             Ok(_) => "ok",
             Err(UpstreamError::Timeout { .. }) => "timeout",
             Err(UpstreamError::InvalidBody { .. }) => "invalid_body",
@@ -469,29 +602,33 @@ impl JsonApi {
         result
     }
 
+    fn too_large(&self) -> UpstreamError {
+        UpstreamError::TooLarge {
+            upstream: self.name,
+            limit: self.max_body_bytes,
+        }
+    }
+
     /// A response body to stream through to a client, capped at `upstream.max_body_bytes`:
     /// a declared `Content-Length` over the cap is refused before anything is sent (502); an
     /// undeclared body that grows past it, or a transport failure mid-body (reset, timeout),
     /// ends the stream with an error. The status and headers are already on the wire by then,
     /// so actix aborts the connection without the terminating chunk: the client sees a
     /// truncated response, never a short body that looks complete.
-    pub fn stream_body(&self, res: reqwest::Response) -> Result<BodyStream, UpstreamError> {
+    pub fn stream_body(&self, res: Answer) -> Result<BodyStream, UpstreamError> {
         let limit = self.max_body_bytes;
         if res.content_length().is_some_and(|len| len > limit as u64) {
-            return Err(UpstreamError::TooLarge {
-                upstream: self.name,
-                limit,
-            });
+            return Err(self.too_large());
         }
         let name = self.name;
         // The call's slot is held until the body has been streamed (or the client left).
-        let slot = res.extensions().get::<Slot>().cloned();
+        let Answer { body, slot, .. } = res;
         // The body is polled after the handler returned, outside the request's log context:
         // the context is kept so an aborted stream is still logged under its request.
         let request = crate::telemetry::current_request();
         let mut seen = 0usize;
         let mut failed = false;
-        let stream = res.bytes_stream().map(move |chunk| {
+        let stream = BodyDataStream::new(body).map(move |chunk| {
             let _slot = &slot;
             if failed {
                 // Unreachable in practice: actix stops polling after the first error.
@@ -509,7 +646,7 @@ impl JsonApi {
                     seen += chunk.len();
                     Ok(chunk)
                 }
-                Err(e) => Err(UpstreamError::from_reqwest(name, e)),
+                Err(e) => Err(UpstreamError::from_body(name, &*e)),
             };
             if let Err(e) = &result {
                 failed = true;
@@ -527,40 +664,39 @@ impl JsonApi {
     }
 
     /// Reads a whole body, refusing more than the configured cap.
-    pub async fn read_body(&self, mut res: reqwest::Response) -> Result<Bytes, UpstreamError> {
-        if let Some(len) = res.content_length() {
-            if len > self.max_body_bytes as u64 {
-                return Err(UpstreamError::TooLarge {
-                    upstream: self.name,
-                    limit: self.max_body_bytes,
-                });
-            }
-        }
-        let mut buf = bytes::BytesMut::new();
-        while let Some(chunk) = res
-            .chunk()
-            .await
-            .map_err(|e| UpstreamError::from_reqwest(self.name, e))?
+    pub async fn read_body(&self, res: Answer) -> Result<Bytes, UpstreamError> {
+        if res
+            .content_length()
+            .is_some_and(|len| len > self.max_body_bytes as u64)
         {
+            return Err(self.too_large());
+        }
+        // The slot is released when the body has been read, with the answer.
+        let Answer { mut body, slot, .. } = res;
+        let mut buf = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| UpstreamError::from_body(self.name, &*e))?;
+            // Trailers (never sent by Supabase) are not part of the body.
+            let Ok(chunk) = frame.into_data() else {
+                continue;
+            };
             if buf.len() + chunk.len() > self.max_body_bytes {
-                return Err(UpstreamError::TooLarge {
-                    upstream: self.name,
-                    limit: self.max_body_bytes,
-                });
+                return Err(self.too_large());
             }
             buf.extend_from_slice(&chunk);
         }
+        drop(slot);
         Ok(buf.freeze())
     }
 
     /// Sends and returns `(status, body)` for 2xx; non-2xx becomes [`UpstreamError::Status`].
     pub async fn execute(
         &self,
-        request: reqwest::RequestBuilder,
+        call: Call,
     ) -> Result<(StatusCode, HeaderMap, Bytes), UpstreamError> {
-        let res = self.send(request).await?;
-        let status = res.status();
-        let headers = res.headers().clone();
+        let mut res = self.send(call).await?;
+        let status = res.status;
+        let headers = std::mem::take(&mut res.headers);
         let body = self.read_body(res).await?;
         if !status.is_success() {
             return Err(UpstreamError::Status {
@@ -580,16 +716,14 @@ impl JsonApi {
     }
 }
 
-/// Adds `Authorization: Bearer <token>`, marked sensitive so it never shows in debug output.
-pub fn bearer(request: reqwest::RequestBuilder, token: &str) -> reqwest::RequestBuilder {
-    match HeaderValue::from_str(&format!("Bearer {token}")) {
-        Ok(mut value) => {
-            value.set_sensitive(true);
-            request.header(AUTHORIZATION, value)
-        }
-        // Tokens reaching here were verified and are ASCII; a bad one simply goes without.
-        Err(_) => request,
-    }
+/// A second copy of a request for its one retry: the body is `Bytes`, so its data is shared,
+/// not copied (hyper consumes the request it sends, and gives nothing back on failure).
+fn copy(request: &http::Request<Full<Bytes>>) -> http::Request<Full<Bytes>> {
+    let mut again = http::Request::new(request.body().clone());
+    *again.method_mut() = request.method().clone();
+    *again.uri_mut() = request.uri().clone();
+    *again.headers_mut() = request.headers().clone();
+    again
 }
 
 #[cfg(test)]
@@ -614,18 +748,74 @@ mod tests {
         let rest = api("http://127.0.0.1:54321/rest/v1/");
         let path = "/items?select=id%2Cname&order=created_at.desc%2Cid.desc&limit=20";
         let expected = format!("http://127.0.0.1:54321/rest/v1{path}");
-        assert_eq!(rest.url(path).as_str(), expected);
-        // The second call is served from the parsed-URL cache: the same URL.
-        assert_eq!(rest.url(path).as_str(), expected);
+        assert_eq!(rest.uri(path).unwrap().to_string(), expected);
         assert_eq!(
-            rest.url("/").as_str(),
+            rest.uri("/").unwrap().to_string(),
             "http://127.0.0.1:54321/rest/v1/",
             "the PostgREST root (readiness probe)"
         );
         let root = api("https://abc.supabase.co");
         assert_eq!(
-            root.url("/health?x=1").as_str(),
+            root.uri("/health?x=1").unwrap().to_string(),
             "https://abc.supabase.co/health?x=1"
         );
+    }
+
+    #[test]
+    fn query_pairs_are_form_encoded_after_the_query_already_in_the_path() {
+        let rest = api("http://127.0.0.1:54321/rest/v1");
+        let call = rest
+            .request(Method::GET, "/webhook_events?select=id")
+            .query(&[("id", "eq.evt 1&x=é")]);
+        assert_eq!(
+            rest.uri(&call.path_and_query).unwrap().to_string(),
+            "http://127.0.0.1:54321/rest/v1/webhook_events?select=id&id=eq.evt+1%26x%3D%C3%A9"
+        );
+        let call = rest
+            .request(Method::POST, "/logout")
+            .query(&[("scope", "local")]);
+        assert_eq!(call.path_and_query, "/logout?scope=local");
+    }
+
+    #[test]
+    fn set_headers_replace_the_defaults_and_added_ones_go_beside_them() {
+        let rest = api("http://127.0.0.1:54321/rest/v1");
+        let mut accept = HeaderMap::new();
+        accept.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/vnd.pgrst.object+json"),
+        );
+        let call = rest
+            .request(Method::GET, "/items")
+            .headers(accept)
+            .header("prefer", "a")
+            .header("prefer", "b")
+            .bearer("token");
+        let values = |name| call.headers.get_all(name).iter().count();
+        assert_eq!(values(ACCEPT), 1);
+        assert_eq!(call.headers[ACCEPT], "application/vnd.pgrst.object+json");
+        assert_eq!(values(HeaderName::from_static("prefer")), 2);
+        assert!(call.headers[AUTHORIZATION].is_sensitive());
+    }
+
+    #[tokio::test]
+    async fn a_call_that_cannot_be_built_fails_without_naming_its_values() {
+        let rest = api("http://127.0.0.1:54321/rest/v1");
+        let call = rest
+            .request(Method::GET, "/items")
+            .header("x-key", "secret\nvalue");
+        match rest.send(call).await {
+            Err(e @ UpstreamError::Unavailable { .. }) => {
+                assert!(!e.to_string().contains("secret"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let call = rest.request(Method::GET, "/items?q=secret value");
+        match rest.send(call).await {
+            Err(e @ UpstreamError::Unavailable { .. }) => {
+                assert!(!e.to_string().contains("secret"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -59,10 +59,10 @@ pub async fn request_context(
         .unwrap_or_else(|| new_request_id().hyphenated().encode_lower(&mut generated));
     let id_header = HeaderValue::from_str(id).ok();
     let trace = TraceContext::from_headers(req.headers());
-    // Every line the request causes (handlers, extractors, the outbound client, and actix's
-    // and reqwest's `log` records) is logged with this context, so it names its request. It
-    // is a task-local: its fields are only formatted when a line is written, so a request
-    // that logs nothing formats nothing.
+    // Every line the request causes (handlers, extractors, the outbound client, and the `log`
+    // records of actix and the crates under it) is logged with this context, so it names its
+    // request. It is a task-local: its fields are only formatted when a line is written, so a
+    // request that logs nothing formats nothing.
     let log = RequestLog::new(&req, id, trace.trace_id());
     // The context covers the synchronous part of the inner services' `call` as well; the
     // trace context rides in its own task-local, where the outbound client reads it.

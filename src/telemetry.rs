@@ -1,6 +1,6 @@
 //! Logging: one `tracing` subscriber for supagate's own lines and the `log` records of actix
-//! and reqwest, filtered by `RUST_LOG` (default `info`), written to stderr through one
-//! buffer. Lines logged while a request is served name it (`request{request_id=… method=…
+//! and the crates under it, filtered by `RUST_LOG` (default `info`), written to stderr through
+//! one buffer. Lines logged while a request is served name it (`request{request_id=… method=…
 //! route=… trace_id=… user_id=…}`) from a task-local set by the request middleware: nothing
 //! is formatted for a request unless a line is actually logged.
 
@@ -348,7 +348,7 @@ where
 }
 
 /// Installs the subscriber for the process, on buffered stderr, and routes `log` records
-/// (actix, reqwest) into it, so they are filtered alike and name the request that caused them.
+/// (actix, mio) into it, so they are filtered alike and name the request that caused them.
 pub fn init() -> anyhow::Result<()> {
     use tracing_subscriber::util::SubscriberInitExt;
     let ansi = std::io::stderr().is_terminal();

@@ -2,7 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use reqwest::Method;
+use http::Method;
 use serde_json::json;
 use serde_json::value::RawValue;
 use uuid::Uuid;

@@ -4,7 +4,7 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use reqwest::Method;
+use http::Method;
 use serde_json::json;
 use uuid::Uuid;
 

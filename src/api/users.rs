@@ -3,7 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use reqwest::Method;
+use http::Method;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value as Json};
 use uuid::Uuid;

@@ -248,7 +248,7 @@ impl Jwks {
         let Some(api) = &self.api else { return };
         state.last_attempt = Some(Instant::now());
         let result = async {
-            let request = api.request(reqwest::Method::GET, PATH);
+            let request = api.request(http::Method::GET, PATH);
             let (_, _, body) = api.execute(request).await.map_err(|e| e.to_string())?;
             let fingerprint: [u8; 32] = sha2::Sha256::digest(&body).into();
             if state.last_document == Some(fingerprint) && self.is_loaded() {

@@ -84,7 +84,7 @@ impl RefreshOutcome {
                 Self::Transient(match e {
                     UpstreamError::Timeout { .. } => Transient::Timeout,
                     UpstreamError::Status { status, .. }
-                        if status == reqwest::StatusCode::GATEWAY_TIMEOUT =>
+                        if status == http::StatusCode::GATEWAY_TIMEOUT =>
                     {
                         Transient::Timeout
                     }
@@ -282,7 +282,7 @@ mod tests {
     fn failed(status: u16) -> Result<bytes::Bytes, AuthError> {
         Err(AuthError::Upstream(UpstreamError::Status {
             upstream: "auth",
-            status: reqwest::StatusCode::from_u16(status).unwrap(),
+            status: http::StatusCode::from_u16(status).unwrap(),
             body: bytes::Bytes::new(),
         }))
     }

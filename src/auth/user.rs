@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use reqwest::header::HeaderValue;
+use http::HeaderValue;
 use uuid::Uuid;
 
 use crate::config::Secret;

@@ -108,7 +108,11 @@ pub fn default_handlers(
         }
     });
     if settings.jobs.user_registered.enabled() {
-        let client = user_registered::Client::new(&settings.jobs.user_registered)?;
+        let client = user_registered::Client::new(
+            &settings.jobs.user_registered,
+            supabase.http_client().clone(),
+            settings.upstream.max_body_bytes,
+        )?;
         handlers = handlers.on(user_registered::QUEUE, move |job| {
             let client = client.clone();
             async move { client.send(job).await }

@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
+use http::Method;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Secret, UserRegisteredSettings};
+use crate::http_client::{HttpClient, JsonApi};
 use crate::supabase::Supabase;
 
 use super::JobError;
@@ -21,37 +23,55 @@ pub struct UserRegistered {
 
 #[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
-    url: String,
+    /// The configured URL's scheme and host as the base, sent through the gateway's one pooled
+    /// client: its TLS setup, connection bound, metrics and error mapping apply here too.
+    api: JsonApi,
+    /// The configured URL's path and query, relative to `api`.
+    path: String,
+    timeout: Duration,
     api_key: Secret,
 }
 
 impl Client {
-    pub fn new(settings: &UserRegisteredSettings) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(settings.timeout_ms))
-            .build()?;
+    pub fn new(
+        settings: &UserRegisteredSettings,
+        http: HttpClient,
+        max_body_bytes: usize,
+    ) -> anyhow::Result<Self> {
+        let url = url::Url::parse(settings.url.trim())?;
+        let path = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let base = &url[..url::Position::BeforePath];
         Ok(Self {
-            http,
-            url: settings.url.clone(),
+            api: JsonApi::new(QUEUE, http, base, None, max_body_bytes)?,
+            path,
+            timeout: Duration::from_millis(settings.timeout_ms),
             api_key: settings.api_key.clone(),
         })
     }
 
     pub async fn send(&self, job: UserRegistered) -> Result<(), JobError> {
-        let mut request = self.http.post(&self.url).json(&serde_json::json!({
-            "event": "user.registered",
-            "user_id": job.user_id,
-            "email": job.email,
-        }));
+        let mut request = self
+            .api
+            .request(Method::POST, &self.path)
+            .timeout(self.timeout)
+            .json(&serde_json::json!({
+                "event": "user.registered",
+                "user_id": job.user_id,
+                "email": job.email,
+            }));
         if !self.api_key.is_blank() {
-            request = request.bearer_auth(self.api_key.expose());
+            request = request.bearer(self.api_key.expose());
         }
-        let res = request
-            .send()
+        // Transport errors never carry the URL. The answer's body is not needed: dropping it
+        // frees the connection slot.
+        let res = self
+            .api
+            .send(request)
             .await
-            // The URL is configuration, not a secret, but strip it like every upstream error.
-            .map_err(|e| JobError::Transient(e.without_url().to_string()))?;
+            .map_err(|e| JobError::Transient(e.to_string()))?;
         let status = res.status();
         if status.is_success() {
             Ok(())

@@ -9,8 +9,8 @@
 use std::fmt;
 
 use bytes::Bytes;
-use reqwest::header::HeaderMap;
-use reqwest::StatusCode;
+use http::header::HeaderMap;
+use http::StatusCode;
 use serde::Deserialize;
 
 use serde_json::json;
@@ -396,7 +396,7 @@ impl<T> OnConflict<T> for Result<T, SupabaseError> {
 
 #[cfg(test)]
 mod tests {
-    use reqwest::header::HeaderValue;
+    use http::header::HeaderValue;
 
     use super::*;
 

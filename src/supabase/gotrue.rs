@@ -5,12 +5,12 @@
 use std::net::IpAddr;
 
 use bytes::Bytes;
-use reqwest::header::HeaderValue;
-use reqwest::{Method, StatusCode};
+use http::header::HeaderValue;
+use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::Supabase;
-use crate::http_client::{bearer, JsonApi, UpstreamError};
+use crate::http_client::{Call, JsonApi, UpstreamError};
 
 /// An error answer from Auth, normalised across its three body shapes:
 /// `{code:int, error_code, msg}`, `{code:"…", message}` and OAuth `{error, error_description}`.
@@ -151,7 +151,7 @@ pub(super) fn auth_request(
     path: &str,
     client: ForClient,
     forward: bool,
-) -> reqwest::RequestBuilder {
+) -> Call {
     let request = api.request(method, path).header(
         "x-supabase-api-version",
         HeaderValue::from_static(API_VERSION),
@@ -166,10 +166,7 @@ pub(super) fn auth_request(
 }
 
 /// Sends, and splits the outcome: 2xx body, Auth 4xx, or anything else as upstream.
-pub(super) async fn auth_call(
-    api: &JsonApi,
-    request: reqwest::RequestBuilder,
-) -> Result<Bytes, AuthError> {
+pub(super) async fn auth_call(api: &JsonApi, request: Call) -> Result<Bytes, AuthError> {
     let res = api.send(request).await?;
     let status = res.status();
     let header = |name: &str| {
@@ -199,12 +196,7 @@ pub(super) async fn auth_call(
 impl Supabase {
     /// A call to Auth made for `client`: with the client key and, where Auth honours it,
     /// the client's IP.
-    fn client_request(
-        &self,
-        method: Method,
-        path: &str,
-        client: ForClient,
-    ) -> reqwest::RequestBuilder {
+    fn client_request(&self, method: Method, path: &str, client: ForClient) -> Call {
         auth_request(
             &self.gotrue_client,
             method,
@@ -214,7 +206,7 @@ impl Supabase {
         )
     }
 
-    async fn auth_json(&self, request: reqwest::RequestBuilder) -> Result<Value, AuthError> {
+    async fn auth_json(&self, request: Call) -> Result<Value, AuthError> {
         let body = auth_call(&self.gotrue_client, request).await?;
         Ok(self.gotrue_client.decode(&body)?)
     }
@@ -252,7 +244,7 @@ impl Supabase {
         let request = self
             .client_request(Method::POST, "/logout", client)
             .query(&[("scope", scope.as_str())]);
-        auth_call(&self.gotrue_client, bearer(request, access_token))
+        auth_call(&self.gotrue_client, request.bearer(access_token))
             .await
             .map(|_| ())
     }
@@ -260,7 +252,7 @@ impl Supabase {
     /// `GET /user` for the token's owner.
     pub async fn user(&self, access_token: &str, client: ForClient) -> Result<Value, AuthError> {
         let request = self.client_request(Method::GET, "/user", client);
-        self.auth_json(bearer(request, access_token)).await
+        self.auth_json(request.bearer(access_token)).await
     }
 
     /// `PUT /user`: changes the token owner's email, password or `data`. An anonymous user
@@ -273,7 +265,7 @@ impl Supabase {
         client: ForClient,
     ) -> Result<Value, AuthError> {
         let request = self.client_request(Method::PUT, "/user", client).json(body);
-        self.auth_json(bearer(request, access_token)).await
+        self.auth_json(request.bearer(access_token)).await
     }
 
     /// `POST /otp`: mails a magic link / code, or texts a code (`{}` or `{message_id}`).
@@ -303,7 +295,7 @@ impl Supabase {
         if let Some(body) = body {
             request = request.json(body);
         }
-        auth_call(&self.gotrue_client, bearer(request, access_token)).await
+        auth_call(&self.gotrue_client, request.bearer(access_token)).await
     }
 
     /// `POST /recover`: sends the reset mail if the address has an account.

@@ -2,7 +2,7 @@
 //! Only the admin user endpoints (and self-deletion, which docs/api.md routes through it) use this.
 //! Errors go through the same parser and table as the user flows (`gotrue`).
 
-use reqwest::Method;
+use http::Method;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 

@@ -10,9 +10,9 @@ pub mod queues;
 pub(crate) mod stripe_data;
 
 use crate::config::{ClientIpForwarding, Secret, Settings};
-use crate::http_client::{bearer, build_client, JsonApi, UpstreamError};
+use crate::http_client::{build_client, Call, HttpClient, JsonApi, UpstreamError};
 
-/// Clients for each Supabase surface, all sharing one pooled `reqwest::Client`.
+/// Clients for each Supabase surface, all sharing one pooled [`HttpClient`].
 #[derive(Clone, Debug)]
 pub struct Supabase {
     /// `{url}/rest/v1` with the publishable/anon key: every call made for a user.
@@ -33,6 +33,9 @@ pub struct Supabase {
     pub gotrue_admin: Option<JsonApi>,
     anon_key: Secret,
     service_key: Option<Secret>,
+    /// The shared client itself, for a call to something other than Supabase (a job's
+    /// external API), so it is pooled and bounded with the rest.
+    http: HttpClient,
 }
 
 /// Outcome of one readiness probe.
@@ -76,27 +79,30 @@ impl Supabase {
                 .transpose()?,
             anon_key: anon.clone(),
             service_key: service.cloned(),
+            http: client,
         })
+    }
+
+    /// The pooled client every upstream call goes through.
+    pub fn http_client(&self) -> &HttpClient {
+        &self.http
     }
 
     /// The bearer for a call made without a user: the anon key itself, as supabase-js does
     /// (the gateway accepts `Bearer <same key>` for legacy and `sb_publishable_` keys alike).
-    pub fn anon_bearer(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        bearer(request, self.anon_key.expose())
+    pub fn anon_bearer(&self, request: Call) -> Call {
+        request.bearer(self.anon_key.expose())
     }
 
     /// The bearer of a client Auth call made without a user token (`gotrue_client`'s key).
-    pub(crate) fn client_bearer(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> reqwest::RequestBuilder {
-        bearer(request, self.client_key.expose())
+    pub(crate) fn client_bearer(&self, request: Call) -> Call {
+        request.bearer(self.client_key.expose())
     }
 
     /// The bearer for service-role calls (`Authorization` equal to `apikey`).
-    pub fn service_bearer(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    pub fn service_bearer(&self, request: Call) -> Call {
         match &self.service_key {
-            Some(key) => bearer(request, key.expose()),
+            Some(key) => request.bearer(key.expose()),
             None => request,
         }
     }
@@ -105,11 +111,11 @@ impl Supabase {
     /// PostgREST counts as up: newer platforms restrict the root document to the secret key.
     pub async fn readiness(&self) -> (ReadyCheck, ReadyCheck) {
         let auth = async {
-            let req = self.anon_bearer(self.gotrue.request(reqwest::Method::GET, "/health"));
+            let req = self.anon_bearer(self.gotrue.request(http::Method::GET, "/health"));
             probe(&self.gotrue, req, |s| s.is_success()).await
         };
         let rest = async {
-            let req = self.anon_bearer(self.rest.request(reqwest::Method::GET, "/"));
+            let req = self.anon_bearer(self.rest.request(http::Method::GET, "/"));
             probe(&self.rest, req, |s| !s.is_server_error()).await
         };
         tokio::join!(auth, rest)
@@ -118,8 +124,8 @@ impl Supabase {
 
 async fn probe(
     api: &JsonApi,
-    request: reqwest::RequestBuilder,
-    healthy: impl Fn(reqwest::StatusCode) -> bool,
+    request: Call,
+    healthy: impl Fn(http::StatusCode) -> bool,
 ) -> ReadyCheck {
     match api.send(request).await {
         Ok(res) => {

@@ -6,15 +6,15 @@
 //! here, so `or=`, `select=` or `order=` cannot be smuggled in and `q` matches literally.
 
 use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::{Method, StatusCode};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use reqwest::{Method, StatusCode};
 use uuid::Uuid;
 
 use super::error::SupabaseError;
 use super::Supabase;
 use crate::auth::AuthUser;
-use crate::http_client::{bearer, UpstreamError};
+use crate::http_client::{Answer, Call, UpstreamError};
 
 /// Everything but RFC 3986 unreserved characters is percent-encoded. PostgREST decodes the
 /// query string before parsing its grammar, so encoding `,().*` is harmless, and encoding
@@ -238,7 +238,7 @@ fn invalid_body(cause: impl Into<String>) -> SupabaseError {
     })
 }
 
-fn is_json(res: &reqwest::Response) -> bool {
+fn is_json(res: &Answer) -> bool {
     res.headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -262,18 +262,13 @@ fn prefer() -> HeaderName {
 }
 
 impl Supabase {
-    fn pg_request(
-        &self,
-        method: Method,
-        query: &Query,
-        caller: Caller<'_>,
-    ) -> reqwest::RequestBuilder {
+    fn pg_request(&self, method: Method, query: &Query, caller: Caller<'_>) -> Call {
         let request = self.rest.request(method, &query.to_path());
         match caller {
             Caller::Anon => self.anon_bearer(request),
             Caller::User(user) => match user.bearer_header() {
                 Some(value) => request.header(AUTHORIZATION, value),
-                None => bearer(request, user.token()),
+                None => request.bearer(user.token()),
             },
         }
     }
@@ -285,7 +280,7 @@ impl Supabase {
     /// future larger, and a request waiting for an upstream slot holds its whole future.
     fn pg_failure(
         &self,
-        res: reqwest::Response,
+        res: Answer,
         caller: Caller<'_>,
     ) -> futures_util::future::BoxFuture<'_, SupabaseError> {
         let anon = matches!(caller, Caller::Anon);
@@ -402,11 +397,7 @@ impl Supabase {
         self.pg_body(request, caller).await
     }
 
-    async fn pg_body(
-        &self,
-        request: reqwest::RequestBuilder,
-        caller: Caller<'_>,
-    ) -> Result<Bytes, SupabaseError> {
+    async fn pg_body(&self, request: Call, caller: Caller<'_>) -> Result<Bytes, SupabaseError> {
         let res = self.rest.send(request).await?;
         if !res.status().is_success() {
             return Err(self.pg_failure(res, caller).await);

@@ -3,7 +3,7 @@
 //! pgmq_public`, and this project's `public` helpers (`queue_set_vt`, `queue_depth`,
 //! `enqueue_stripe_event`). No direct database connection.
 
-use reqwest::Method;
+use http::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

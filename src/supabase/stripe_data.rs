@@ -1,14 +1,14 @@
 //! Reading billing state (the `subscriptions` table) as the signed-in user, so RLS decides
 //! what is visible (`GET /api/billing/subscription`), and the webhook's writes.
 
-use reqwest::Method;
+use http::Method;
 use serde::{Deserialize, Serialize};
 
 use super::error::SupabaseError;
 use super::postgrest::{Caller, Query};
 use super::Supabase;
 use crate::auth::AuthUser;
-use crate::http_client::{JsonApi, UpstreamError};
+use crate::http_client::{Call, JsonApi, UpstreamError};
 
 /// A subscription as stored from Stripe events.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -169,7 +169,7 @@ impl Supabase {
 /// permanent data error such as 23505 is told apart from an outage by the caller).
 pub(crate) async fn service_call(
     api: &JsonApi,
-    request: reqwest::RequestBuilder,
+    request: Call,
 ) -> Result<bytes::Bytes, SupabaseError> {
     let res = api.send(request).await?;
     let status = res.status();
