@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub(crate) mod body_timeout;
 pub mod checked;
+pub mod client_ip;
 pub mod config;
 pub(crate) mod docs;
 pub mod error;

@@ -6,7 +6,6 @@
 pub mod store;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,9 +19,7 @@ use actix_web::{web, HttpRequest, ResponseError};
 
 use crate::auth::cookie::SessionCookie;
 use crate::auth::verify::Verifier;
-use crate::config::{
-    parse_ip_net, ConfigError, OnStoreError, RateLimitSettings, RateLimitStore, Settings,
-};
+use crate::config::{ConfigError, OnStoreError, RateLimitSettings, RateLimitStore, Settings};
 use crate::error::ApiError;
 use store::{Bucket, MemoryStore, Quota, RedisStore, StoreError, Verdict};
 
@@ -205,7 +202,6 @@ pub struct Limiter {
     rules: LimitRules,
     store: Store,
     on_store_error: OnStoreError,
-    trusted: Vec<(IpAddr, u8)>,
     /// Unix seconds of the last store-error log line (one per interval, not one per request).
     last_store_log: AtomicU64,
     /// Who a caller is, for `user` rules (the application's own verifier and cookie).
@@ -241,27 +237,10 @@ impl Limiter {
             rules,
             store,
             on_store_error: rl.on_store_error,
-            trusted: settings
-                .server
-                .trusted_proxies
-                .iter()
-                .filter_map(|p| parse_ip_net(p))
-                .collect(),
             last_store_log: AtomicU64::new(0),
             verifier,
             session_cookie,
         })
-    }
-
-    /// The client IP of `req` (trusted proxies honoured): the `ip` key of every rule, and what
-    /// Auth calls made for this client send as `Sb-Forwarded-For`.
-    pub fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
-        let xff: Vec<&str> = req
-            .headers()
-            .get_all("x-forwarded-for")
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        client_ip(req.peer_addr(), &xff.join(","), &self.trusted)
     }
 
     /// The rules `method` on `route` (a template) must pass; none when limiting is off.
@@ -296,7 +275,7 @@ impl Limiter {
                 Some(sub) => sub,
                 None => ip
                     .get_or_insert_with(|| {
-                        let ip = self.client_ip(req);
+                        let ip = crate::client_ip::of(req);
                         format!(
                             "ip:{}",
                             ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string())
@@ -458,78 +437,9 @@ pub async fn enforce(
     Ok(res)
 }
 
-fn in_net(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
-    match (ip, net) {
-        (IpAddr::V4(ip), IpAddr::V4(net)) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-            u32::from(ip) & mask == u32::from(net) & mask
-        }
-        (IpAddr::V6(ip), IpAddr::V6(net)) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-            u128::from(ip) & mask == u128::from(net) & mask
-        }
-        _ => false,
-    }
-}
-
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
-/// The client's IP: the TCP peer, unless the peer is a trusted proxy; then the right-most
-/// `X-Forwarded-For` entry that is not itself a trusted proxy (entries further left were
-/// written by the client and can be forged).
-pub fn client_ip(peer: Option<SocketAddr>, xff: &str, trusted: &[(IpAddr, u8)]) -> Option<IpAddr> {
-    let peer = canonical(peer?.ip());
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| in_net(ip, *net));
-    if !is_trusted(peer) {
-        return Some(peer);
-    }
-    let mut client = peer;
-    for entry in xff.rsplit(',') {
-        let Ok(ip) = entry.trim().parse::<IpAddr>().map(canonical) else {
-            // A garbled hop: stop at the last address we could trust to be real.
-            break;
-        };
-        client = ip;
-        if !is_trusted(ip) {
-            break;
-        }
-    }
-    Some(client)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn nets(list: &[&str]) -> Vec<(IpAddr, u8)> {
-        list.iter().filter_map(|s| parse_ip_net(s)).collect()
-    }
-
-    fn peer(ip: &str) -> Option<SocketAddr> {
-        Some(SocketAddr::new(ip.parse().unwrap(), 5000))
-    }
-
-    #[test]
-    fn untrusted_peer_ignores_forwarded_for() {
-        let ip = client_ip(peer("198.51.100.9"), "1.2.3.4", &nets(&["10.0.0.0/8"]));
-        assert_eq!(ip, Some("198.51.100.9".parse().unwrap()));
-    }
-
-    #[test]
-    fn trusted_peer_yields_rightmost_untrusted_hop() {
-        let trusted = nets(&["10.0.0.0/8"]);
-        let ip = client_ip(peer("10.0.0.2"), "6.6.6.6, 203.0.113.7, 10.0.0.5", &trusted);
-        assert_eq!(ip, Some("203.0.113.7".parse().unwrap()));
-        let ip = client_ip(peer("10.0.0.2"), "", &trusted);
-        assert_eq!(ip, Some("10.0.0.2".parse().unwrap()));
-        let ip = client_ip(peer("::ffff:10.0.0.2"), "203.0.113.8", &trusted);
-        assert_eq!(ip, Some("203.0.113.8".parse().unwrap()));
-    }
 
     /// `(routes, key, per_minute, burst)`.
     type RuleSpec<'a> = (&'a [&'a str], &'a str, u32, Option<u32>);
@@ -649,37 +559,5 @@ mod tests {
                 "{rule:?}"
             );
         }
-    }
-
-    #[test]
-    fn an_ipv4_mapped_peer_matches_ipv4_networks_only() {
-        let trusted = nets(&["10.0.0.0/8", "fd00::/8"]);
-        // A mapped peer is its IPv4 address: trusted through 10/8, never through a v6 net.
-        let ip = client_ip(peer("::ffff:10.0.0.2"), "203.0.113.8", &trusted);
-        assert_eq!(ip, Some("203.0.113.8".parse().unwrap()));
-        let ip = client_ip(peer("::ffff:198.51.100.9"), "203.0.113.8", &trusted);
-        assert_eq!(ip, Some("198.51.100.9".parse().unwrap()));
-        // Forwarded entries are canonicalised too, so a mapped proxy hop is skipped.
-        let ip = client_ip(peer("fd00::1"), "203.0.113.9, ::ffff:10.0.0.7", &trusted);
-        assert_eq!(ip, Some("203.0.113.9".parse().unwrap()));
-    }
-
-    #[test]
-    fn a_network_trusts_exactly_its_prefix() {
-        let trusted = nets(&["10.0.0.0/31"]);
-        assert_eq!(
-            client_ip(peer("10.0.0.1"), "203.0.113.7", &trusted),
-            Some("203.0.113.7".parse().unwrap())
-        );
-        assert_eq!(
-            client_ip(peer("10.0.0.2"), "203.0.113.7", &trusted),
-            Some("10.0.0.2".parse().unwrap()),
-            "outside the /31: the peer is the client"
-        );
-        let all = nets(&["0.0.0.0/0"]);
-        assert_eq!(
-            client_ip(peer("192.0.2.5"), "203.0.113.7", &all),
-            Some("203.0.113.7".parse().unwrap())
-        );
     }
 }

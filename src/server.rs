@@ -113,6 +113,9 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
     let settings = state.settings.clone();
     // The limiter is its own app data: its middleware needs nothing else of the state.
     let limiter = web::Data::from(Arc::clone(&state.limiter));
+    let trusted = web::Data::new(crate::client_ip::TrustedProxies::from_settings(
+        &state.settings,
+    ));
     let data = web::Data::new(state);
     let server_settings = &settings.server;
     let mut server = HttpServer::new({
@@ -121,6 +124,7 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
             App::new()
                 .app_data(data.clone())
                 .app_data(limiter.clone())
+                .app_data(trusted.clone())
                 .app_data(api::json_config(settings.server.body_limit_bytes))
                 .app_data(api::path_config())
                 .configure(|cfg| configure(cfg, &settings))

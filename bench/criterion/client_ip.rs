@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use supagate::client_ip::client_ip;
 use supagate::config::parse_ip_net;
-use supagate::rate_limit::client_ip;
 
 fn bench(c: &mut Criterion) {
     let trusted: Vec<_> = ["10.0.0.0/8", "fd00::/8", "192.0.2.1"]

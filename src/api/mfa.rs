@@ -9,7 +9,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::input::{plain_text, Body, FromBody, FromJson, Problem};
-use super::session::{for_client, session_answer};
+use super::session::session_answer;
 use crate::auth::cookie::NO_STORE;
 use crate::auth::User;
 use crate::error::ApiResult;
@@ -17,6 +17,7 @@ use crate::field_schema;
 use crate::openapi::responses;
 use crate::state::AppState;
 use crate::supabase::gotrue::AuthCall;
+use crate::supabase::gotrue::ForClient;
 
 /// A short label: 1..=[`Label::MAX_CHARS`] characters, no control characters.
 pub struct Label(String);
@@ -115,7 +116,7 @@ async fn factors_call(
     }
     state
         .supabase
-        .factors(method, path, user.token(), body, for_client(req, state))
+        .factors(method, path, user.token(), body, ForClient::of(req))
         .await
         .map_err(|e| e.into_api(AuthCall::Mfa))
 }
@@ -191,7 +192,7 @@ pub async fn list(
 ) -> ApiResult<HttpResponse> {
     let me = state
         .supabase
-        .user(user.token(), for_client(&req, &state))
+        .user(user.token(), ForClient::of(&req))
         .await
         .map_err(|e| e.into_api(AuthCall::User))?;
     let factors = me.get("factors").cloned().unwrap_or_else(|| json!([]));

@@ -25,11 +25,6 @@ use crate::supabase::gotrue::{AuthCall, AuthError, ForClient, LogoutScope};
 /// `data` becomes user_metadata, which lands in every access token: keep it small.
 const MAX_DATA_BYTES: usize = 4096;
 
-/// The client an Auth call is made for (its IP goes out as `Sb-Forwarded-For`).
-pub(super) fn for_client(req: &HttpRequest, state: &AppState) -> ForClient {
-    ForClient(state.limiter.client_ip(req))
-}
-
 #[derive(FromBody, utoipa::ToSchema)]
 #[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery", "data": {"full_name": "Ada Lovelace"}}))]
 pub struct RegisterBody {
@@ -210,7 +205,7 @@ pub async fn register(
     }
     let answer = state
         .supabase
-        .signup(&upstream, for_client(&req, &state))
+        .signup(&upstream, ForClient::of(&req))
         .await
         .map_err(|e| e.into_api(AuthCall::Signup))?;
     // Auto-confirm answers a session (with `user` inside); confirmation-required answers the
@@ -265,7 +260,7 @@ pub async fn login(
         .token(
             "password",
             &json!({ "email": body.email.as_str(), "password": body.password.0 }),
-            for_client(&req, &state),
+            ForClient::of(&req),
         )
         .await
         .map_err(|e| e.into_api(AuthCall::PasswordGrant))?;
@@ -323,7 +318,7 @@ pub async fn anonymous(
     // auth-js `signInAnonymously`: `POST /signup` with `data` and no email or phone.
     let session = state
         .supabase
-        .signup(&json!({ "data": data }), for_client(&req, &state))
+        .signup(&json!({ "data": data }), ForClient::of(&req))
         .await
         .map_err(|e| e.into_api(AuthCall::Signup))?;
     session_answer(&req, &state, session.to_string().into())
@@ -373,7 +368,7 @@ pub async fn refresh(
     };
     // The same single-flight as the server-side refresh: a page refreshing explicitly while
     // its other requests refresh implicitly spends the token once.
-    let client = for_client(&req, &state);
+    let client = ForClient::of(&req);
     let grant_body = json!({ "refresh_token": refresh_token });
     let outcome = state
         .refresher
@@ -448,7 +443,7 @@ pub async fn logout(
     }
     match state
         .supabase
-        .logout(user.token(), scope, for_client(&req, &state))
+        .logout(user.token(), scope, ForClient::of(&req))
         .await
     {
         Ok(()) => {}
@@ -486,7 +481,7 @@ pub async fn user(
 ) -> ApiResult<HttpResponse> {
     let answer = match state
         .supabase
-        .user(user.0.token(), for_client(&req, &state))
+        .user(user.0.token(), ForClient::of(&req))
         .await
     {
         Ok(answer) => answer,
@@ -548,11 +543,7 @@ pub async fn update_user(
     }
     let answer = state
         .supabase
-        .update_user(
-            user.token(),
-            &Value::Object(upstream),
-            for_client(&req, &state),
-        )
+        .update_user(user.token(), &Value::Object(upstream), ForClient::of(&req))
         .await
         .map_err(|e| {
             let e = e.into_api(AuthCall::User);
@@ -590,7 +581,7 @@ pub async fn recover(
 ) -> ApiResult<HttpResponse> {
     match state
         .supabase
-        .recover(body.email.as_str(), for_client(&req, &state))
+        .recover(body.email.as_str(), ForClient::of(&req))
         .await
     {
         Ok(()) => {}

@@ -10,14 +10,14 @@ use serde_json::{json, Map, Value};
 
 use super::common::Email;
 use super::input::{Across, Body, FromBody, FromJson, FromParam, FromParams, Params, Problem};
-use super::session::{for_client, session_answer, token_headers, Metadata};
+use super::session::{session_answer, token_headers, Metadata};
 use crate::auth::cookie::SessionCookie;
 use crate::auth::pkce;
 use crate::error::{ApiError, ApiResult};
 use crate::openapi::responses;
 use crate::rules::redirect::same_origin_path;
 use crate::state::AppState;
-use crate::supabase::gotrue::{AuthCall, AuthError};
+use crate::supabase::gotrue::{AuthCall, AuthError, ForClient};
 
 /// A phone number as Auth takes it: E.164 digits, `+` optional (Auth strips it).
 pub struct Phone(String);
@@ -308,11 +308,7 @@ pub async fn otp(
         upstream["phone"] = phone.0.clone().into();
         upstream["channel"] = body.channel.unwrap_or(Channel::Sms).as_str().into();
     }
-    let answer = match state
-        .supabase
-        .otp(&upstream, for_client(&req, &state))
-        .await
-    {
+    let answer = match state.supabase.otp(&upstream, ForClient::of(&req)).await {
         Ok(answer) => answer,
         // With `create_user: false` Auth answers an address it has no user for with 422
         // `otp_disabled` and a known one with `{}`: passing that on would tell anyone which
@@ -350,7 +346,7 @@ pub async fn verify(
 ) -> ApiResult<HttpResponse> {
     let answer = state
         .supabase
-        .verify(&body.to_auth(), for_client(&req, &state))
+        .verify(&body.to_auth(), ForClient::of(&req))
         .await
         .map_err(|e| e.into_api(AuthCall::Verify))?;
     if body.r#type == OtpType::EmailChange && !has_session(&answer) {
@@ -397,7 +393,7 @@ pub async fn confirm(
     let body = json!({ "type": query.r#type.as_str(), "token_hash": query.token_hash.0 });
     let answer = state
         .supabase
-        .verify(&body, for_client(&req, &state))
+        .verify(&body, ForClient::of(&req))
         .await
         .map_err(|e| e.into_api(AuthCall::Verify))?;
     let next = query.next.map_or_else(|| "/".to_owned(), |n| n.0);
@@ -641,7 +637,7 @@ async fn exchange(
         .token(
             "pkce",
             &json!({ "auth_code": code.0, "code_verifier": verifier }),
-            for_client(req, state),
+            ForClient::of(req),
         )
         .await
         .map_err(|e| e.into_api(AuthCall::Pkce))?;

@@ -136,7 +136,7 @@ async fn require_aal2_where_configured(
         return Ok(());
     }
     if !sign_in.aal2_requires_factor {
-        let client = ForClient(state.limiter.client_ip(req));
+        let client = ForClient(crate::client_ip::of(req));
         let me = state
             .supabase
             .user(user.token(), client)
@@ -257,7 +257,7 @@ pub async fn refresh(
     refresh_token: &str,
     retries: Retries,
 ) -> RefreshOutcome {
-    let client = ForClient(state.limiter.client_ip(req));
+    let client = ForClient(crate::client_ip::of(req));
     state
         .refresher
         .refresh(refresh_token, || async {
