@@ -2942,4 +2942,4 @@ export interface operations {
     };
 }
 
-// Generated from the OpenAPI document with SHA-256 0002620c5323ce1706222d6fa24bf55aa33d699276d401193d4f640195121687 (scripts/api-types.sh).
+// Generated from the OpenAPI document with SHA-256 127fc5a74735f1465cbf1b33bbb2a80146d1c08cc9d624271e489f5c2f638769 (scripts/api-types.sh).

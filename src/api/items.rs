@@ -90,22 +90,10 @@ pub struct ItemListQuery {
     #[param(required = false)]
     mine: Option<bool>,
     /// Lowest price, plain decimal text ≥ 0 (`12.5`); at most `max_price`.
-    #[param(
-        value_type = String,
-        required = false,
-        nullable = false,
-        pattern = r"^(?:[0-9]{1,12}(?:\.[0-9]{0,8})?|\.[0-9]{1,8})$",
-        example = "10"
-    )]
+    #[param(inline, nullable = false, example = "10")]
     min_price: Option<PriceBound>,
     /// Highest price, plain decimal text ≥ 0; at least `min_price`.
-    #[param(
-        value_type = String,
-        required = false,
-        nullable = false,
-        pattern = r"^(?:[0-9]{1,12}(?:\.[0-9]{0,8})?|\.[0-9]{1,8})$",
-        example = "100"
-    )]
+    #[param(inline, nullable = false, example = "100")]
     max_price: Option<PriceBound>,
     /// Case-insensitive substring of the name; `%`, `_`, `*`, `\\`, `,`, `(`, `)`, `"` match themselves.
     #[param(inline, nullable = false, example = "lamp")]
@@ -194,6 +182,11 @@ impl FromParam for ItemOrder {
 /// `1e3` refused). Not a [`Price`]: `0` and sub-cent bounds are sensible filters.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PriceBound(f64);
+
+// The portable form to send: digits with at most one point. The parser also takes longer
+// digit runs (any finite f64), which no price bound needs.
+field_schema!(PriceBound => plain_text()
+    .pattern(Some(r"^(?:[0-9]{1,12}(?:\.[0-9]{0,8})?|\.[0-9]{1,8})$")));
 
 impl FromParam for PriceBound {
     fn from_param(text: &str) -> Result<Self, Problem> {

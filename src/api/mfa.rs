@@ -41,14 +41,20 @@ impl FromJson for Label {
     }
 }
 
-/// A TOTP code: 6 digits.
+/// A TOTP code: [`TotpCode::DIGITS`] digits.
 pub struct TotpCode(String);
+
+impl TotpCode {
+    const DIGITS: usize = 6;
+}
+
+field_schema!(TotpCode => plain_text().pattern(Some(format!("^[0-9]{{{}}}$", TotpCode::DIGITS))));
 
 impl FromJson for TotpCode {
     fn from_json(raw: &serde_json::value::RawValue) -> Result<Self, Problem> {
         let text = String::from_json(raw)?;
-        if text.len() != 6 || !text.bytes().all(|b| b.is_ascii_digit()) {
-            return Err("must be 6 digits".into());
+        if text.len() != Self::DIGITS || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("must be {} digits", Self::DIGITS).into());
         }
         Ok(Self(text))
     }
@@ -96,7 +102,7 @@ pub struct FactorVerifyBody {
     #[schema(value_type = String, format = Uuid)]
     challenge_id: Uuid,
     /// The 6-digit code from the authenticator app.
-    #[schema(value_type = String, pattern = "^[0-9]{6}$")]
+    #[schema(inline)]
     code: TotpCode,
 }
 

@@ -9,11 +9,14 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use super::common::Email;
-use super::input::{Across, Body, FromBody, FromJson, FromParam, FromParams, Params, Problem};
+use super::input::{
+    plain_text, Across, Body, FromBody, FromJson, FromParam, FromParams, Params, Problem,
+};
 use super::session::{session_answer, token_headers, Metadata};
 use crate::auth::cookie::SessionCookie;
 use crate::auth::pkce;
 use crate::error::{ApiError, ApiResult};
+use crate::field_schema;
 use crate::openapi::responses;
 use crate::rules::redirect::same_origin_path;
 use crate::state::AppState;
@@ -132,12 +135,21 @@ impl FromParam for OtpType {
     }
 }
 
-/// A code the user typed or a link's `token_hash`: 1..=256 visible ASCII characters.
+/// A code the user typed or a link's `token_hash`: 1..=[`OtpToken::MAX_LEN`] visible ASCII
+/// characters.
 pub struct OtpToken(String);
 
+impl OtpToken {
+    const MAX_LEN: usize = 256;
+}
+
+field_schema!(OtpToken => plain_text().max_length(Some(OtpToken::MAX_LEN)));
+
 fn otp_token(text: &str) -> Result<OtpToken, Problem> {
-    if !(1..=256).contains(&text.len()) || !text.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err("must be 1 to 256 visible ASCII characters".into());
+    if !(1..=OtpToken::MAX_LEN).contains(&text.len()) || !text.bytes().all(|b| b.is_ascii_graphic())
+    {
+        let max = OtpToken::MAX_LEN;
+        return Err(format!("must be 1 to {max} visible ASCII characters").into());
     }
     Ok(OtpToken(text.to_owned()))
 }
@@ -208,10 +220,10 @@ pub struct VerifyBody {
     #[schema(inline)]
     r#type: OtpType,
     /// The typed code; with `email` or `phone`.
-    #[schema(value_type = Option<String>, max_length = 256)]
+    #[schema(inline)]
     token: Option<OtpToken>,
     /// From the link in the email (`{{ .TokenHash }}`); alone, without `email`/`phone`.
-    #[schema(value_type = Option<String>, max_length = 256)]
+    #[schema(inline)]
     token_hash: Option<OtpToken>,
     #[schema(inline)]
     email: Option<Email>,
@@ -262,7 +274,7 @@ impl VerifyBody {
 #[into_params(parameter_in = Query)]
 pub struct ConfirmQuery {
     /// `{{ .TokenHash }}` from the email template.
-    #[param(value_type = String, required = true)]
+    #[param(inline, required = true)]
     token_hash: OtpToken,
     /// `{{ .Type }}`: `signup`, `invite`, `magiclink`, `recovery`, `email_change` or `email`.
     #[param(inline, required = true)]
@@ -488,7 +500,7 @@ pub async fn oauth(
 #[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
     /// The auth code (a UUID) for the pkce grant.
-    #[param(value_type = Option<String>)]
+    #[param(inline)]
     code: Option<OtpToken>,
     /// Set by `/api/auth/oauth/{provider}`: a path on this site.
     #[param(value_type = Option<String>)]
