@@ -6,6 +6,7 @@ use actix_web::http::Method;
 
 use crate::config::ConfigError;
 use crate::rate_limit::LimitRules;
+use crate::read_cache::CacheRoutes;
 
 /// What the settings come to against the route table: the settings that name operations,
 /// checked and compiled once, where the application is built (configuration itself is
@@ -13,6 +14,7 @@ use crate::rate_limit::LimitRules;
 pub struct Checked {
     pub rules: LimitRules,
     pub aal2_routes: Aal2Routes,
+    pub cache_routes: CacheRoutes,
 }
 
 /// `sign_in.aal2_routes` as `(method, route template)` pairs, checked against the route table

@@ -101,6 +101,54 @@ pub struct Settings {
     pub worker: WorkerSettings,
     #[serde(default)]
     pub jobs: JobsSettings,
+    #[serde(default)]
+    pub cache: CacheSettings,
+}
+
+/// `[cache]`: answers of chosen `GET` routes kept in memory, per who is asking (see
+/// `read_cache` and docs/scaling.md).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    /// The bodies held, in bytes, over every route; the least used go first.
+    #[serde(default = "default_cache_max_bytes")]
+    pub max_bytes: u64,
+    /// Checked against the route table where the app is built (`server::check`).
+    #[serde(default)]
+    pub routes: Vec<CacheRoute>,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            max_bytes: default_cache_max_bytes(),
+            routes: Vec::new(),
+        }
+    }
+}
+
+fn default_cache_max_bytes() -> u64 {
+    16 * 1024 * 1024
+}
+
+/// `[[cache.routes]]`: one `GET` route template, how long its answers are kept, and whose
+/// they are.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheRoute {
+    /// `"/api/categories/{id}"`, as /openapi.json lists it; `GET` is implied.
+    pub route: String,
+    pub ttl_secs: u64,
+    /// `"role"`: every caller of a database role sees the same rows (public data);
+    /// `"user"`: one entry per signed-in user.
+    pub key: CacheKey,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheKey {
+    Role,
+    User,
 }
 
 /// `supagate worker`: how queues are consumed (see `jobs::worker`).

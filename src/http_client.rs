@@ -7,13 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT,
 };
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, StatusCode, Uri};
-use http_body_util::{BodyDataStream, BodyExt, Full};
+use http_body_util::{BodyExt, Full};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -118,11 +117,6 @@ fn body_preview(body: &Bytes) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(512)]);
     text.replace(['\n', '\r'], " ")
 }
-
-/// A capped upstream body for `HttpResponse::streaming` (polled on the worker thread that
-/// serves the request, so it need not be `Send`).
-pub type BodyStream =
-    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, UpstreamError>>>>;
 
 impl UpstreamError {
     /// A failure at the connection level with no response received: safe to retry a read.
@@ -607,60 +601,6 @@ impl JsonApi {
             upstream: self.name,
             limit: self.max_body_bytes,
         }
-    }
-
-    /// A response body to stream through to a client, capped at `upstream.max_body_bytes`:
-    /// a declared `Content-Length` over the cap is refused before anything is sent (502); an
-    /// undeclared body that grows past it, or a transport failure mid-body (reset, timeout),
-    /// ends the stream with an error. The status and headers are already on the wire by then,
-    /// so actix aborts the connection without the terminating chunk: the client sees a
-    /// truncated response, never a short body that looks complete.
-    pub fn stream_body(&self, res: Answer) -> Result<BodyStream, UpstreamError> {
-        let limit = self.max_body_bytes;
-        if res.content_length().is_some_and(|len| len > limit as u64) {
-            return Err(self.too_large());
-        }
-        let name = self.name;
-        // The call's slot is held until the body has been streamed (or the client left).
-        let Answer { body, slot, .. } = res;
-        // The body is polled after the handler returned, outside the request's log context:
-        // the context is kept so an aborted stream is still logged under its request.
-        let request = crate::telemetry::current_request();
-        let mut seen = 0usize;
-        let mut failed = false;
-        let stream = BodyDataStream::new(body).map(move |chunk| {
-            let _slot = &slot;
-            if failed {
-                // Unreachable in practice: actix stops polling after the first error.
-                return Err(UpstreamError::InvalidBody {
-                    upstream: name,
-                    cause: "stream already failed".to_owned(),
-                });
-            }
-            let result = match chunk {
-                Ok(chunk) if seen + chunk.len() > limit => Err(UpstreamError::TooLarge {
-                    upstream: name,
-                    limit,
-                }),
-                Ok(chunk) => {
-                    seen += chunk.len();
-                    Ok(chunk)
-                }
-                Err(e) => Err(UpstreamError::from_body(name, &*e)),
-            };
-            if let Err(e) = &result {
-                failed = true;
-                let log =
-                    || tracing::warn!("{name}: streamed body aborted after {seen} bytes: {e}");
-                match &request {
-                    Some(request) => request.in_scope(log),
-                    None => log(),
-                }
-                metrics().observe_upstream(name, "aborted_stream", Duration::ZERO);
-            }
-            result
-        });
-        Ok(Box::pin(stream))
     }
 
     /// Reads a whole body, refusing more than the configured cap.

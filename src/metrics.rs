@@ -44,6 +44,12 @@ struct JobLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    route: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QueueLabels {
     queue: String,
 }
@@ -70,6 +76,8 @@ pub struct Metrics {
     jobs: Family<JobLabels, Counter>,
     job_latency: HistogramFamily<QueueLabels>,
     queue_depth: Family<QueueLabels, Gauge>,
+    cache_lookups: Family<CacheLabels, Counter>,
+    cache_evictions: Counter,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -109,6 +117,18 @@ impl Metrics {
         let job_latency: HistogramFamily<QueueLabels> =
             Family::new_with_constructor(latency_histogram);
         let queue_depth = Family::<QueueLabels, Gauge>::default();
+        let cache_lookups = Family::<CacheLabels, Counter>::default();
+        let cache_evictions = Counter::default();
+        registry.register(
+            "read_cache_lookups",
+            "Reads of cached routes, by route template and outcome (hit, miss, coalesced, bypass)",
+            cache_lookups.clone(),
+        );
+        registry.register(
+            "read_cache_evictions",
+            "Cached answers dropped to stay within cache.max_bytes",
+            cache_evictions.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests served, by route template and status",
@@ -165,7 +185,23 @@ impl Metrics {
             jobs,
             job_latency,
             queue_depth,
+            cache_lookups,
+            cache_evictions,
         }
+    }
+
+    /// The counter of one route's read-cache outcome, taken once and kept by the cache, so a
+    /// lookup counts with one atomic add.
+    pub fn cache_lookups(&self, route: &str, outcome: &'static str) -> Counter {
+        let labels = CacheLabels {
+            route: route.to_owned(),
+            outcome,
+        };
+        self.cache_lookups.get_or_create(&labels).clone()
+    }
+
+    pub fn cache_evictions(&self) -> Counter {
+        self.cache_evictions.clone()
     }
 
     /// `route` is the matched template (`/api/items/{id}`), never the raw path, so ids do

@@ -7,6 +7,7 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpRequest};
 use uuid::Uuid;
@@ -84,6 +85,8 @@ pub async fn request_context(
     // A session refreshed or ended while serving this request reaches the browser whatever
     // the handler answered.
     crate::auth::cookie::apply_scheduled(&mut res);
+    // After the cookie writes: an answer that sets cookies is never a 304.
+    let mut res = crate::conditional::finish(res.map_into_boxed_body());
     let headers = res.headers_mut();
     if let Some(value) = id_header {
         headers.insert(REQUEST_ID, value);
@@ -103,6 +106,15 @@ pub async fn request_context(
 
     let elapsed = started.elapsed();
     let status = res.status().as_u16();
+    // A write through supagate drops the cached reads of its resource (`read_cache`).
+    if res.status().is_success() && !matches!(*log.method(), Method::GET | Method::HEAD) {
+        if let Some(cache) = res
+            .request()
+            .app_data::<actix_web::web::Data<crate::read_cache::ReadCache>>()
+        {
+            cache.invalidate(log.route());
+        }
+    }
     // The route was looked up once, for the log context (resource name, else pattern).
     crate::metrics::metrics().observe_request(log.method().as_str(), log.route(), status, elapsed);
     // Only the path is logged: query values may carry emails, tokens or other secrets.

@@ -18,6 +18,7 @@ use crate::checked::{Aal2Routes, Checked};
 use crate::config::{ConfigError, Settings};
 use crate::middleware::{request_context, REQUEST_ID};
 use crate::rate_limit::LimitRules;
+use crate::read_cache::CacheRoutes;
 use crate::state::AppState;
 use crate::trace_context::{TRACEPARENT, TRACESTATE};
 use crate::{docs, openapi, route};
@@ -116,6 +117,7 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
     let trusted = web::Data::new(crate::client_ip::TrustedProxies::from_settings(
         &state.settings,
     ));
+    let read_cache = web::Data::from(Arc::clone(&state.read_cache));
     let data = web::Data::new(state);
     let server_settings = &settings.server;
     let mut server = HttpServer::new({
@@ -125,6 +127,7 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
                 .app_data(data.clone())
                 .app_data(limiter.clone())
                 .app_data(trusted.clone())
+                .app_data(read_cache.clone())
                 .app_data(api::json_config(settings.server.body_limit_bytes))
                 .app_data(api::path_config())
                 .configure(|cfg| configure(cfg, &settings))
@@ -221,6 +224,7 @@ pub fn check(settings: &Settings) -> Result<Checked, ConfigError> {
     Ok(Checked {
         rules: LimitRules::compile(&settings.rate_limit, &served)?,
         aal2_routes: Aal2Routes::compile(&settings.sign_in.aal2_routes, &served)?,
+        cache_routes: CacheRoutes::compile(&settings.cache, &served)?,
     })
 }
 

@@ -26,6 +26,8 @@ pub struct AppState {
     pub item_limit: ItemLimitSync,
     /// `sign_in.aal2_routes`, parsed once.
     pub aal2_routes: Arc<Aal2Routes>,
+    /// Registered as its own app data too: its middleware needs nothing else of the state.
+    pub read_cache: Arc<crate::read_cache::ReadCache>,
 }
 
 impl AppState {
@@ -48,6 +50,7 @@ impl AppState {
         let refresher = Arc::new(Refresher::new(Duration::from_secs(
             settings.auth.refresh_reuse_secs,
         )));
+        let settings_cache = settings.cache.clone();
         Ok(Self {
             refresher,
             settings: Arc::new(settings),
@@ -57,6 +60,10 @@ impl AppState {
             session_cookie,
             item_limit,
             aal2_routes: Arc::new(checked.aal2_routes),
+            read_cache: Arc::new(crate::read_cache::ReadCache::new(
+                &settings_cache,
+                &checked.cache_routes,
+            )),
         })
     }
 }

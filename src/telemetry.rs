@@ -117,11 +117,6 @@ impl RequestLog {
     }
 }
 
-/// The context of the request being served here, if any.
-pub fn current_request() -> Option<Rc<RequestLog>> {
-    REQUEST.try_with(Rc::clone).ok()
-}
-
 /// Names the caller in the context of the request being served (every later line and the
 /// access line carry `user_id`).
 pub fn set_request_user(id: Uuid) {

@@ -2,7 +2,6 @@
 //! form can show, and the responses that pass PostgREST's JSON through unchanged (lists
 //! streamed with their counting headers).
 
-use actix_web::body::SizedStream;
 use actix_web::http::header::{self, ContentType};
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
@@ -216,12 +215,8 @@ impl<T> Responder for List<T> {
         let mut res = HttpResponse::Ok();
         res.insert_header((TOTAL_COUNT, listing.total.to_string()))
             .insert_header((header::CONTENT_RANGE, listing.content_range))
-            .content_type(ContentType::json());
-        match (listing.body, listing.length) {
-            (Some(upstream), Some(length)) => res.body(SizedStream::new(length, upstream)),
-            (Some(upstream), None) => res.streaming(upstream),
-            (None, _) => res.body("[]"),
-        }
+            .content_type(ContentType::json())
+            .body(listing.body)
     }
 }
 

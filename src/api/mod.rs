@@ -75,7 +75,8 @@ pub type NamedSchema = (
 pub struct Route {
     path: String,
     methods: Vec<Method>,
-    add: Box<dyn FnOnce(actix_web::Resource) -> actix_web::Resource>,
+    /// Adds the handler to its resource; `true`: its `GET` goes through the read cache.
+    add: Box<dyn FnOnce(actix_web::Resource, bool) -> actix_web::Resource>,
     document: Option<fn(&mut utoipa::openapi::OpenApi)>,
     schemas: Option<fn(&mut Vec<NamedSchema>)>,
     resource_config: Option<fn(actix_web::Resource, &Settings) -> actix_web::Resource>,
@@ -135,14 +136,19 @@ impl Route {
         Self {
             path,
             methods,
-            add: Box::new(move |mut resource| {
+            add: Box::new(move |mut resource, cached| {
+                use actix_web::middleware::from_fn;
                 for method in on {
-                    let route = web::method(method).to(handler.clone());
-                    resource = if refuse_query {
-                        resource.route(route.wrap(actix_web::middleware::from_fn(no_query)))
-                    } else {
-                        resource.route(route)
-                    };
+                    let get = method == Method::GET;
+                    let mut route = web::method(method).to(handler.clone());
+                    if cached && get {
+                        route = route.wrap(from_fn(crate::read_cache::serve));
+                    }
+                    // Outermost: a refused query string never reaches the cache.
+                    if refuse_query {
+                        route = route.wrap(from_fn(no_query));
+                    }
+                    resource = resource.route(route);
                 }
                 resource
             }),
@@ -251,7 +257,12 @@ pub fn register(cfg: &mut web::ServiceConfig, routes: Vec<Route>, settings: &Set
         if let Some(config) = route.resource_config {
             r = config(r, settings);
         }
-        *resource = (route.add)(r);
+        let cached = settings
+            .cache
+            .routes
+            .iter()
+            .any(|c| c.route.trim() == route.path);
+        *resource = (route.add)(r, cached);
         allow.extend(route.methods);
     }
     for (_, resource, allow) in by_path {

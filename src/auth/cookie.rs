@@ -418,6 +418,11 @@ impl SessionCookie {
     }
 }
 
+/// Whether a cookie change is scheduled on `req` (its answer will set cookies).
+pub fn is_scheduled(req: &HttpRequest) -> bool {
+    req.extensions().contains::<Scheduled>()
+}
+
 /// Applies the cookie change scheduled on the response's request, if any: `Set-Cookie`
 /// headers plus the no-store headers ssr sends with them (the response now carries tokens).
 pub fn apply_scheduled<B>(res: &mut ServiceResponse<B>) {

@@ -21,6 +21,7 @@ use crate::supabase::gotrue::ForClient;
 
 /// Who a request is from, as its credentials came out (not `postgrest::Caller`, which says
 /// whose rights a PostgREST call uses).
+#[derive(Clone)]
 pub enum Identity {
     /// No credentials at all.
     Anonymous,
@@ -83,8 +84,22 @@ fn unix_now() -> i64 {
     jsonwebtoken::get_current_timestamp() as i64
 }
 
-/// Works out who is calling; schedules cookie writes and deletions on the request.
+/// Works out who is calling; schedules cookie writes and deletions on the request. Worked
+/// out once per request: the read cache asks before the handler's extractor does, and a
+/// cookie session must not be refreshed twice.
 pub async fn authenticate(req: &HttpRequest) -> Result<Identity, ApiError> {
+    if let Some(Known(identity)) = req.extensions().get::<Known>() {
+        return Ok(identity.clone());
+    }
+    let identity = identify(req).await?;
+    req.extensions_mut().insert(Known(identity.clone()));
+    Ok(identity)
+}
+
+/// The identity [`authenticate`] found for this request.
+struct Known(Identity);
+
+async fn identify(req: &HttpRequest) -> Result<Identity, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::internal("application state missing"))?;

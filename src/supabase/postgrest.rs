@@ -218,12 +218,10 @@ pub struct Listing {
     pub total: u64,
     /// PostgREST's `Content-Range` (`0-19/137`, `*/0`), or `*/<total>` past the end.
     pub content_range: String,
-    /// `None` when the offset was past the end: the body is `[]`. Capped at
-    /// `upstream.max_body_bytes`; a fault mid-stream aborts the client's connection.
-    pub body: Option<crate::http_client::BodyStream>,
-    /// The body's length when PostgREST declared it: the answer then carries a
-    /// `Content-Length` instead of chunked framing.
-    pub length: Option<u64>,
+    /// PostgREST's JSON array, read whole (capped at `upstream.max_body_bytes`): the answer's
+    /// `ETag` is a hash of it, and a fault mid-body is a clean 502/504, not a cut stream.
+    /// `[]` when the offset was past the end.
+    pub body: Bytes,
 }
 
 /// `<range>/<total>` → total; `None` when absent or not counted (`*`).
@@ -310,8 +308,7 @@ impl Supabase {
             return Ok(Listing {
                 total,
                 content_range: format!("*/{total}"),
-                body: None,
-                length: None,
+                body: Bytes::from_static(b"[]"),
             });
         }
         if !res.status().is_success() {
@@ -328,13 +325,11 @@ impl Supabase {
             .ok_or_else(|| invalid_body("list answer without Content-Range"))?;
         let total = total_of(&content_range)
             .ok_or_else(|| invalid_body("list answer with an uncounted Content-Range"))?;
-        let length = res.content_length();
-        let body = self.rest.stream_body(res)?;
+        let body = self.rest.read_body(res).await?;
         Ok(Listing {
             total,
             content_range,
-            body: Some(body),
-            length,
+            body,
         })
     }
 
