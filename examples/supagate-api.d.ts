@@ -1232,7 +1232,10 @@ export interface operations {
     health: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description `ETag`s the caller holds (or `*`): a match is answered 304 */
+                "If-None-Match"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1241,6 +1244,10 @@ export interface operations {
             /** @description Alive (no upstream call) */
             200: {
                 headers: {
+                    /** @description `private, no-cache` for a signed-in caller, `no-cache` for an anonymous one,                      `private, no-cache, no-store, must-revalidate, max-age=0` when the answer sets cookies or carries account data */
+                    "Cache-Control"?: string;
+                    /** @description A strong validator of this body: send it back as `If-None-Match` */
+                    ETag?: string;
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -1249,12 +1256,26 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
+            /** @description Not Modified: `If-None-Match` names this answer's `ETag` (never when the answer would set cookies) */
+            304: {
+                headers: {
+                    /** @description The matching validator */
+                    ETag?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
         };
     };
     ready: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description `ETag`s the caller holds (or `*`): a match is answered 304 */
+                "If-None-Match"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1263,6 +1284,10 @@ export interface operations {
             /** @description Supabase Auth and PostgREST answer, and the database holds the configured item limit */
             200: {
                 headers: {
+                    /** @description `private, no-cache` for a signed-in caller, `no-cache` for an anonymous one,                      `private, no-cache, no-store, must-revalidate, max-age=0` when the answer sets cookies or carries account data */
+                    "Cache-Control"?: string;
+                    /** @description A strong validator of this body: send it back as `If-None-Match` */
+                    ETag?: string;
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -1271,13 +1296,27 @@ export interface operations {
                     "application/json": components["schemas"]["Ready"];
                 };
             };
+            /** @description Not Modified: `If-None-Match` names this answer's `ETag` (never when the answer would set cookies) */
+            304: {
+                headers: {
+                    /** @description The matching validator */
+                    ETag?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             503: components["responses"]["Unavailable"];
         };
     };
     openapi: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description `ETag`s the caller holds (or `*`): a match is answered 304 */
+                "If-None-Match"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1286,6 +1325,10 @@ export interface operations {
             /** @description This document */
             200: {
                 headers: {
+                    /** @description `private, no-cache` for a signed-in caller, `no-cache` for an anonymous one,                      `private, no-cache, no-store, must-revalidate, max-age=0` when the answer sets cookies or carries account data */
+                    "Cache-Control"?: string;
+                    /** @description A strong validator of this body: send it back as `If-None-Match` */
+                    ETag?: string;
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -1293,6 +1336,17 @@ export interface operations {
                 content: {
                     "application/json": Record<string, never>;
                 };
+            };
+            /** @description Not Modified: `If-None-Match` names this answer's `ETag` (never when the answer would set cookies) */
+            304: {
+                headers: {
+                    /** @description The matching validator */
+                    ETag?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };
@@ -1349,7 +1403,10 @@ export interface operations {
                 /** @description Rows to skip; past the end answers `[]` with the true `X-Total-Count`. */
                 offset?: number;
             };
-            header?: never;
+            header?: {
+                /** @description `ETag`s the caller holds (or `*`): a match is answered 304 */
+                "If-None-Match"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1358,8 +1415,12 @@ export interface operations {
             /** @description A page of items, newest first unless `order` says otherwise */
             200: {
                 headers: {
+                    /** @description `private, no-cache` for a signed-in caller, `no-cache` for an anonymous one,                      `private, no-cache, no-store, must-revalidate, max-age=0` when the answer sets cookies or carries account data */
+                    "Cache-Control"?: string;
                     /** @description `<first>-<last>/<total>`, or `*\/<total>` past the end */
                     "Content-Range"?: string;
+                    /** @description A strong validator of this body: send it back as `If-None-Match` */
+                    ETag?: string;
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
                     "X-Request-Id"?: string;
                     /** @description How many rows match the filters */
@@ -1369,6 +1430,17 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Item"][];
                 };
+            };
+            /** @description Not Modified: `If-None-Match` names this answer's `ETag` (never when the answer would set cookies) */
+            304: {
+                headers: {
+                    /** @description The matching validator */
+                    ETag?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
@@ -1434,7 +1506,10 @@ export interface operations {
     getItem: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description `ETag`s the caller holds (or `*`): a match is answered 304 */
+                "If-None-Match"?: string;
+            };
             path: {
                 /** @description Item id */
                 id: string;
@@ -1446,6 +1521,10 @@ export interface operations {
             /** @description The item */
             200: {
                 headers: {
+                    /** @description `private, no-cache` for a signed-in caller, `no-cache` for an anonymous one,                      `private, no-cache, no-store, must-revalidate, max-age=0` when the answer sets cookies or carries account data */
+                    "Cache-Control"?: string;
+                    /** @description A strong validator of this body: send it back as `If-None-Match` */
+                    ETag?: string;
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -1453,6 +1532,17 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Item"];
                 };
+            };
+            /** @description Not Modified: `If-None-Match` names this answer's `ETag` (never when the answer would set cookies) */
+            304: {
+                headers: {
+                    /** @description The matching validator */
+                    ETag?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
@@ -1574,7 +1664,10 @@ export interface operations {
     listCategories: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description `ETag`s the caller holds (or `*`): a match is answered 304 */
+                "If-None-Match"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1583,8 +1676,12 @@ export interface operations {
             /** @description Every category, ordered by name */
             200: {
                 headers: {
+                    /** @description `private, no-cache` for a signed-in caller, `no-cache` for an anonymous one,                      `private, no-cache, no-store, must-revalidate, max-age=0` when the answer sets cookies or carries account data */
+                    "Cache-Control"?: string;
                     /** @description `<first>-<last>/<total>`, or `*\/<total>` past the end */
                     "Content-Range"?: string;
+                    /** @description A strong validator of this body: send it back as `If-None-Match` */
+                    ETag?: string;
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
                     "X-Request-Id"?: string;
                     /** @description How many rows match the filters */
@@ -1594,6 +1691,17 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Category"][];
                 };
+            };
+            /** @description Not Modified: `If-None-Match` names this answer's `ETag` (never when the answer would set cookies) */
+            304: {
+                headers: {
+                    /** @description The matching validator */
+                    ETag?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
@@ -1643,7 +1751,10 @@ export interface operations {
     getCategory: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description `ETag`s the caller holds (or `*`): a match is answered 304 */
+                "If-None-Match"?: string;
+            };
             path: {
                 /** @description Category id */
                 id: string;
@@ -1655,6 +1766,10 @@ export interface operations {
             /** @description The category */
             200: {
                 headers: {
+                    /** @description `private, no-cache` for a signed-in caller, `no-cache` for an anonymous one,                      `private, no-cache, no-store, must-revalidate, max-age=0` when the answer sets cookies or carries account data */
+                    "Cache-Control"?: string;
+                    /** @description A strong validator of this body: send it back as `If-None-Match` */
+                    ETag?: string;
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -1662,6 +1777,17 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Category"];
                 };
+            };
+            /** @description Not Modified: `If-None-Match` names this answer's `ETag` (never when the answer would set cookies) */
+            304: {
+                headers: {
+                    /** @description The matching validator */
+                    ETag?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
@@ -1685,7 +1811,10 @@ export interface operations {
                 /** @description Rows to skip; past the end answers `[]` with the true `X-Total-Count`. */
                 offset?: number;
             };
-            header?: never;
+            header?: {
+                /** @description `ETag`s the caller holds (or `*`): a match is answered 304 */
+                "If-None-Match"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1694,8 +1823,12 @@ export interface operations {
             /** @description A page of profiles ordered by username */
             200: {
                 headers: {
+                    /** @description `private, no-cache` for a signed-in caller, `no-cache` for an anonymous one,                      `private, no-cache, no-store, must-revalidate, max-age=0` when the answer sets cookies or carries account data */
+                    "Cache-Control"?: string;
                     /** @description `<first>-<last>/<total>`, or `*\/<total>` past the end */
                     "Content-Range"?: string;
+                    /** @description A strong validator of this body: send it back as `If-None-Match` */
+                    ETag?: string;
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
                     "X-Request-Id"?: string;
                     /** @description How many rows match the filters */
@@ -1705,6 +1838,17 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Profile"][];
                 };
+            };
+            /** @description Not Modified: `If-None-Match` names this answer's `ETag` (never when the answer would set cookies) */
+            304: {
+                headers: {
+                    /** @description The matching validator */
+                    ETag?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
@@ -1788,7 +1932,10 @@ export interface operations {
     getUser: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description `ETag`s the caller holds (or `*`): a match is answered 304 */
+                "If-None-Match"?: string;
+            };
             path: {
                 /** @description User id */
                 id: string;
@@ -1800,6 +1947,10 @@ export interface operations {
             /** @description The profile */
             200: {
                 headers: {
+                    /** @description `private, no-cache` for a signed-in caller, `no-cache` for an anonymous one,                      `private, no-cache, no-store, must-revalidate, max-age=0` when the answer sets cookies or carries account data */
+                    "Cache-Control"?: string;
+                    /** @description A strong validator of this body: send it back as `If-None-Match` */
+                    ETag?: string;
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -1807,6 +1958,17 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Profile"];
                 };
+            };
+            /** @description Not Modified: `If-None-Match` names this answer's `ETag` (never when the answer would set cookies) */
+            304: {
+                headers: {
+                    /** @description The matching validator */
+                    ETag?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
@@ -1906,7 +2068,10 @@ export interface operations {
     getUserStats: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description `ETag`s the caller holds (or `*`): a match is answered 304 */
+                "If-None-Match"?: string;
+            };
             path: {
                 /** @description User id */
                 id: string;
@@ -1918,6 +2083,10 @@ export interface operations {
             /** @description Item statistics of the user */
             200: {
                 headers: {
+                    /** @description `private, no-cache` for a signed-in caller, `no-cache` for an anonymous one,                      `private, no-cache, no-store, must-revalidate, max-age=0` when the answer sets cookies or carries account data */
+                    "Cache-Control"?: string;
+                    /** @description A strong validator of this body: send it back as `If-None-Match` */
+                    ETag?: string;
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -1925,6 +2094,17 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["UserStats"];
                 };
+            };
+            /** @description Not Modified: `If-None-Match` names this answer's `ETag` (never when the answer would set cookies) */
+            304: {
+                headers: {
+                    /** @description The matching validator */
+                    ETag?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
@@ -2184,7 +2364,10 @@ export interface operations {
     getAuthUser: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description `ETag`s the caller holds (or `*`): a match is answered 304 */
+                "If-None-Match"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2193,6 +2376,10 @@ export interface operations {
             /** @description The Supabase user object */
             200: {
                 headers: {
+                    /** @description `private, no-cache` for a signed-in caller, `no-cache` for an anonymous one,                      `private, no-cache, no-store, must-revalidate, max-age=0` when the answer sets cookies or carries account data */
+                    "Cache-Control"?: string;
+                    /** @description A strong validator of this body: send it back as `If-None-Match` */
+                    ETag?: string;
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -2200,6 +2387,17 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["SupabaseUser"];
                 };
+            };
+            /** @description Not Modified: `If-None-Match` names this answer's `ETag` (never when the answer would set cookies) */
+            304: {
+                headers: {
+                    /** @description The matching validator */
+                    ETag?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             401: components["responses"]["Unauthorized"];
             429: components["responses"]["RateLimited"];
@@ -2641,7 +2839,10 @@ export interface operations {
     listFactors: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description `ETag`s the caller holds (or `*`): a match is answered 304 */
+                "If-None-Match"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2650,6 +2851,10 @@ export interface operations {
             /** @description `{factors: [{id, factor_type, friendly_name, status (verified | unverified), created_at, updated_at}]}` */
             200: {
                 headers: {
+                    /** @description `private, no-cache` for a signed-in caller, `no-cache` for an anonymous one,                      `private, no-cache, no-store, must-revalidate, max-age=0` when the answer sets cookies or carries account data */
+                    "Cache-Control"?: string;
+                    /** @description A strong validator of this body: send it back as `If-None-Match` */
+                    ETag?: string;
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -2657,6 +2862,17 @@ export interface operations {
                 content: {
                     "application/json": Record<string, never>;
                 };
+            };
+            /** @description Not Modified: `If-None-Match` names this answer's `ETag` (never when the answer would set cookies) */
+            304: {
+                headers: {
+                    /** @description The matching validator */
+                    ETag?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             401: components["responses"]["Unauthorized"];
             429: components["responses"]["RateLimited"];
@@ -2867,7 +3083,10 @@ export interface operations {
     getSubscription: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description `ETag`s the caller holds (or `*`): a match is answered 304 */
+                "If-None-Match"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2876,6 +3095,10 @@ export interface operations {
             /** @description The caller's subscription, or `{"status": "none"}` */
             200: {
                 headers: {
+                    /** @description `private, no-cache` for a signed-in caller, `no-cache` for an anonymous one,                      `private, no-cache, no-store, must-revalidate, max-age=0` when the answer sets cookies or carries account data */
+                    "Cache-Control"?: string;
+                    /** @description A strong validator of this body: send it back as `If-None-Match` */
+                    ETag?: string;
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -2883,6 +3106,17 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["BillingSubscription"];
                 };
+            };
+            /** @description Not Modified: `If-None-Match` names this answer's `ETag` (never when the answer would set cookies) */
+            304: {
+                headers: {
+                    /** @description The matching validator */
+                    ETag?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
@@ -2942,4 +3176,4 @@ export interface operations {
     };
 }
 
-// Generated from the OpenAPI document with SHA-256 127fc5a74735f1465cbf1b33bbb2a80146d1c08cc9d624271e489f5c2f638769 (scripts/api-types.sh).
+// Generated from the OpenAPI document with SHA-256 1bddb89955c8861dd2eaed14306df7090d7d700b87f0a753d680b926b920ec79 (scripts/api-types.sh).

@@ -163,6 +163,67 @@ impl Modify for InlinedFields {
     }
 }
 
+/// Every `GET` with a JSON answer is a conditional read (`conditional.rs`): its 200 carries
+/// `ETag` and `Cache-Control`, it takes `If-None-Match`, and answers 304 to a match. Written
+/// here once rather than on each annotation.
+struct ConditionalReads;
+
+impl Modify for ConditionalReads {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::{Required, ResponseBuilder};
+        for item in doc.paths.paths.values_mut() {
+            let Some(op) = item.get.as_mut() else {
+                continue;
+            };
+            let Some(RefOr::T(ok)) = op.responses.responses.get_mut("200") else {
+                continue;
+            };
+            if !ok.content.contains_key("application/json") {
+                continue;
+            }
+            ok.headers.insert(
+                "ETag".into(),
+                responses::string_header(
+                    "A strong validator of this body: send it back as `If-None-Match`",
+                ),
+            );
+            // An answer that always carries tokens documents its own `no-store`.
+            ok.headers.entry("Cache-Control".into()).or_insert_with(|| {
+                responses::string_header(
+                    "`private, no-cache` for a signed-in caller, `no-cache` for an anonymous one,                      `private, no-cache, no-store, must-revalidate, max-age=0` when the answer sets cookies or \
+                     carries account data",
+                )
+            });
+            op.responses.responses.insert(
+                "304".into(),
+                RefOr::T(
+                    ResponseBuilder::new()
+                        .description(
+                            "Not Modified: `If-None-Match` names this answer's `ETag` (never when the answer would set cookies)",
+                        )
+                        .header("ETag", responses::string_header("The matching validator"))
+                        .build(),
+                ),
+            );
+            op.parameters.get_or_insert_with(Vec::new).push(
+                ParameterBuilder::new()
+                    .name("If-None-Match")
+                    .parameter_in(ParameterIn::Header)
+                    .required(Required::False)
+                    .description(Some(
+                        "`ETag`s the caller holds (or `*`): a match is answered 304",
+                    ))
+                    .schema(Some(
+                        utoipa::openapi::schema::ObjectBuilder::new()
+                            .schema_type(utoipa::openapi::schema::Type::String),
+                    ))
+                    .build(),
+            );
+        }
+    }
+}
+
 /// `ItemPatch` must name at least one field. utoipa-gen 5.5's `min_properties` attribute
 /// emits `maxProperties` instead, so the constraint is set here.
 struct PatchNeedsAField;
@@ -284,8 +345,9 @@ pub fn document() -> utoipa::openapi::OpenApi {
         route.document_into(&mut doc);
     }
     // After the operations are in: these edit them.
-    let modifiers: [&dyn Modify; 6] = [
+    let modifiers: [&dyn Modify; 7] = [
         &InlinedFields,
+        &ConditionalReads,
         &SecuritySchemes,
         &RequestIdHeader,
         &PatchNeedsAField,

@@ -2,6 +2,7 @@
 
 mod auth;
 mod billing;
+mod cache;
 mod categories;
 mod fault;
 mod faults;
