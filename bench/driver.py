@@ -497,6 +497,18 @@ def scenarios(fixture, ports):
                       port=ports["supagate_redis"], method="GET", path="/api/items?limit=20",
                       headers=[("Authorization", f"Bearer {hs}")]),
              ]),
+        # The read cache: the default production config keeps the category reads per role.
+        dict(name="get_categories_cached",
+             title="GET /api/categories, HS256 token, from the read cache",
+             note="supagate answers from its warm read cache (no upstream call after the "
+                  "first); direct and hop make the upstream request every time.",
+             targets=[
+                 dict(target=name, port=ports[port], method="GET",
+                      path="/rest/v1/categories?select=id%2Cname%2Cslug&order=name.asc%2Cid.asc",
+                      headers=upstream_headers(hs, [("Prefer", "count=exact")]))
+                 for name, port in (("direct", "standin"), ("hop", "hop"))
+             ] + [dict(target="supagate", port=ports["supagate"], method="GET",
+                       path="/api/categories", headers=[("Authorization", f"Bearer {hs}")])]),
         dict(name="health", title="GET /health (no upstream call)", upstream=False,
              note="baseline without an upstream: `direct` is the stand-in answering its own "
                   "static /auth/v1/health (nginx `return`), for scale; there is no hop.",

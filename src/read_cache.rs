@@ -214,15 +214,17 @@ fn who(rule: &Rule, identity: &Identity) -> Option<String> {
     }
 }
 
-/// The middleware of a cached route (`api::register` puts it on the `GET` of each).
+/// The middleware of a cached route (`api::register` puts it on the `GET` of each, with its
+/// template).
 pub async fn serve(
+    template: Arc<str>,
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let Some(cache) = req.app_data::<web::Data<ReadCache>>().cloned() else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
-    let Some(rule) = req.match_pattern().and_then(|p| cache.rules.get(&p)) else {
+    let Some(rule) = cache.rules.get(&*template) else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
     // Who asks decides whose entry serves; a caller the extractor would refuse, or whose
