@@ -80,19 +80,7 @@ def main():
             if not 200 <= status < 300 and status != expected:
                 raise RuntimeError(f"{t['target']} answered {status}: {body}")
             driver.run_wrk(t, conns, 1, servers)  # warm-up (and the cache)
-        runs = {t["target"]: [] for t in targets}
-        for r in range(rounds):
-            order = targets[r % len(targets):] + targets[:r % len(targets)]
-            for t in order:
-                res = driver.run_wrk(t, conns, seconds, servers)
-                server = driver.serving(t)
-                runs[t["target"]].append(dict(
-                    rps=res["rps"], cpu_us=res["cpu_s"][server] / res["requests"] * 1e6,
-                    upstream=res.get("upstream_calls"),
-                    # wrk counts a 304 as an error status (>= 400 only): none expected.
-                    errors=res["err_status"] + res["socket_errors"]))
-                driver.log(f"round {r + 1} {t['target']}: {res['rps']:.0f} req/s, "
-                           f"{runs[t['target']][-1]['cpu_us']:.1f} µs CPU/req")
+        runs = driver.interleaved(targets, conns, seconds, rounds, servers)
         med = {name: (driver.med([x["cpu_us"] for x in rs]), driver.med([x["rps"] for x in rs]))
                for name, rs in runs.items()}
         lines = [

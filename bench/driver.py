@@ -620,6 +620,23 @@ def run_wrk(t, conns, seconds, servers, script="request.lua", extra_env=None):
     return r
 
 
+def interleaved(targets, conns, seconds, rounds, servers):
+    """`rounds` wrk runs per target, the order rotating each round (drift hits all alike);
+    per target a list of {rps, cpu_us, upstream, errors} (floor.py and cache.py)."""
+    runs = {t["target"]: [] for t in targets}
+    for r in range(rounds):
+        order = targets[r % len(targets):] + targets[:r % len(targets)]
+        for t in order:
+            res = run_wrk(t, conns, seconds, servers)
+            runs[t["target"]].append(dict(
+                rps=res["rps"], cpu_us=res["cpu_s"][serving(t)] / res["requests"] * 1e6,
+                upstream=res.get("upstream_calls"),
+                errors=res["err_status"] + res["socket_errors"]))
+            log(f"round {r + 1} {t['target']}: {res['rps']:.0f} req/s, "
+                f"{runs[t['target']][-1]['cpu_us']:.1f} µs CPU/req")
+    return runs
+
+
 def serving(target):
     """The server a target's requests are served by (and whose CPU and RSS are read)."""
     if isinstance(target, dict):

@@ -7,7 +7,8 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::ServiceResponse;
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::HttpMessage;
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
+use bytes::Bytes;
 
 use crate::middleware::LoggedUser;
 
@@ -54,13 +55,13 @@ pub fn finish(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
         return res;
     }
     let signed_in = res.request().extensions().contains::<LoggedUser>();
-    let (req, res) = res.into_parts();
-    let (mut head, body) = res.into_parts();
-    // A body built in memory (every JSON answer here) is handed over without a copy; a
-    // streamed one is left alone.
-    let body = match body.try_into_bytes() {
-        Ok(bytes) => bytes,
-        Err(body) => return ServiceResponse::new(req, head.set_body(body)),
+    let InMemory {
+        req,
+        mut head,
+        body,
+    } = match in_memory(res) {
+        Taken::InMemory(parts) => parts,
+        Taken::Streamed(res) => return res,
     };
     let headers = head.headers_mut();
     let etag = match headers.get(header::ETAG) {
@@ -87,7 +88,37 @@ pub fn finish(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
         head.headers_mut().remove(header::CONTENT_TYPE);
         return ServiceResponse::new(req, head.set_body(BoxBody::new(())));
     }
-    ServiceResponse::new(req, head.set_body(BoxBody::new(body)))
+    InMemory { req, head, body }.into_response()
+}
+
+/// A response whose body is held in memory, taken apart.
+pub struct InMemory {
+    pub req: HttpRequest,
+    pub head: HttpResponse<()>,
+    pub body: Bytes,
+}
+
+impl InMemory {
+    pub fn into_response(self) -> ServiceResponse<BoxBody> {
+        ServiceResponse::new(self.req, self.head.set_body(BoxBody::new(self.body)))
+    }
+}
+
+/// A response taken apart by [`in_memory`], or left whole.
+pub enum Taken {
+    InMemory(InMemory),
+    Streamed(ServiceResponse<BoxBody>),
+}
+
+/// Takes `res` apart when its body is bytes in memory (every JSON answer here: handed over
+/// without a copy); a streamed one comes back unchanged.
+pub fn in_memory(res: ServiceResponse<BoxBody>) -> Taken {
+    let (req, res) = res.into_parts();
+    let (head, body) = res.into_parts();
+    match body.try_into_bytes() {
+        Ok(body) => Taken::InMemory(InMemory { req, head, body }),
+        Err(body) => Taken::Streamed(ServiceResponse::new(req, head.set_body(body))),
+    }
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

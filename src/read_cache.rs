@@ -20,6 +20,7 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::watch;
 
 use crate::auth::Identity;
+use crate::conditional::Taken;
 use crate::config::{CacheKey, CacheSettings, ConfigError};
 use crate::metrics::metrics;
 
@@ -55,10 +56,6 @@ impl CacheRoutes {
             ));
         }
         Ok(Self(routes))
-    }
-
-    pub fn contains(&self, template: &str) -> bool {
-        self.0.iter().any(|(p, _, _)| p == template)
     }
 }
 
@@ -303,18 +300,17 @@ fn store(
     if res.status() != StatusCode::OK || crate::auth::cookie::is_scheduled(res.request()) {
         return res;
     }
-    let (req, res) = res.into_parts();
-    let (mut head, body) = res.into_parts();
-    let body = match body.try_into_bytes() {
-        Ok(bytes) => bytes,
-        Err(body) => return ServiceResponse::new(req, head.set_body(body)),
+    let mut answer = match crate::conditional::in_memory(res) {
+        Taken::InMemory(answer) => answer,
+        Taken::Streamed(res) => return res,
     };
+    let (head, body) = (&mut answer.head, &answer.body);
     let kept = [header::CONTENT_TYPE, header::CONTENT_RANGE, X_TOTAL_COUNT];
     let headers = kept
         .iter()
         .filter_map(|name| Some((name.clone(), head.headers().get(name)?.clone())))
         .collect();
-    let etag = crate::conditional::etag_of(&body);
+    let etag = crate::conditional::etag_of(body);
     head.headers_mut().insert(header::ETAG, etag.clone());
     cache.entries.insert(
         key,
@@ -325,7 +321,7 @@ fn store(
             expires: Instant::now() + rule.ttl,
         }),
     );
-    ServiceResponse::new(req, head.set_body(BoxBody::new(body)))
+    answer.into_response()
 }
 
 const X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");

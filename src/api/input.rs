@@ -371,6 +371,14 @@ pub fn parse_query<T: FromParams>(query: &str) -> ApiResult<T> {
     params.finish(value)
 }
 
+/// No parameters at all: any given is refused by name (the route table's default for an
+/// operation that documents none, `api::Route`).
+impl FromParams for () {
+    fn from_params(_: &mut QueryFields) -> Option<Self> {
+        Some(())
+    }
+}
+
 /// A query string decoded into `T`.
 pub struct Params<T>(pub T);
 

@@ -224,9 +224,7 @@ async fn no_query(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    if let Some((name, _)) = url::form_urlencoded::parse(req.query_string().as_bytes()).next() {
-        return Err(ApiError::unknown_parameter(&name).into());
-    }
+    input::parse_query::<()>(req.query_string())?;
     next.call(req).await
 }
 
