@@ -21,7 +21,7 @@ const VARY: &str = "Authorization, Cookie";
 
 /// The strong validator of `body`: 128 bits of XXH3, hex, quoted. Not a secret and not a
 /// defence against a forger (the body is the caller's own); XXH3 hashes a 10 KB page in about a
-/// microsecond, where SHA-256 would take several (the issue's budget is per request).
+/// microsecond, where SHA-256 would take several (it runs on every JSON read).
 pub fn etag_of(body: &[u8]) -> HeaderValue {
     let mut text = [0u8; 34];
     text[0] = b'"';
