@@ -20,8 +20,9 @@ const REVALIDATE: &str = "no-cache";
 const VARY: &str = "Authorization, Cookie";
 
 /// The strong validator of `body`: 128 bits of XXH3, hex, quoted. Not a secret and not a
-/// defence against a forger (the body is the caller's own); XXH3 hashes a 10 KB page in about a
-/// microsecond, where SHA-256 would take several (it runs on every JSON read).
+/// defence against a forger (the body is the caller's own). It runs on every JSON read: for a
+/// 10 KB page 0.31 µs with the tag written, against 5.09 µs for SHA-256 of the same bytes
+/// (`cargo bench --bench middleware -- etag`).
 pub fn etag_of(body: &[u8]) -> HeaderValue {
     let mut text = [0u8; 34];
     text[0] = b'"';

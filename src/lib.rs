@@ -6,7 +6,7 @@ pub mod auth;
 pub(crate) mod body_timeout;
 pub mod checked;
 pub mod client_ip;
-pub(crate) mod conditional;
+pub mod conditional;
 pub mod config;
 pub(crate) mod docs;
 pub mod error;

@@ -3,6 +3,8 @@
 //! the production subscriber installed at `RUST_LOG=warn`: the log context is set, the access
 //! line is filtered out, output goes nowhere. `bare` is the same app
 //! without the middleware, so the difference is what it adds.
+//! `etag_*`: the validator every JSON read carries (`conditional::etag_of`), beside SHA-256 of
+//! the same bytes.
 //! Run: `cargo bench --bench middleware -- --warm-up-time 1 --measurement-time 3`.
 
 use actix_web::middleware::from_fn;
@@ -49,5 +51,17 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+fn etag(c: &mut Criterion) {
+    use sha2::Digest;
+    // A page of 20 items is about 10 KB.
+    let page = vec![b'x'; 10 * 1024];
+    c.bench_function("etag_xxh3_10kb", |b| {
+        b.iter(|| supagate::conditional::etag_of(std::hint::black_box(&page)))
+    });
+    c.bench_function("etag_sha256_10kb", |b| {
+        b.iter(|| sha2::Sha256::digest(std::hint::black_box(&page)))
+    });
+}
+
+criterion_group!(benches, bench, etag);
 criterion_main!(benches);
