@@ -110,7 +110,11 @@ pub struct Settings {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheSettings {
-    /// The bodies held, in bytes, over every route; the least used go first.
+    /// Where the answers live: `"memory"` (this process) or `"redis"` (every instance, over
+    /// `rate_limit.redis_url`).
+    #[serde(default)]
+    pub store: CacheStore,
+    /// The bodies held in memory, in bytes, over every route; the least used go first.
     #[serde(default = "default_cache_max_bytes")]
     pub max_bytes: u64,
     /// Checked against the route table where the app is built (`server::check`).
@@ -121,6 +125,7 @@ pub struct CacheSettings {
 impl Default for CacheSettings {
     fn default() -> Self {
         Self {
+            store: CacheStore::default(),
             max_bytes: default_cache_max_bytes(),
             routes: Vec::new(),
         }
@@ -142,6 +147,18 @@ pub struct CacheRoute {
     /// `"role"`: every caller of a database role sees the same rows (public data);
     /// `"user"`: one entry per signed-in user.
     pub key: CacheKey,
+}
+
+/// Where cached answers live (see docs/scaling.md for what each lets go stale).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheStore {
+    /// This process, bounded by `max_bytes`; a write through another instance shows here
+    /// after at most the route's TTL.
+    #[default]
+    Memory,
+    /// Redis, shared by every instance: a write through any of them drops the entries at once.
+    Redis,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -691,6 +708,12 @@ impl Settings {
             return Err(ConfigError::invalid(
                 env_names_for("rate_limit.redis_url"),
                 "missing (rate_limit.store is \"redis\")",
+            ));
+        }
+        if self.cache.store == CacheStore::Redis && self.rate_limit.redis_url.is_blank() {
+            return Err(ConfigError::invalid(
+                env_names_for("rate_limit.redis_url"),
+                "missing (cache.store is \"redis\")",
             ));
         }
         self.validate_worker()?;

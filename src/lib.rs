@@ -17,6 +17,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod rate_limit;
 pub mod read_cache;
+pub mod redis_conn;
 pub mod rules;
 pub mod server;
 pub mod state;

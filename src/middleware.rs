@@ -112,7 +112,7 @@ pub async fn request_context(
             .request()
             .app_data::<actix_web::web::Data<crate::read_cache::ReadCache>>()
         {
-            cache.invalidate(log.route());
+            cache.invalidate(log.route()).await;
         }
     }
     // The route was looked up once, for the log context (resource name, else pattern).

@@ -8,7 +8,6 @@ pub mod store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -21,6 +20,7 @@ use crate::auth::cookie::SessionCookie;
 use crate::auth::verify::Verifier;
 use crate::config::{ConfigError, OnStoreError, RateLimitSettings, RateLimitStore, Settings};
 use crate::error::ApiError;
+use crate::redis_conn::RedisConn;
 use store::{Bucket, MemoryStore, Quota, RedisStore, StoreError, Verdict};
 
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -215,22 +215,21 @@ const STORE_LOG_EVERY_SECS: u64 = 10;
 impl Limiter {
     /// The limiter for `rules` (compiled once, by `server::check`); `user` rules key on the
     /// `sub` `verifier` accepts, from the bearer token or `session_cookie`.
+    /// `redis`: the instance's connection, required when `rate_limit.store` is `"redis"`.
     pub fn new(
         settings: &Settings,
+        redis: Option<Arc<RedisConn>>,
         rules: LimitRules,
         verifier: Arc<Verifier>,
         session_cookie: Arc<SessionCookie>,
     ) -> anyhow::Result<Self> {
         let rl = &settings.rate_limit;
-        let store = match rl.store {
-            RateLimitStore::Memory => Store::Memory(MemoryStore::default()),
-            RateLimitStore::Redis => Store::Redis(
-                RedisStore::new(
-                    rl.redis_url.expose(),
-                    Duration::from_millis(rl.redis_timeout_ms.max(1)),
-                )
-                .map_err(|e| anyhow::anyhow!("rate_limit.redis_url (REDIS_URL): {e}"))?,
-            ),
+        let store = match (rl.store, redis) {
+            (RateLimitStore::Redis, Some(conn)) => Store::Redis(RedisStore::new(conn)),
+            (RateLimitStore::Redis, None) => {
+                anyhow::bail!("rate_limit.store is \"redis\" but no Redis connection was made")
+            }
+            (RateLimitStore::Memory, _) => Store::Memory(MemoryStore::default()),
         };
         Ok(Self {
             enabled: rl.enabled,

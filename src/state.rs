@@ -7,8 +7,9 @@ use crate::auth::cookie::SessionCookie;
 use crate::auth::refresh::Refresher;
 use crate::auth::verify::Verifier;
 use crate::checked::{Aal2Routes, Checked};
-use crate::config::Settings;
+use crate::config::{CacheStore, RateLimitStore, Settings};
 use crate::rate_limit::Limiter;
+use crate::redis_conn::RedisConn;
 use crate::supabase::item_limit::{ItemLimitRule, ItemLimitSync};
 use crate::supabase::Supabase;
 
@@ -41,8 +42,24 @@ impl AppState {
         // Writes the rule in the background: start-up never waits for Supabase.
         item_limit.spawn(&supabase);
         let session_cookie = Arc::new(SessionCookie::from_settings(&settings));
+        // One connection for every use of Redis in this instance.
+        let redis = if settings.rate_limit.store == RateLimitStore::Redis
+            || settings.cache.store == CacheStore::Redis
+        {
+            let rl = &settings.rate_limit;
+            Some(Arc::new(
+                RedisConn::new(
+                    rl.redis_url.expose(),
+                    Duration::from_millis(rl.redis_timeout_ms.max(1)),
+                )
+                .map_err(|e| anyhow::anyhow!("rate_limit.redis_url (REDIS_URL): {e}"))?,
+            ))
+        } else {
+            None
+        };
         let limiter = Arc::new(Limiter::new(
             &settings,
+            redis.clone(),
             checked.rules,
             Arc::clone(&verifier),
             Arc::clone(&session_cookie),
@@ -63,6 +80,7 @@ impl AppState {
             read_cache: Arc::new(crate::read_cache::ReadCache::new(
                 &settings_cache,
                 &checked.cache_routes,
+                redis,
             )),
         })
     }

@@ -3,10 +3,12 @@
 //! inside Redis as a Lua script ([`RedisStore`]), so both stores decide identically.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::redis_conn::RedisConn;
 
 /// A rate: one request every `interval_us` on average, up to `burst` at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,25 +167,16 @@ return out
 
 /// Counters in Redis, shared by every instance: one script call (EVALSHA) per decision.
 pub struct RedisStore {
-    client: redis::Client,
-    /// One connection per worker thread, made on its first use there: start-up does not
-    /// wait for (or need) Redis, and a connection's I/O runs on the worker that uses it (an
-    /// actix worker is a single-threaded runtime; sharing one connection would tie every
-    /// worker to the one that created it). Each manager reconnects by itself.
-    conns: Mutex<HashMap<std::thread::ThreadId, ConnectionManager>>,
+    conn: Arc<RedisConn>,
     script: redis::Script,
-    timeout: Duration,
 }
 
 impl RedisStore {
-    /// Checks the URL only; nothing is connected yet.
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, redis::RedisError> {
-        Ok(Self {
-            client: redis::Client::open(url)?,
-            conns: Mutex::new(HashMap::new()),
+    pub fn new(conn: Arc<RedisConn>) -> Self {
+        Self {
+            conn,
             script: redis::Script::new(SCRIPT),
-            timeout,
-        })
+        }
     }
 
     /// All `checks` in one round trip, within the timeout. `now`: `None` uses Redis's clock.
@@ -192,24 +185,10 @@ impl RedisStore {
         checks: &[Bucket],
         now: Option<i64>,
     ) -> Result<Vec<Verdict>, StoreError> {
-        tokio::time::timeout(self.timeout, self.decide_untimed(checks, now))
+        let timeout = self.conn.timeout;
+        tokio::time::timeout(timeout, self.decide_untimed(checks, now))
             .await
-            .map_err(|_| StoreError::Timeout(self.timeout))?
-    }
-
-    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        let thread = std::thread::current().id();
-        if let Some(conn) = self.conns.lock().get(&thread) {
-            return Ok(conn.clone());
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(self.timeout)
-            .set_response_timeout(self.timeout)
-            .set_number_of_retries(1)
-            .set_max_delay(1000);
-        let conn = ConnectionManager::new_with_config(self.client.clone(), config).await?;
-        self.conns.lock().insert(thread, conn.clone());
-        Ok(conn)
+            .map_err(|_| StoreError::Timeout(timeout))?
     }
 
     async fn decide_untimed(
@@ -217,7 +196,7 @@ impl RedisStore {
         checks: &[Bucket],
         now: Option<i64>,
     ) -> Result<Vec<Verdict>, StoreError> {
-        let mut conn = self.connection().await?;
+        let mut conn = self.conn.connection().await?;
         let mut invocation = self.script.prepare_invoke();
         for check in checks {
             invocation.key(&check.key);

@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use supagate::config::{CacheKey, CacheRoute, Settings};
+use supagate::config::{CacheKey, CacheRoute, CacheStore, Secret, Settings};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
+use crate::redis_server::RedisServer;
 use crate::support::*;
 
 fn cache(settings: &mut Settings, route: &str, ttl_secs: u64, key: CacheKey) {
@@ -30,6 +31,33 @@ async fn rows_for(app: &TestApp, table: &str, bearer: &str, rows: Value) {
         .respond_with(pg_list(rows, "0-0/1"))
         .mount(&app.upstream)
         .await;
+}
+
+/// PostgREST answering the category list "before" once, then "after".
+async fn reads_before_then_after(app: &TestApp) {
+    Mock::given(method("GET"))
+        .and(path("/rest/v1/categories"))
+        .respond_with(pg_list(categories("before"), "0-0/1"))
+        .up_to_n_times(1)
+        .mount(&app.upstream)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/rest/v1/categories"))
+        .respond_with(pg_list(categories("after"), "0-0/1"))
+        .mount(&app.upstream)
+        .await;
+}
+
+/// PostgREST creating a category named `name`.
+async fn category_created(app: &TestApp, name: &str) {
+    mock_rest(
+        app,
+        "POST",
+        "categories",
+        ResponseTemplate::new(201)
+            .set_body_json(json!({"id": CATEGORY_ID, "name": name, "slug": name})),
+    )
+    .await;
 }
 
 async fn gets_to(app: &TestApp, table: &str) -> usize {
@@ -181,25 +209,8 @@ async fn an_anonymous_caller_never_gets_a_signed_in_callers_cached_answer_nor_th
 async fn a_write_through_supagate_is_visible_to_its_author_on_the_next_read() {
     let app = TestApp::spawn().await;
     let admin = admin_token(USER_A);
-    Mock::given(method("GET"))
-        .and(path("/rest/v1/categories"))
-        .respond_with(pg_list(categories("before"), "0-0/1"))
-        .up_to_n_times(1)
-        .mount(&app.upstream)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/rest/v1/categories"))
-        .respond_with(pg_list(categories("after"), "0-0/1"))
-        .mount(&app.upstream)
-        .await;
-    mock_rest(
-        &app,
-        "POST",
-        "categories",
-        ResponseTemplate::new(201)
-            .set_body_json(json!({"id": CATEGORY_ID, "name": "after", "slug": "after"})),
-    )
-    .await;
+    reads_before_then_after(&app).await;
+    category_created(&app, "after").await;
     let read = || async {
         json_of(
             app.get("/api/categories")
@@ -316,14 +327,7 @@ async fn hits_and_misses_are_counted_by_route() {
     for _ in 0..3 {
         let _ = app.get("/api/categories").send().await.unwrap();
     }
-    let text = app
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     let line = |outcome: &str| {
         text.lines()
             .find(|l| {
@@ -352,4 +356,113 @@ async fn a_cache_route_that_is_not_a_served_get_is_refused_at_start_up() {
     let mut settings = test_settings("http://127.0.0.1:9");
     cache(&mut settings, "/api/categories", 0, CacheKey::Role);
     assert!(supagate::server::check(&settings).is_err());
+}
+
+// ---- the Redis store, for real ----
+
+fn shared_cache(url: String) -> impl Fn(&mut Settings) {
+    move |s: &mut Settings| {
+        s.cache.store = CacheStore::Redis;
+        s.rate_limit.redis_url = Secret::new(url.clone());
+        // A loaded CI machine must not turn a slow answer into a bypass here.
+        s.rate_limit.redis_timeout_ms = 5_000;
+    }
+}
+
+/// Waits until an answer is stored in Redis (written after the answer is sent), or panics.
+async fn until_stored(url: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("supagate:cache:*:role:*")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "never stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn instances_sharing_redis_serve_each_others_cached_reads_and_a_write_through_one_drops_them_for_all(
+) {
+    let redis = RedisServer::start();
+    let a = TestApp::spawn_with(shared_cache(redis.url())).await;
+    let b = TestApp::spawn_with(shared_cache(redis.url())).await;
+    let admin = admin_token(USER_A);
+    reads_before_then_after(&a).await;
+    category_created(&b, "after").await;
+    let read = |app: &TestApp| app.get("/api/categories").bearer_auth(&admin).send();
+
+    let first = read(&a).await.unwrap();
+    let etag = first.headers()["etag"].clone();
+    assert_eq!(json_of(first).await.1, categories("before"));
+    until_stored(&redis.url()).await;
+
+    // The other instance never asked its PostgREST: Redis had the answer, bytes and validator.
+    let from_b = read(&b).await.unwrap();
+    assert_eq!(from_b.headers()["etag"], etag);
+    assert_eq!(from_b.headers()["x-total-count"], "1");
+    assert_eq!(json_of(from_b).await.1, categories("before"));
+    assert_eq!(gets_to(&b, "categories").await, 0);
+
+    let res = b
+        .post("/api/categories")
+        .bearer_auth(&admin)
+        .json(&json!({"name": "after", "slug": "after"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    // The write went through b; a's next read is fresh all the same.
+    assert_eq!(
+        json_of(read(&a).await.unwrap()).await.1,
+        categories("after")
+    );
+    assert_eq!(gets_to(&a, "categories").await, 2);
+}
+
+#[tokio::test]
+async fn with_redis_down_a_cached_route_still_answers_from_postgrest_and_writes_still_succeed() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    redis.kill();
+    let app = TestApp::spawn_with(|s| {
+        shared_cache(url)(s);
+        s.rate_limit.redis_timeout_ms = 200;
+    })
+    .await;
+    mock_rest(&app, "GET", "categories", pg_list(categories("k"), "0-0/1")).await;
+    category_created(&app, "k").await;
+    for _ in 0..2 {
+        let (status, body) = json_of(app.get("/api/categories").send().await.unwrap()).await;
+        assert_eq!((status, body), (200, categories("k")));
+    }
+    assert_eq!(
+        gets_to(&app, "categories").await,
+        2,
+        "each read asked PostgREST"
+    );
+    let res = app
+        .post("/api/categories")
+        .bearer_auth(admin_token(USER_A))
+        .json(&json!({"name": "k", "slug": "k"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let metrics = app.metrics_text().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("supagate_read_cache_lookups_total")
+                && l.contains("outcome=\"error\"")
+                && !l.ends_with(" 0")),
+        "{metrics}"
+    );
 }

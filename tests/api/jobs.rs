@@ -358,14 +358,7 @@ async fn permanent_write_error_dead_letters_the_event_at_once() {
     );
     assert!(queues.waiting("stripe_events").is_empty());
 
-    let metrics = app
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(r#"supagate_jobs_total{queue="stripe_events",outcome="dead_lettered"}"#),
         "{metrics}"

@@ -27,14 +27,7 @@ async fn upstream_calls_are_counted_by_upstream_and_outcome() {
     let app = TestApp::spawn().await;
     // No mocks: wiremock answers 404 to both readiness probes.
     app.get("/ready").send().await.unwrap();
-    let text = app
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(
         text.contains(r#"supagate_upstream_requests_total{upstream="auth",outcome="http_4xx"}"#),
         "{text}"
@@ -67,13 +60,7 @@ fn metrics_line_value(text: &str, prefix: &str) -> f64 {
 }
 
 async fn metrics_text(app: &TestApp) -> String {
-    app.get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    app.metrics_text().await
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use serde_json::json;
 use supagate::config::{OnStoreError, RateLimitRule, RateLimitStore, Secret, Settings};
 use supagate::rate_limit::store::{Bucket, MemoryStore, Quota, RedisStore};
+use supagate::redis_conn::RedisConn;
 
 use crate::redis_server::RedisServer;
 use crate::support::*;
@@ -218,6 +219,10 @@ burst = 0"#,
         (
             "[rate_limit]\nstore = \"redis\"",
             "configuration error: rate_limit.redis_url (REDIS_URL / SUPAGATE_RATE_LIMIT__REDIS_URL): missing",
+        ),
+        (
+            "[cache]\nstore = \"redis\"",
+            "configuration error: rate_limit.redis_url (REDIS_URL / SUPAGATE_RATE_LIMIT__REDIS_URL): missing (cache.store is \"redis\")",
         ),
     ];
     for (toml, expected) in cases {
@@ -441,7 +446,9 @@ fn memory_and_redis_stores_decide_identically_for_the_same_requests() {
         .enable_all()
         .build()
         .unwrap();
-    let redis = RedisStore::new(&server.url(), Duration::from_secs(5)).unwrap();
+    let redis = RedisStore::new(std::sync::Arc::new(
+        RedisConn::new(&server.url(), Duration::from_secs(5)).unwrap(),
+    ));
     // Every run (shrinking included) gets keys of its own.
     let case = std::cell::Cell::new(0u64);
     proptest!(ProptestConfig::with_cases(64), |(

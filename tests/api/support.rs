@@ -149,6 +149,17 @@ impl TestApp {
     /// Every request the fake Supabase received on behalf of clients, in order. Signing-key
     /// (JWKS) loads and the start-up item-limit write are left out: they are made in the
     /// background, on their own clock.
+    /// The Prometheus text `/metrics` serves.
+    pub async fn metrics_text(&self) -> String {
+        self.get("/metrics")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn upstream_requests(&self) -> Vec<wiremock::Request> {
         let mut all = self.all_upstream_requests().await;
         all.retain(|r| r.url.path() != JWKS_PATH && r.url.path() != ITEM_LIMIT_RULE_PATH);

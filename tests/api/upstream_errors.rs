@@ -99,14 +99,7 @@ async fn a_webhook_write_refused_for_good_is_502_counted_as_permanent_and_not_re
         .requests_to("POST", "/rest/v1/rpc/record_webhook_event")
         .await
         .is_empty());
-    let metrics = app
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(
             r#"supagate_webhook_events_total{event_type="checkout.session.completed",outcome="permanent_error"} 1"#
@@ -126,14 +119,7 @@ async fn a_webhook_write_during_an_outage_is_503_and_counted_as_an_error() {
         .to_owned();
     let (status, body) = json_of(app.deliver_signed(&payload).await).await;
     assert_eq!((status, error_code(&body)), (503, "upstream_unavailable"));
-    let metrics = app
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(
             r#"supagate_webhook_events_total{event_type="checkout.session.completed",outcome="error"} 1"#
