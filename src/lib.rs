@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod rate_limit;
 pub mod read_cache;
 pub mod redis_conn;
+pub mod route_template;
 pub mod rules;
 pub mod server;
 pub mod state;

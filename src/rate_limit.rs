@@ -402,7 +402,8 @@ pub async fn enforce(
     let Some(limiter) = req.app_data::<web::Data<Limiter>>().cloned() else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
-    let rules = limiter.rules_for(req.method(), req.request().match_name());
+    let route = crate::route_template::of(req.request());
+    let rules = limiter.rules_for(req.method(), route.as_deref());
     if rules.is_empty() {
         return Ok(next.call(req).await?.map_into_left_body());
     }

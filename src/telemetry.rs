@@ -8,7 +8,7 @@ use std::cell::Cell;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::rc::Rc;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::dev::ServiceRequest;
@@ -41,8 +41,8 @@ pub struct RequestLog {
     method: Method,
     /// Shared bytes: the path is sliced from it when the access line is written.
     uri: Uri,
-    /// The resource's name, i.e. its route template (`api::endpoint`).
-    route: Box<str>,
+    /// The route template (`route_template`), or `unmatched`.
+    route: Arc<str>,
     id: Box<str>,
     trace_id: TraceId,
     user: Cell<Option<Uuid>>,
@@ -59,15 +59,8 @@ impl RequestLog {
         Rc::new(Self {
             method: request.method().clone(),
             uri: request.uri().clone(),
-            // Resources are named after their template (`api::endpoint`); the pattern is the
-            // fallback for anything registered without a name.
-            route: match request.match_name() {
-                Some(name) => name.into(),
-                None => request
-                    .match_pattern()
-                    .unwrap_or_else(|| "unmatched".to_owned())
-                    .into(),
-            },
+            route: crate::route_template::of(request.request())
+                .unwrap_or_else(|| Arc::from("unmatched")),
             id: id.into(),
             trace_id,
             user: Cell::new(None),

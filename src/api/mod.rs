@@ -269,6 +269,9 @@ pub fn register(cfg: &mut web::ServiceConfig, routes: Vec<Route>, settings: &Set
         *resource = (route.add)(r, cached);
         allow.extend(route.methods);
     }
+    cfg.app_data(web::Data::new(crate::route_template::RouteTemplates::new(
+        by_path.iter().map(|(path, _, _)| path.as_str()),
+    )));
     for (_, resource, allow) in by_path {
         cfg.service(resource.default_service(web::to(move || {
             let allow = allow.clone();

@@ -144,7 +144,7 @@ async fn require_aal2_where_configured(
     if user.aal2 || state.aal2_routes.is_empty() {
         return Ok(());
     }
-    let Some(pattern) = req.match_pattern() else {
+    let Some(pattern) = crate::route_template::of(req) else {
         return Ok(());
     };
     if !state.aal2_routes.contains(req.method(), &pattern) {
