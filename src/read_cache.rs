@@ -398,15 +398,33 @@ impl ReadCache {
     }
 }
 
-/// Whose answer a request gets: `None` when it must not be cached at all.
-fn who(rule: &Rule, identity: &Identity) -> Option<String> {
+/// The entry key of a request: whose answer it gets, then what was asked
+/// (`role:authenticated /api/categories?`). `None` when it must not be cached at all.
+fn key_of(rule: &Rule, identity: &Identity, req: &ServiceRequest) -> Option<String> {
+    let (path, query) = (req.path(), req.query_string());
+    let mut key = String::with_capacity(48 + path.len() + query.len());
     match (identity, rule.key) {
-        (Identity::Anonymous, _) => Some("anon".to_owned()),
-        (Identity::User(user), CacheKey::Role) => Some(format!("role:{}", user.role)),
-        (Identity::User(user), CacheKey::User) => Some(format!("user:{}", user.id)),
+        (Identity::Anonymous, _) => key.push_str("anon"),
+        (Identity::User(user), CacheKey::Role) => {
+            key.push_str("role:");
+            key.push_str(&user.role);
+        }
+        (Identity::User(user), CacheKey::User) => {
+            key.push_str("user:");
+            key.push_str(
+                user.id
+                    .hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer()),
+            );
+        }
         // Its cookies are being cleared: the handler's own answer, uncached.
-        (Identity::SignedOut { .. }, _) => None,
+        (Identity::SignedOut { .. }, _) => return None,
     }
+    key.push(' ');
+    key.push_str(path);
+    key.push('?');
+    key.push_str(query);
+    Some(key)
 }
 
 /// The middleware of a cached route (`api::register` puts it on the `GET` of each, with its
@@ -424,15 +442,16 @@ pub async fn serve(
     };
     // Who asks decides whose entry serves; a caller the extractor would refuse, or whose
     // session is being refreshed (the answer sets cookies), is answered by the handler alone.
-    let who = match crate::auth::extract::authenticate(req.request()).await {
-        Ok(identity) if !crate::auth::cookie::is_scheduled(req.request()) => who(rule, &identity),
+    let key = match crate::auth::extract::authenticate(req.request()).await {
+        Ok(identity) if !crate::auth::cookie::is_scheduled(req.request()) => {
+            key_of(rule, &identity, &req)
+        }
         _ => None,
     };
-    let Some(who) = who else {
+    let Some(key) = key else {
         rule.bypass.inc();
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
-    let key = format!("{who} {}?{}", req.path(), req.query_string());
     let found = match cache.lookup(rule, &key).await {
         Ok(found) => found,
         Err(e) => {
