@@ -611,22 +611,41 @@ impl JsonApi {
         {
             return Err(self.too_large());
         }
+        let expected = res.content_length();
         // The slot is released when the body has been read, with the answer.
         let Answer { mut body, slot, .. } = res;
-        let mut buf = bytes::BytesMut::new();
+        // A body that arrives as one chunk is handed on as it is (no copy); only a second
+        // chunk starts a buffer, sized for the whole body when its length is known.
+        let mut first: Option<Bytes> = None;
+        let mut buf: Option<bytes::BytesMut> = None;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| UpstreamError::from_body(self.name, &*e))?;
             // Trailers (never sent by Supabase) are not part of the body.
             let Ok(chunk) = frame.into_data() else {
                 continue;
             };
-            if buf.len() + chunk.len() > self.max_body_bytes {
+            let held = buf.as_ref().map_or(0, |b| b.len()) + first.as_ref().map_or(0, |b| b.len());
+            if held + chunk.len() > self.max_body_bytes {
                 return Err(self.too_large());
             }
-            buf.extend_from_slice(&chunk);
+            match (&mut buf, first.take()) {
+                (Some(buf), _) => buf.extend_from_slice(&chunk),
+                (None, None) => first = Some(chunk),
+                (None, Some(earlier)) => {
+                    let size = expected.map_or(0, |n| usize::try_from(n).unwrap_or(0));
+                    let mut joined =
+                        bytes::BytesMut::with_capacity(size.max(earlier.len() + chunk.len()));
+                    joined.extend_from_slice(&earlier);
+                    joined.extend_from_slice(&chunk);
+                    buf = Some(joined);
+                }
+            }
         }
         drop(slot);
-        Ok(buf.freeze())
+        Ok(match buf {
+            Some(buf) => buf.freeze(),
+            None => first.unwrap_or_default(),
+        })
     }
 
     /// Sends and returns `(status, body)` for 2xx; non-2xx becomes [`UpstreamError::Status`].

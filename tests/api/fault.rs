@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// What the server does with the next request.
@@ -36,10 +36,13 @@ pub enum Fault {
     HugeDeclared,
     /// 200 JSON, chunked, growing without bound (stops at 16 MiB or when the peer goes away).
     HugeChunked,
+    /// The normal answer, written in three pieces 20 ms apart (the body reaches the client
+    /// in several reads).
+    InPieces,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 10] = [
         Fault::Ok,
         Fault::ResetBeforeResponse,
         Fault::ResetMidBody,
@@ -49,6 +52,7 @@ impl Fault {
         Fault::Html,
         Fault::HugeDeclared,
         Fault::HugeChunked,
+        Fault::InPieces,
     ];
 
     pub fn parse(name: &str) -> Option<Fault> {
@@ -66,6 +70,7 @@ impl Fault {
             Fault::Html => "html",
             Fault::HugeDeclared => "huge-declared",
             Fault::HugeChunked => "huge-chunked",
+            Fault::InPieces => "in-pieces",
         }
     }
 }
@@ -223,6 +228,20 @@ impl FaultServer {
                     }
                     self.answer_ok(&mut stream, &head).await?;
                 }
+                Fault::InPieces => {
+                    let mut answer = Vec::new();
+                    self.answer_ok(&mut answer, &head).await?;
+                    let third = answer.len() / 3;
+                    for piece in [
+                        &answer[..third],
+                        &answer[third..2 * third],
+                        &answer[2 * third..],
+                    ] {
+                        stream.write_all(piece).await?;
+                        stream.flush().await?;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
                 Fault::ResetBeforeResponse => return reset(stream),
                 Fault::ResetMidBody => {
                     let head_bytes = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
@@ -288,7 +307,11 @@ impl FaultServer {
         }
     }
 
-    async fn answer_ok(&self, stream: &mut TcpStream, head: &Head) -> std::io::Result<()> {
+    async fn answer_ok(
+        &self,
+        stream: &mut (impl AsyncWrite + Unpin),
+        head: &Head,
+    ) -> std::io::Result<()> {
         if head.path.starts_with("/auth/v1/token") {
             let body = format!(
                 r#"{{"access_token":"fault-access","token_type":"bearer","expires_in":3600,"expires_at":4102444800,"refresh_token":"fault-refresh","user":{USER_JSON}}}"#
@@ -396,7 +419,7 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Res
 }
 
 async fn write_json(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncWrite + Unpin),
     status: u16,
     content_type: &str,
     extra: &[(&str, &str)],

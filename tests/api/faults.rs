@@ -201,6 +201,16 @@ async fn an_undeclared_oversized_body_is_502_at_the_cap() {
 }
 
 #[tokio::test]
+async fn an_answer_that_arrives_in_pieces_is_read_whole() {
+    check_fault(
+        Fault::InPieces,
+        |_| Seen::Status(200),
+        Duration::from_millis(40),
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn one_reset_then_success_is_invisible_to_a_reader() {
     let upstream = FaultServer::start(Fault::Ok).await;
     let uri = upstream.uri();
