@@ -442,7 +442,9 @@ pub async fn serve(
     };
     // Who asks decides whose entry serves; a caller the extractor would refuse, or whose
     // session is being refreshed (the answer sets cookies), is answered by the handler alone.
-    let key = match crate::auth::extract::authenticate(req.request()).await {
+    // Boxed, as the lookup below: verification's future is ~4.4 KB, and inline it would stay
+    // part of this one while a miss waits on PostgREST.
+    let key = match Box::pin(crate::auth::extract::authenticate(req.request())).await {
         Ok(identity) if !crate::auth::cookie::is_scheduled(req.request()) => {
             key_of(rule, &identity, &req)
         }
@@ -452,7 +454,9 @@ pub async fn serve(
         rule.bypass.inc();
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
-    let found = match cache.lookup(rule, &key).await {
+    // Boxed: the Redis lookup's future is large, and every read of a cached route would
+    // otherwise carry it (in memory, the store answers at once).
+    let found = match Box::pin(cache.lookup(rule, &key)).await {
         Ok(found) => found,
         Err(e) => {
             tracing::debug!(error = %e, "read cache: lookup failed; answered uncached");
