@@ -103,6 +103,24 @@ pub struct Settings {
     pub jobs: JobsSettings,
     #[serde(default)]
     pub cache: CacheSettings,
+    #[serde(default)]
+    pub idempotency: IdempotencySettings,
+}
+
+/// `[idempotency]`: how long an `Idempotency-Key` and its stored answer are kept.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdempotencySettings {
+    /// After this a key counts as new again; `supagate worker` prunes older ones.
+    pub key_ttl_secs: u32,
+}
+
+impl Default for IdempotencySettings {
+    fn default() -> Self {
+        Self {
+            key_ttl_secs: 24 * 60 * 60,
+        }
+    }
 }
 
 /// `[cache]`: answers of chosen `GET` routes kept in memory, per who is asking (see
@@ -179,6 +197,20 @@ pub struct WorkerSettings {
     pub metrics_listen: String,
     /// Per queue; a handler whose queue is not listed here uses [`QueueSettings::default`].
     pub queues: std::collections::BTreeMap<String, QueueSettings>,
+    /// Archived messages and dead letters older than this are deleted.
+    #[serde(default = "default_history_retention_secs")]
+    pub history_retention_secs: u32,
+    /// How often the worker prunes queue history and expired idempotency keys; 0: never.
+    #[serde(default = "default_housekeeping_interval_secs")]
+    pub housekeeping_interval_secs: u64,
+}
+
+fn default_history_retention_secs() -> u32 {
+    30 * 24 * 60 * 60
+}
+
+fn default_housekeeping_interval_secs() -> u64 {
+    60 * 60
 }
 
 impl Default for WorkerSettings {
@@ -189,6 +221,8 @@ impl Default for WorkerSettings {
             shutdown_timeout_secs: 30,
             metrics_listen: String::new(),
             queues: Default::default(),
+            history_retention_secs: default_history_retention_secs(),
+            housekeeping_interval_secs: default_housekeeping_interval_secs(),
         }
     }
 }
@@ -718,6 +752,19 @@ impl Settings {
         }
         self.validate_worker()?;
         self.validate_sign_in()?;
+        // The database takes both as an `integer` of seconds.
+        if !(1..=i32::MAX as u32).contains(&self.idempotency.key_ttl_secs) {
+            return Err(ConfigError::invalid(
+                "idempotency.key_ttl_secs",
+                "must be between 1 and 2147483647",
+            ));
+        }
+        if !(1..=i32::MAX as u32).contains(&self.worker.history_retention_secs) {
+            return Err(ConfigError::invalid(
+                "worker.history_retention_secs",
+                "must be between 1 and 2147483647",
+            ));
+        }
         for proxy in &self.server.trusted_proxies {
             parse_ip_net(proxy).ok_or_else(|| {
                 ConfigError::invalid(

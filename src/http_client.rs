@@ -517,9 +517,9 @@ impl JsonApi {
     }
 
     /// The request hyper sends, and its deadline. It carries the trace of the request being
-    /// served (W3C `traceparent`, and the client's `tracestate` with a continued trace), so
-    /// Supabase's logs can be matched to ours. Background calls (the periodic JWKS refresh)
-    /// serve no request and carry none.
+    /// served (W3C `traceparent`, and the client's `tracestate` with a continued trace) and its
+    /// `X-Request-Id`, so Supabase's logs can be matched to ours. Background calls (the
+    /// periodic JWKS refresh) serve no request and carry none.
     fn outgoing(
         &self,
         call: Call,
@@ -549,6 +549,13 @@ impl JsonApi {
                 .and_then(|s| HeaderValue::from_str(s).ok())
             {
                 headers.insert(TRACESTATE, value);
+            }
+        });
+        // The request id too: PostgREST hands request headers to SQL (`request.headers`), where
+        // the audit trigger records it beside each write.
+        crate::telemetry::with_request_id(|id| {
+            if let Ok(value) = HeaderValue::from_str(id) {
+                headers.insert(HeaderName::from_static("x-request-id"), value);
             }
         });
         headers

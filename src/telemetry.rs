@@ -110,6 +110,11 @@ impl RequestLog {
     }
 }
 
+/// Calls `f` with the id of the request being served, if any (none for background work).
+pub fn with_request_id<R>(f: impl FnOnce(&str) -> R) -> Option<R> {
+    REQUEST.try_with(|r| f(&r.id)).ok()
+}
+
 /// Names the caller in the context of the request being served (every later line and the
 /// access line carry `user_id`).
 pub fn set_request_user(id: Uuid) {

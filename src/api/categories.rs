@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::common::{created, json_response, List, Listed, Name};
+use super::idempotency::{self, IdempotencyKey, IdempotencyKeyHeader, KeyedWrite};
 use super::input::{plain_text, Body, FromBody, FromJson, Problem};
 use crate::auth::{Admin, MaybeUser};
 use crate::error::ApiResult;
@@ -140,22 +141,40 @@ field_schema!(Slug => plain_text()
     path = "/api/categories",
     operation_id = "createCategory",
     tag = "categories",
+    params(IdempotencyKeyHeader),
     request_body = CategoryInput,
     security(("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
         responses::UpstreamErrors,
         responses::CallerErrors,
         responses::BodyErrors,
-        (status = 201, description = "Created", body = Category, headers(("Location" = String, description = "`/api/categories/{id}` of the new category"))),
-        (status = 409, response = responses::Conflict),
+        (status = 201, description = "Created", body = Category, headers(("Location" = String, description = "`/api/categories/{id}` of the new category"), ("Idempotent-Replayed" = String, description = "`true` on an answer replayed for a repeated `Idempotency-Key`"))),
+        (status = 409, response = responses::ConflictOrKeyInUse),
+        (status = 422, response = responses::IdempotencyKeyReused),
     )
 )]
 pub async fn create(
     state: web::Data<AppState>,
     Admin(admin): Admin,
+    IdempotencyKey(key): IdempotencyKey,
     Body(input): Body<CategoryInput>,
 ) -> ApiResult<HttpResponse> {
     let row = json!({"name": input.name.as_str(), "slug": input.slug.0});
+    if let Some(key) = &key {
+        let row = row.to_string().into_bytes();
+        let write = KeyedWrite {
+            function: "rpc/create_category",
+            method: "POST",
+            path: "/api/categories",
+            args: &[("category", &row)],
+            user: &admin,
+            key,
+            row: &row,
+        };
+        return idempotency::run(&state, write)
+            .await?
+            .respond("/api/categories");
+    }
     let query = Query::table("categories").select(CATEGORY_COLUMNS);
     let body = state
         .supabase

@@ -11,6 +11,7 @@ use serde_json::{Map, Value as Json};
 use uuid::Uuid;
 
 use super::common::{created, json_response, List, Listed, Name, Page, SearchText};
+use super::idempotency::{self, IdempotencyKey, IdempotencyKeyHeader, KeyedWrite};
 use super::input::{
     plain_text, Across, Body, Change, FromBody, FromJson, FromParam, FromParams, Params, Problem,
 };
@@ -444,25 +445,42 @@ impl ItemPatch {
     path = "/api/items",
     operation_id = "createItem",
     tag = "items",
+    params(IdempotencyKeyHeader),
     request_body = ItemInput,
     security(("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
         responses::UpstreamErrors,
         responses::CallerErrors,
         responses::BodyErrors,
-        (status = 201, description = "Created; the owner is the caller", body = Item, headers(("Location" = String, description = "`/api/items/{id}` of the new item"))),
+        (status = 201, description = "Created; the owner is the caller", body = Item, headers(("Location" = String, description = "`/api/items/{id}` of the new item"), ("Idempotent-Replayed" = String, description = "`true` on an answer replayed for a repeated `Idempotency-Key`"))),
         (status = 403, description = "`plan_limit_reached`: no active subscription and `business.free_item_limit` items owned already (default 10); or `forbidden` by row-level security", body = crate::error::ErrorBody, example = json!({"error": "The free plan's item limit is reached; subscribe to add more", "code": "plan_limit_reached"})),
-        (status = 422, response = responses::InvalidReference),
+        (status = 409, response = responses::IdempotencyKeyInUse),
+        (status = 422, response = responses::InvalidReferenceOrKeyReused),
     )
 )]
 pub async fn create(
     state: web::Data<AppState>,
     Writer(user): Writer,
+    IdempotencyKey(key): IdempotencyKey,
     Body(input): Body<ItemInput>,
 ) -> ApiResult<HttpResponse> {
     let mut row = input.row();
     // The owner is the caller, always; the body cannot name one (deny_unknown_fields).
     row.set("user_id", uuid_json(&user.id));
+    if let Some(key) = &key {
+        // Also one upstream call: the insert and the key record commit together.
+        let row = row.bytes();
+        let write = KeyedWrite {
+            function: "rpc/create_item",
+            method: "POST",
+            path: "/api/items",
+            args: &[("item", &row)],
+            user: &user,
+            key,
+            row: &row,
+        };
+        return idempotency::run(&state, write).await?.respond("/api/items");
+    }
     let query = Query::table("items").select(ITEM_COLUMNS);
     // One upstream call: the plan limit is checked by the database in the insert's own
     // transaction (`items_enforce_item_limit`), serialised per owner, so concurrent creates
@@ -545,26 +563,46 @@ pub async fn replace(
     path = "/api/items/{id}",
     operation_id = "updateItem",
     tag = "items",
-    params(("id" = uuid::Uuid, Path, description = "Item id")),
+    params(("id" = uuid::Uuid, Path, description = "Item id"), IdempotencyKeyHeader),
     request_body = ItemPatch,
     security(("bearer_jwt" = []), ("session_cookie" = [])),
     responses(
         responses::UpstreamErrors,
         responses::CallerErrors,
         responses::BodyErrors,
-        (status = 200, description = "Updated", body = Item),
+        (status = 200, description = "Updated", body = Item, headers(("Idempotent-Replayed" = String, description = "`true` on an answer replayed for a repeated `Idempotency-Key`"))),
         (status = 404, response = responses::NotFound),
-        (status = 422, response = responses::InvalidReference),
+        (status = 409, response = responses::IdempotencyKeyInUse),
+        (status = 422, response = responses::InvalidReferenceOrKeyReused),
     )
 )]
 pub async fn patch(
     state: web::Data<AppState>,
     Writer(user): Writer,
     id: web::Path<Uuid>,
+    IdempotencyKey(key): IdempotencyKey,
     Body(patch): Body<ItemPatch>,
 ) -> ApiResult<HttpResponse> {
     let row = patch.row();
-    update_with(&state, &user, *id, row).await
+    let Some(key) = &key else {
+        return update_with(&state, &user, *id, row).await;
+    };
+    // The owner check reads first, as without a key: a replay after the item was deleted is
+    // 404, like any request about it.
+    ensure_may_modify(&state, &user, *id).await?;
+    let row = row.bytes();
+    let item_id = serde_json::to_vec(&id.to_string()).map_err(ApiError::internal)?;
+    let path = format!("/api/items/{}", *id);
+    let write = KeyedWrite {
+        function: "rpc/update_item",
+        method: "PATCH",
+        path: &path,
+        args: &[("item_id", &item_id), ("changes", &row)],
+        user: &user,
+        key,
+        row: &row,
+    };
+    idempotency::run(&state, write).await?.respond("/api/items")
 }
 
 #[utoipa::path(

@@ -5,6 +5,7 @@ pub(crate) mod billing;
 pub(crate) mod categories;
 pub(crate) mod common;
 pub(crate) mod health;
+pub mod idempotency;
 pub mod input;
 pub mod items;
 pub(crate) mod mfa;

@@ -64,7 +64,8 @@ shared_response!(
     BadRequest => || error(
         "Bad input. `code` is `validation_failed` (details in zod `flatten()` shape), \
          `invalid_json`, `unknown_parameter` (any query parameter this operation does not \
-         list), or `invalid_id` (a non-UUID `{id}` path segment).",
+         list), `invalid_id` (a non-UUID `{id}` path segment), or `invalid_idempotency_key` \
+         (a malformed `Idempotency-Key` on an operation that takes one).",
         &[
             ("validation_failed", json!({
                 "error": "Validation failed", "code": "validation_failed",
@@ -136,6 +137,67 @@ shared_response!(
         &[("conflict", body("conflict", "This record conflicts with an existing one"))],
     )
 );
+
+shared_response!(
+    /// 409 of a write that takes `Idempotency-Key` and has no unique value to conflict on.
+    IdempotencyKeyInUse => || error(
+        "A request with the same `Idempotency-Key` is still being processed \
+         (`idempotency_key_in_use`): retry once it finished, and get its answer.",
+        &[key_in_use()],
+    )
+);
+
+shared_response!(
+    /// 409 of a create that takes `Idempotency-Key`: a unique value taken, or the key in use.
+    ConflictOrKeyInUse => || error(
+        "A unique value is already taken (`conflict`), or a request with the same \
+         `Idempotency-Key` is still being processed (`idempotency_key_in_use`).",
+        &[
+            ("conflict", body("conflict", "This record conflicts with an existing one")),
+            key_in_use(),
+        ],
+    )
+);
+
+shared_response!(
+    /// 422 of a write that takes `Idempotency-Key`: an unknown reference, or the key reused.
+    InvalidReferenceOrKeyReused => || error(
+        "Refers to a record that does not exist (`invalid_reference`), or the \
+         `Idempotency-Key` was first used for a different request (`idempotency_key_reused`).",
+        &[
+            ("invalid_reference", body("invalid_reference", "A referenced record does not exist")),
+            key_reused(),
+        ],
+    )
+);
+
+shared_response!(
+    /// 422 of a write that takes `Idempotency-Key` and refers to nothing.
+    IdempotencyKeyReused => || error(
+        "The `Idempotency-Key` was first used for a different request (`idempotency_key_reused`).",
+        &[key_reused()],
+    )
+);
+
+fn key_in_use() -> (&'static str, Value) {
+    (
+        "idempotency_key_in_use",
+        body(
+            "idempotency_key_in_use",
+            "A request with this Idempotency-Key is still being processed; retry it later",
+        ),
+    )
+}
+
+fn key_reused() -> (&'static str, Value) {
+    (
+        "idempotency_key_reused",
+        body(
+            "idempotency_key_reused",
+            "This Idempotency-Key was used for a different request",
+        ),
+    )
+}
 
 shared_response!(
     /// 413: over the body limit.

@@ -188,6 +188,17 @@ fn rest_error(r: &RestFailure) -> ApiError {
             "plan_limit_reached",
             "The free plan's item limit is reached; subscribe to add more",
         ),
+        // Raised by the keyed writes (`Idempotency-Key`), SQLSTATE PGRST as above.
+        "idempotency_key_in_use" => ApiError::conflict(
+            "idempotency_key_in_use",
+            "A request with this Idempotency-Key is still being processed; retry it later",
+        ),
+        "idempotency_key_reused" => ApiError::unprocessable(
+            "idempotency_key_reused",
+            "This Idempotency-Key was used for a different request",
+        ),
+        // no_data_found: a keyed update that matched no row.
+        "P0002" => ApiError::not_found("Not found"),
         "42501" if r.anonymous => ApiError::unauthorized(),
         "42501" => ApiError::forbidden("forbidden", "Not allowed"),
         "PGRST301" | "PGRST302" | "PGRST303" => {
@@ -421,6 +432,9 @@ mod tests {
             ("22P02", 400, 400, "validation_failed"),
             ("42501", 403, 403, "forbidden"),
             ("plan_limit_reached", 403, 403, "plan_limit_reached"),
+            ("idempotency_key_in_use", 409, 409, "idempotency_key_in_use"),
+            ("idempotency_key_reused", 422, 422, "idempotency_key_reused"),
+            ("P0002", 404, 404, "not_found"),
             ("PGRST301", 401, 401, "invalid_token"),
             ("PGRST302", 401, 401, "invalid_token"),
             ("PGRST303", 401, 401, "invalid_token"),
