@@ -12,7 +12,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::api::{
-    self, billing, categories, health, items, mfa, session, signin, users, webhooks, Route,
+    self, admin, billing, categories, health, items, mfa, session, signin, users, webhooks, Route,
 };
 use crate::checked::{Aal2Routes, Checked};
 use crate::config::{ConfigError, Settings};
@@ -200,6 +200,7 @@ pub fn routes() -> Vec<Route> {
         route!(mfa::challenge),
         route!(mfa::verify),
         route!(billing::subscription),
+        route!(admin::audit),
         // Stripe signs the raw bytes, so this resource reads them itself under its own limit.
         route!(webhooks::stripe).with_resource(|resource, settings| {
             resource.app_data(webhooks::payload_config(
@@ -266,6 +267,7 @@ fn cors(settings: &Settings) -> Cors {
             // A browser app with tracing of its own may continue its trace through us.
             TRACEPARENT,
             TRACESTATE,
+            api::idempotency::IDEMPOTENCY_KEY,
         ])
         .expose_headers([
             header::CONTENT_RANGE,
@@ -274,6 +276,7 @@ fn cors(settings: &Settings) -> Cors {
             header::RETRY_AFTER,
             crate::rate_limit::RATELIMIT,
             crate::rate_limit::RATELIMIT_POLICY,
+            api::idempotency::IDEMPOTENT_REPLAYED,
         ])
         .supports_credentials()
         .max_age(settings.cors.max_age_secs);

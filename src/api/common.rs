@@ -121,6 +121,11 @@ pub struct Limit(u64);
 impl Limit {
     pub const MAX: u64 = 100;
     pub const DEFAULT: u64 = 20;
+
+    /// The page size asked for, or the default.
+    pub fn or_default(limit: Option<Self>) -> u64 {
+        limit.map_or(Self::DEFAULT, |l| l.0)
+    }
 }
 
 impl FromParam for Limit {
@@ -176,7 +181,7 @@ impl Page {
     /// `(limit, offset)` with the defaults.
     pub fn limit_offset(self) -> (u64, u64) {
         (
-            self.limit.map_or(Limit::DEFAULT, |l| l.0),
+            Limit::or_default(self.limit),
             self.offset.map_or(0, |o| o.0),
         )
     }

@@ -1,6 +1,7 @@
 //! HTTP resources: one file per resource with its request/response types and short handlers,
 //! plus the input-handling rules every resource shares (JSON, query and path errors).
 
+pub(crate) mod admin;
 pub(crate) mod billing;
 pub(crate) mod categories;
 pub(crate) mod common;

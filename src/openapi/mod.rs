@@ -48,6 +48,7 @@ pub const STRIPE: &str = "stripe_signature";
         (name = "categories", description = "Item categories; created by admins"),
         (name = "users", description = "Profiles and accounts"),
         (name = "billing", description = "Stripe webhooks and the caller's subscription"),
+        (name = "admin", description = "The audit log of writes; admins only"),
     )
 )]
 pub struct ApiDoc;

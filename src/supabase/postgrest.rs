@@ -48,6 +48,11 @@ pub enum Value {
     Uuid(Uuid),
     /// A finite decimal, rendered without exponent (`f64`'s `Display` never uses one).
     Number(f64),
+    Integer(i64),
+    /// An instant, rendered in RFC 3339.
+    Timestamp(time::OffsetDateTime),
+    /// A constant from a fixed list the handler maps its enum to (a table name, say).
+    Name(&'static str),
 }
 
 impl std::fmt::Display for Value {
@@ -55,6 +60,14 @@ impl std::fmt::Display for Value {
         match self {
             Value::Uuid(u) => write!(f, "{u}"),
             Value::Number(n) => write!(f, "{n}"),
+            Value::Integer(n) => write!(f, "{n}"),
+            Value::Timestamp(t) => {
+                let text = t
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .map_err(|_| std::fmt::Error)?;
+                f.write_str(&text)
+            }
+            Value::Name(name) => f.write_str(name),
         }
     }
 }
@@ -125,6 +138,10 @@ impl Query {
 
     pub fn lte(self, column: &'static str, value: Value) -> Self {
         self.filter(column, "lte", value.to_string())
+    }
+
+    pub fn lt(self, column: &'static str, value: Value) -> Self {
+        self.filter(column, "lt", value.to_string())
     }
 
     /// Case-insensitive literal substring: `imatch` (`~*`) with an escaped pattern. `ilike`
