@@ -152,6 +152,7 @@ fn worker(settings: Settings) -> ExitCode {
             actix_web::rt::spawn(server);
         }
         supagate::jobs::worker::Worker::new(supabase, handlers, settings.worker.clone())
+            .with_idempotency(&settings.idempotency)
             .run(shutdown_signal())
             .await;
         anyhow::Ok(())

@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::sync::{watch, Semaphore};
 
 use super::{dlq_name, HandlerFn, Handlers, JobError};
-use crate::config::{QueueSettings, WorkerSettings};
+use crate::config::{IdempotencySettings, QueueSettings, WorkerSettings};
 use crate::metrics::metrics;
 use crate::supabase::queues::QueueMessage;
 use crate::supabase::Supabase;
@@ -28,6 +28,8 @@ pub struct Worker {
     supabase: Supabase,
     handlers: Handlers,
     settings: WorkerSettings,
+    /// Idempotency keys older than this are pruned (`idempotency.key_ttl_secs`).
+    key_ttl_secs: u32,
 }
 
 impl Worker {
@@ -36,7 +38,14 @@ impl Worker {
             supabase,
             handlers,
             settings,
+            key_ttl_secs: IdempotencySettings::default().key_ttl_secs,
         }
+    }
+
+    /// Prunes idempotency keys older than `idempotency`'s lifetime (24 h unless set).
+    pub fn with_idempotency(mut self, idempotency: &IdempotencySettings) -> Self {
+        self.key_ttl_secs = idempotency.key_ttl_secs;
+        self
     }
 
     /// Consumes until `shutdown` completes, then reads nothing more and waits up to
@@ -63,6 +72,15 @@ impl Worker {
                 poll: Duration::from_millis(self.settings.poll_interval_ms),
             };
             loops.spawn(consumer.run(stop_rx.clone()));
+        }
+        if self.settings.housekeeping_interval_secs > 0 {
+            loops.spawn(housekeeping(
+                self.supabase.clone(),
+                queues.clone(),
+                Duration::from_secs(self.settings.housekeeping_interval_secs),
+                (self.settings.history_retention_secs, self.key_ttl_secs),
+                stop_rx.clone(),
+            ));
         }
         loops.spawn(watch_depth(self.supabase.clone(), queues, stop_rx));
 
@@ -202,11 +220,12 @@ impl Consumer {
         }
     }
 
-    /// Sends the message and its last error to `<queue>_dlq`, then archives it from the queue.
-    /// In that order: a crash in between leaves a copy in both, never in neither.
+    /// Archives the message and sends it with its last error to `<queue>_dlq`, in one
+    /// database transaction: a crash cannot leave a copy in both (a duplicate letter once the
+    /// message is read again) or in neither. If the call fails, nothing moved and the message
+    /// is read again.
     async fn dead_letter(&self, message: &QueueMessage, attempts: u32, error: &JobError) {
         let queue = self.queue.as_str();
-        let dlq = dlq_name(queue);
         let letter = json!({
             "queue": queue,
             "msg_id": message.msg_id,
@@ -215,18 +234,20 @@ impl Consumer {
             "enqueued_at": message.enqueued_at,
             "message": message.message,
         });
-        if let Err(e) = self.supabase.queue_send(&dlq, &letter, 0).await {
-            tracing::error!(
+        match self
+            .supabase
+            .queue_dead_letter(queue, message.msg_id, &letter)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                "queue {queue}: message {} was gone before it could be dead-lettered",
+                message.msg_id
+            ),
+            Err(e) => tracing::error!(
                 "queue {queue}: message {} not dead-lettered ({e}); it will be read again",
                 message.msg_id
-            );
-            return;
-        }
-        if let Err(e) = self.supabase.queue_archive(queue, message.msg_id).await {
-            tracing::warn!(
-                "queue {queue}: message {} dead-lettered but not archived ({e})",
-                message.msg_id
-            );
+            ),
         }
     }
 }
@@ -238,6 +259,40 @@ pub fn backoff(settings: &QueueSettings, attempt: u32) -> u32 {
         .backoff_base_secs
         .saturating_mul(1u32 << exponent)
         .min(settings.backoff_max_secs)
+}
+
+/// Every `worker.housekeeping_interval_secs`, from start-up: deletes each queue's archived
+/// messages and dead letters older than `worker.history_retention_secs`, and idempotency keys
+/// past `idempotency.key_ttl_secs`. A failed run is logged and tried again next time.
+async fn housekeeping(
+    supabase: Supabase,
+    queues: Vec<String>,
+    interval: Duration,
+    (retention, key_ttl_secs): (u32, u32),
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        for queue in &queues {
+            match supabase
+                .prune_queue_history(queue, retention)
+                .await
+            {
+                Ok(n) => tracing::info!("queue {queue}: {n} archived messages and dead letters pruned"),
+                Err(e) => tracing::warn!("queue {queue}: history not pruned: {e}"),
+            }
+        }
+        match supabase
+            .prune_idempotency_keys(key_ttl_secs)
+            .await
+        {
+            Ok(n) => tracing::info!("{n} expired idempotency keys pruned"),
+            Err(e) => tracing::warn!("idempotency keys not pruned: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 async fn watch_depth(supabase: Supabase, queues: Vec<String>, mut stop: watch::Receiver<bool>) {

@@ -1,7 +1,8 @@
 //! Supabase Queues (pgmq) over PostgREST with the secret key: Supabase's `pgmq_public`
 //! wrappers (`send`, `read`, `archive`, `delete`), addressed with `Content-Profile:
 //! pgmq_public`, and this project's `public` helpers (`queue_set_vt`, `queue_depth`,
-//! `enqueue_stripe_event`). No direct database connection.
+//! `queue_dead_letter`, the pruning functions, `enqueue_stripe_event`). No direct database
+//! connection.
 
 use http::Method;
 use serde::{Deserialize, Serialize};
@@ -119,6 +120,55 @@ impl Supabase {
         // `null` when pgmq reports nothing (an unknown queue raises instead).
         let depth: Option<i64> = self.service_api()?.decode(&body)?;
         Ok(depth.unwrap_or(0))
+    }
+
+    /// `public.queue_dead_letter`: archives the message and sends `letter` to `<queue>_dlq`
+    /// in one transaction; false when the message was no longer in the queue (nothing sent).
+    pub async fn queue_dead_letter(
+        &self,
+        queue: &str,
+        msg_id: i64,
+        letter: &Value,
+    ) -> Result<bool, SupabaseError> {
+        let body = self
+            .service_rpc_in(
+                None,
+                "queue_dead_letter",
+                &serde_json::json!({
+                    "p_queue_name": queue, "p_msg_id": msg_id, "p_letter": letter,
+                }),
+            )
+            .await?;
+        Ok(self.service_api()?.decode(&body)?)
+    }
+
+    /// `public.prune_queue_history`: deletes the queue's archived messages and its dead
+    /// letters older than `older_than_secs`; how many went.
+    pub async fn prune_queue_history(
+        &self,
+        queue: &str,
+        older_than_secs: u32,
+    ) -> Result<i64, SupabaseError> {
+        let body = self
+            .service_rpc_in(
+                None,
+                "prune_queue_history",
+                &serde_json::json!({ "p_queue_name": queue, "p_older_than_secs": older_than_secs }),
+            )
+            .await?;
+        Ok(self.service_api()?.decode(&body)?)
+    }
+
+    /// `public.prune_idempotency_keys`: deletes keys older than `older_than_secs`; how many.
+    pub async fn prune_idempotency_keys(&self, older_than_secs: u32) -> Result<i64, SupabaseError> {
+        let body = self
+            .service_rpc_in(
+                None,
+                "prune_idempotency_keys",
+                &serde_json::json!({ "p_older_than_secs": older_than_secs }),
+            )
+            .await?;
+        Ok(self.service_api()?.decode(&body)?)
     }
 
     /// `public.enqueue_stripe_event`: records the event id and queues the event in one
