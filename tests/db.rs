@@ -7,11 +7,14 @@ mod db {
     pub mod support;
 
     mod anonymous;
+    mod audit;
     mod billing;
     mod constraints;
     mod event_order;
+    mod idempotency;
     mod indexes;
     mod item_limit;
+    mod jobs_loose_ends;
     mod project;
     mod queues;
     mod rls;

@@ -40,7 +40,8 @@ struct QueueState {
 
 /// pgmq behind PostgREST: `pgmq_public.{send,read,archive}` (only with `Content-Profile:
 /// pgmq_public`, else 404 as PostgREST answers for a function not in the schema) and
-/// `public.{enqueue_stripe_event,queue_set_vt,queue_depth}`.
+/// `public.{enqueue_stripe_event,queue_set_vt,queue_depth,queue_dead_letter}` (the pruning
+/// functions answer that nothing was old enough).
 #[derive(Clone, Default)]
 struct FakeQueues {
     state: Arc<Mutex<QueueState>>,
@@ -56,6 +57,9 @@ impl FakeQueues {
             "enqueue_stripe_event",
             "queue_set_vt",
             "queue_depth",
+            "queue_dead_letter",
+            "prune_queue_history",
+            "prune_idempotency_keys",
         ] {
             let fake = fake.clone();
             Mock::given(method("POST"))
@@ -135,6 +139,20 @@ impl FakeQueues {
                     s.archived.entry(queue).or_default().push(m);
                 }
                 ResponseTemplate::new(200).set_body_json(hit)
+            }
+            "queue_dead_letter" => {
+                // Archive and send together, as the SQL function does in one transaction.
+                let id = body["p_msg_id"].as_i64().unwrap();
+                let list = s.queues.entry(queue.clone()).or_default();
+                let Some(m) = list.iter().position(|m| m.id == id).map(|i| list.remove(i)) else {
+                    return ResponseTemplate::new(200).set_body_json(false);
+                };
+                s.archived.entry(queue.clone()).or_default().push(m);
+                Self::push(&mut s, &format!("{queue}_dlq"), body["p_letter"].clone(), 0);
+                ResponseTemplate::new(200).set_body_json(true)
+            }
+            "prune_queue_history" | "prune_idempotency_keys" => {
+                ResponseTemplate::new(200).set_body_json(0)
             }
             "queue_set_vt" => {
                 let id = body["p_msg_id"].as_i64().unwrap();
@@ -357,6 +375,15 @@ async fn permanent_write_error_dead_letters_the_event_at_once() {
         "taken off the source queue"
     );
     assert!(queues.waiting("stripe_events").is_empty());
+    // One call moves it (one transaction in the database), no separate send and archive.
+    let moves = app
+        .requests_to("POST", "/rest/v1/rpc/queue_dead_letter")
+        .await;
+    assert_eq!(moves.len(), 1);
+    let sent: Value = serde_json::from_slice(&moves[0].body).unwrap();
+    assert_eq!(sent["p_queue_name"], "stripe_events");
+    assert!(app.requests_to("POST", "/rest/v1/rpc/send").await.is_empty());
+    assert!(app.requests_to("POST", "/rest/v1/rpc/archive").await.is_empty());
 
     let metrics = app.metrics_text().await;
     assert!(
