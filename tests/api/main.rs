@@ -1,5 +1,6 @@
 //! Black-box tests over real HTTP: the application on port 0, Supabase played by wiremock.
 
+mod audit;
 mod auth;
 mod billing;
 mod cache;
@@ -8,6 +9,7 @@ mod fault;
 mod faults;
 mod foundation;
 mod hostile;
+mod idempotency;
 mod items;
 mod jobs;
 mod metrics;
