@@ -496,6 +496,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/admin/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["listAudit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/webhooks/stripe": {
         parameters: {
             query?: never;
@@ -526,6 +542,54 @@ export interface components {
         AnonymousBody: {
             /** @description Becomes `user_metadata` (at most 4 KiB of JSON). Never used for authorization. */
             data?: Record<string, never> | null;
+        };
+        /**
+         * @description One audited write: one row of one table, as the database's trigger recorded it.
+         * @example {
+         *       "changed_columns": [
+         *         "price",
+         *         "updated_at"
+         *       ],
+         *       "id": 1042,
+         *       "is_anonymous": false,
+         *       "occurred_at": "2026-12-04T21:03:11.402311+00:00",
+         *       "operation": "UPDATE",
+         *       "request_id": "9d1c0a52-5a3e-4f3b-8d6e-2b1f0c7e4a11",
+         *       "role": "authenticated",
+         *       "row_id": "0b6f1c2e-4a5d-4e8f-9b1a-2c3d4e5f6a7b",
+         *       "table_name": "items",
+         *       "user_id": "4b8e5d0c-6f1a-4c7e-9a3b-2d5f8e1c7a90"
+         *     }
+         */
+        AuditEntry: {
+            /**
+             * Format: int64
+             * @description Increasing with each write: the keyset of the pages (`before`).
+             */
+            id: number;
+            /**
+             * Format: date-time
+             * @description The write's transaction time.
+             */
+            occurred_at: string;
+            /**
+             * Format: uuid
+             * @description The caller's `sub`; `null` for a write without a user (the service role).
+             */
+            user_id: string | null;
+            /** @description The database role: `authenticated`, `service_role`, ... */
+            role: string;
+            /** @description An anonymous sign-in wrote. */
+            is_anonymous: boolean;
+            table_name: string;
+            /** @description The written row's key (`id`; `user_id` for `customers`). */
+            row_id: string | null;
+            /** @description `INSERT`, `UPDATE` or `DELETE`. */
+            operation: string;
+            /** @description Names of the columns set (insert) or changed (update); never their values. */
+            changed_columns: string[];
+            /** @description The `X-Request-Id` of the request that wrote, as supagate sent it upstream. */
+            request_id: string | null;
         };
         /**
          * @description The caller's subscription as the webhooks stored it, or `{"status": "none"}` (the other
@@ -1081,7 +1145,7 @@ export interface components {
                 "application/json": components["schemas"]["ErrorBody"];
             };
         };
-        /** @description Bad input. `code` is `validation_failed` (details in zod `flatten()` shape), `invalid_json`, `unknown_parameter` (any query parameter this operation does not list), or `invalid_id` (a non-UUID `{id}` path segment). */
+        /** @description Bad input. `code` is `validation_failed` (details in zod `flatten()` shape), `invalid_json`, `unknown_parameter` (any query parameter this operation does not list), `invalid_id` (a non-UUID `{id}` path segment), or `invalid_idempotency_key` (a malformed `Idempotency-Key` on an operation that takes one). */
         BadRequest: {
             headers: {
                 /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
@@ -1103,8 +1167,41 @@ export interface components {
                 "application/json": components["schemas"]["ErrorBody"];
             };
         };
+        /** @description A unique value is already taken (`conflict`), or a request with the same `Idempotency-Key` is still being processed (`idempotency_key_in_use`). */
+        ConflictOrKeyInUse: {
+            headers: {
+                /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                "X-Request-Id"?: string;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorBody"];
+            };
+        };
         /** @description Authenticated but not allowed (`forbidden`): not the owner, not an admin, or refused by row-level security. `anonymous_not_allowed`: an anonymous sign-in on a write (unless `business.allow_anonymous_writes`) or on billing. `mfa_required`: an `aal1` session on an operation listed in `sign_in.aal2_routes` (`details.hint` says how to step up). */
         Forbidden: {
+            headers: {
+                /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                "X-Request-Id"?: string;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorBody"];
+            };
+        };
+        /** @description A request with the same `Idempotency-Key` is still being processed (`idempotency_key_in_use`): retry once it finished, and get its answer. */
+        IdempotencyKeyInUse: {
+            headers: {
+                /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                "X-Request-Id"?: string;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorBody"];
+            };
+        };
+        /** @description The `Idempotency-Key` was first used for a different request (`idempotency_key_reused`). */
+        IdempotencyKeyReused: {
             headers: {
                 /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
                 "X-Request-Id"?: string;
@@ -1127,6 +1224,17 @@ export interface components {
         };
         /** @description Well-formed, but refers to a record that does not exist (`invalid_reference`). */
         InvalidReference: {
+            headers: {
+                /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                "X-Request-Id"?: string;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorBody"];
+            };
+        };
+        /** @description Refers to a record that does not exist (`invalid_reference`), or the `Idempotency-Key` was first used for a different request (`idempotency_key_reused`). */
+        InvalidReferenceOrKeyReused: {
             headers: {
                 /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
                 "X-Request-Id"?: string;
@@ -1453,7 +1561,10 @@ export interface operations {
     createItem: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes the write safe to retry: 1 to 255 printable ASCII characters (a fresh UUID per logical write), bare or as a Structured Fields string. The first request with a key runs and its answer is stored in the write's own transaction; a retry with the same key and request gets that answer again, with `Idempotent-Replayed: true`; the same key with another request is 422 `idempotency_key_reused`; while the first is still running, 409 `idempotency_key_in_use`. Keys are the caller's own, kept `idempotency.key_ttl_secs` (24 h by default). A write that fails stores nothing, so its retry runs again. Malformed: 400 `invalid_idempotency_key`. */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1466,6 +1577,8 @@ export interface operations {
             /** @description Created; the owner is the caller */
             201: {
                 headers: {
+                    /** @description `true` on an answer replayed for a repeated `Idempotency-Key` */
+                    "Idempotent-Replayed"?: string;
                     /** @description `/api/items/{id}` of the new item */
                     Location?: string;
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
@@ -1495,9 +1608,10 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            409: components["responses"]["IdempotencyKeyInUse"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
-            422: components["responses"]["InvalidReference"];
+            422: components["responses"]["InvalidReferenceOrKeyReused"];
             502: components["responses"]["BadGateway"];
             503: components["responses"]["Unavailable"];
             504: components["responses"]["Timeout"];
@@ -1625,7 +1739,10 @@ export interface operations {
     updateItem: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes the write safe to retry: 1 to 255 printable ASCII characters (a fresh UUID per logical write), bare or as a Structured Fields string. The first request with a key runs and its answer is stored in the write's own transaction; a retry with the same key and request gets that answer again, with `Idempotent-Replayed: true`; the same key with another request is 422 `idempotency_key_reused`; while the first is still running, 409 `idempotency_key_in_use`. Keys are the caller's own, kept `idempotency.key_ttl_secs` (24 h by default). A write that fails stores nothing, so its retry runs again. Malformed: 400 `invalid_idempotency_key`. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description Item id */
                 id: string;
@@ -1641,6 +1758,8 @@ export interface operations {
             /** @description Updated */
             200: {
                 headers: {
+                    /** @description `true` on an answer replayed for a repeated `Idempotency-Key` */
+                    "Idempotent-Replayed"?: string;
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -1653,9 +1772,10 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            409: components["responses"]["IdempotencyKeyInUse"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
-            422: components["responses"]["InvalidReference"];
+            422: components["responses"]["InvalidReferenceOrKeyReused"];
             502: components["responses"]["BadGateway"];
             503: components["responses"]["Unavailable"];
             504: components["responses"]["Timeout"];
@@ -1714,7 +1834,10 @@ export interface operations {
     createCategory: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes the write safe to retry: 1 to 255 printable ASCII characters (a fresh UUID per logical write), bare or as a Structured Fields string. The first request with a key runs and its answer is stored in the write's own transaction; a retry with the same key and request gets that answer again, with `Idempotent-Replayed: true`; the same key with another request is 422 `idempotency_key_reused`; while the first is still running, 409 `idempotency_key_in_use`. Keys are the caller's own, kept `idempotency.key_ttl_secs` (24 h by default). A write that fails stores nothing, so its retry runs again. Malformed: 400 `invalid_idempotency_key`. */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1727,6 +1850,8 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description `true` on an answer replayed for a repeated `Idempotency-Key` */
+                    "Idempotent-Replayed"?: string;
                     /** @description `/api/categories/{id}` of the new category */
                     Location?: string;
                     /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
@@ -1740,9 +1865,10 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
-            409: components["responses"]["Conflict"];
+            409: components["responses"]["ConflictOrKeyInUse"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["IdempotencyKeyReused"];
             502: components["responses"]["BadGateway"];
             503: components["responses"]["Unavailable"];
             504: components["responses"]["Timeout"];
@@ -3125,6 +3251,74 @@ export interface operations {
             504: components["responses"]["Timeout"];
         };
     };
+    listAudit: {
+        parameters: {
+            query?: {
+                /** @description Only writes by this user. */
+                user_id?: string;
+                /** @description Only writes to this table. */
+                table?: "items" | "categories" | "profiles" | "customers" | "subscriptions" | "payments";
+                /**
+                 * @description Only writes at or after this instant.
+                 * @example 2026-12-01T00:00:00Z
+                 */
+                from?: string;
+                /**
+                 * @description Only writes before this instant.
+                 * @example 2026-12-05T00:00:00Z
+                 */
+                to?: string;
+                /**
+                 * @description Keyset paging: only entries with an `id` below this one; pass the last `id` of a page
+                 *     to get the next.
+                 */
+                before?: number;
+                /** @description Page size. */
+                limit?: number;
+            };
+            header?: {
+                /** @description `ETag`s the caller holds (or `*`): a match is answered 304 */
+                "If-None-Match"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Audited writes, newest first; an empty array past the last page */
+            200: {
+                headers: {
+                    /** @description `private, no-cache` for a signed-in caller, `no-cache` for an anonymous one,                      `private, no-cache, no-store, must-revalidate, max-age=0` when the answer sets cookies or carries account data */
+                    "Cache-Control"?: string;
+                    /** @description A strong validator of this body: send it back as `If-None-Match` */
+                    ETag?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditEntry"][];
+                };
+            };
+            /** @description Not Modified: `If-None-Match` names this answer's `ETag` (never when the answer would set cookies) */
+            304: {
+                headers: {
+                    /** @description The matching validator */
+                    ETag?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
     stripeWebhook: {
         parameters: {
             query?: never;
@@ -3176,4 +3370,4 @@ export interface operations {
     };
 }
 
-// Generated from the OpenAPI document with SHA-256 1bddb89955c8861dd2eaed14306df7090d7d700b87f0a753d680b926b920ec79 (scripts/api-types.sh).
+// Generated from the OpenAPI document with SHA-256 c1a48c8beb5cc89de6397bcbc2ed9211e7126930ad049f98fb53e359d09b956d (scripts/api-types.sh).
