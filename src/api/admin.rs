@@ -92,12 +92,10 @@ impl FromParam for AuditTable {
             "customers" => Self::Customers,
             "subscriptions" => Self::Subscriptions,
             "payments" => Self::Payments,
-            _ => {
-                return Err(
-                    "must be one of items, categories, profiles, customers, subscriptions, payments"
-                        .into(),
-                )
-            }
+            _ => return Err(
+                "must be one of items, categories, profiles, customers, subscriptions, payments"
+                    .into(),
+            ),
         })
     }
 }

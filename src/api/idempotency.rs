@@ -182,7 +182,8 @@ impl Stored {
 /// Runs `write` through its RPC: one upstream call, as the caller.
 pub async fn run(state: &AppState, write: KeyedWrite<'_>) -> ApiResult<Stored> {
     let fingerprint = fingerprint(write.method, write.path, write.user, write.row);
-    let mut body = Vec::with_capacity(160 + write.args.iter().map(|(_, v)| v.len() + 24).sum::<usize>());
+    let mut body =
+        Vec::with_capacity(160 + write.args.iter().map(|(_, v)| v.len() + 24).sum::<usize>());
     body.extend_from_slice(b"{\"idempotency_key\":");
     serde_json::to_writer(&mut body, &write.key.0)
         .map_err(|e| ApiError::internal(format!("idempotency key: {e}")))?;

@@ -273,18 +273,14 @@ async fn housekeeping(
 ) {
     loop {
         for queue in &queues {
-            match supabase
-                .prune_queue_history(queue, retention)
-                .await
-            {
-                Ok(n) => tracing::info!("queue {queue}: {n} archived messages and dead letters pruned"),
+            match supabase.prune_queue_history(queue, retention).await {
+                Ok(n) => {
+                    tracing::info!("queue {queue}: {n} archived messages and dead letters pruned")
+                }
                 Err(e) => tracing::warn!("queue {queue}: history not pruned: {e}"),
             }
         }
-        match supabase
-            .prune_idempotency_keys(key_ttl_secs)
-            .await
-        {
+        match supabase.prune_idempotency_keys(key_ttl_secs).await {
             Ok(n) => tracing::info!("{n} expired idempotency keys pruned"),
             Err(e) => tracing::warn!("idempotency keys not pruned: {e}"),
         }

@@ -102,7 +102,10 @@ async fn the_log_is_for_admins_only_and_nothing_is_read_for_others() {
         .await
         .unwrap();
     assert_eq!(res.status(), 403, "user_metadata grants nothing");
-    assert_eq!(app.get("/api/admin/audit").send().await.unwrap().status(), 401);
+    assert_eq!(
+        app.get("/api/admin/audit").send().await.unwrap().status(),
+        401
+    );
     assert!(app.upstream_requests().await.is_empty());
 }
 

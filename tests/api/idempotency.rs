@@ -65,7 +65,9 @@ impl FakeKeys {
     fn answer(&self, req: &Request) -> ResponseTemplate {
         let args: Value = serde_json::from_slice(&req.body).unwrap();
         let scope = (
-            header_of(req, "authorization").unwrap_or_default().to_owned(),
+            header_of(req, "authorization")
+                .unwrap_or_default()
+                .to_owned(),
             args["idempotency_key"].as_str().unwrap().to_owned(),
         );
         let fingerprint = args["fingerprint"].as_str().unwrap().to_owned();
@@ -104,8 +106,7 @@ impl FakeKeys {
                 (200, row.to_string())
             }
         };
-        let envelope =
-            format!(r#"{{"replayed" : false, "status" : {status}, "body" : {body}}}"#);
+        let envelope = format!(r#"{{"replayed" : false, "status" : {status}, "body" : {body}}}"#);
         let held = std::mem::take(&mut s.hold_next);
         s.keys.insert(
             scope,
@@ -174,7 +175,12 @@ async fn parts(res: reqwest::Response) -> (u16, Option<String>, Option<String>, 
     };
     let (location, replayed) = (header("location"), header("idempotent-replayed"));
     let status = res.status().as_u16();
-    (status, location, replayed, res.bytes().await.unwrap().to_vec())
+    (
+        status,
+        location,
+        replayed,
+        res.bytes().await.unwrap().to_vec(),
+    )
 }
 
 #[tokio::test]
@@ -187,7 +193,10 @@ async fn a_keyed_create_is_one_rpc_carrying_key_fingerprint_lifetime_and_row() {
     assert_eq!(status, 201);
     assert_eq!(replayed, None, "a first answer is not a replay");
     let body: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(location, Some(format!("/api/items/{}", body["id"].as_str().unwrap())));
+    assert_eq!(
+        location,
+        Some(format!("/api/items/{}", body["id"].as_str().unwrap()))
+    );
     assert_eq!(fake.writes(), 1);
 
     let requests = app.upstream_requests().await;
@@ -197,7 +206,10 @@ async fn a_keyed_create_is_one_rpc_carrying_key_fingerprint_lifetime_and_row() {
     assert_eq!(rpc.url.query(), None);
     assert_sent_as_user(rpc, &token);
     let args = body_json(rpc);
-    assert_eq!(args["idempotency_key"], "order-7f3a", "the quotes are the field's");
+    assert_eq!(
+        args["idempotency_key"], "order-7f3a",
+        "the quotes are the field's"
+    );
     assert_eq!(args["key_ttl_secs"], 3600);
     assert_eq!(args["fingerprint"].as_str().unwrap().len(), 64);
     assert_eq!(
@@ -236,7 +248,10 @@ async fn a_retry_after_a_lost_answer_writes_once_and_replays_the_first_answer_by
     assert_eq!(retry.0, 201);
     assert_eq!(retry.2.as_deref(), Some("true"));
     assert!(retry.1.is_some());
-    assert_eq!(retry, again, "every replay is the same answer, byte for byte");
+    assert_eq!(
+        retry, again,
+        "every replay is the same answer, byte for byte"
+    );
 }
 
 #[tokio::test]
@@ -251,7 +266,10 @@ async fn a_replay_repeats_the_first_answer_byte_for_byte_marked_as_a_replay() {
     assert_eq!(fake.writes(), 1);
     assert_eq!(first.2, None);
     assert_eq!(replay.2.as_deref(), Some("true"));
-    assert_eq!((replay.0, &replay.1, &replay.3), (first.0, &first.1, &first.3));
+    assert_eq!(
+        (replay.0, &replay.1, &replay.3),
+        (first.0, &first.1, &first.3)
+    );
 }
 
 #[tokio::test]
@@ -313,7 +331,10 @@ async fn one_users_key_is_not_another_users() {
     assert_eq!(res.status(), 201);
     assert!(res.headers().get("idempotent-replayed").is_none());
     let body: Value = res.json().await.unwrap();
-    assert_eq!(body["user_id"], USER_B, "Bob got his own write, not Ann's answer");
+    assert_eq!(
+        body["user_id"], USER_B,
+        "Bob got his own write, not Ann's answer"
+    );
     assert_eq!(fake.writes(), 2);
     let requests = app.upstream_requests().await;
     assert_sent_as_user(&requests[1], &bob);
@@ -345,7 +366,14 @@ async fn a_malformed_key_is_400_and_nothing_is_sent() {
     let app = TestApp::spawn().await;
     let token = user_token(USER_A);
     let long = "k".repeat(256);
-    for bad in ["", "a\"b", "back\\slash", "\"unclosed", "\" padded\"", long.as_str()] {
+    for bad in [
+        "",
+        "a\"b",
+        "back\\slash",
+        "\"unclosed",
+        "\" padded\"",
+        long.as_str(),
+    ] {
         let (status, body) = json_of(create(&app, &token, bad, &mug()).await).await;
         assert_eq!(status, 400, "{bad:?}");
         assert_eq!(error_code(&body), "invalid_idempotency_key", "{bad:?}");
@@ -525,7 +553,10 @@ async fn every_upstream_call_carries_the_request_id_the_client_sees() {
         .send()
         .await
         .unwrap();
-    let id = generated.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let id = generated.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let requests = app.upstream_requests().await;
     assert_eq!(headers_of(&requests[0], "x-request-id"), ["trace-me-42"]);
     assert_eq!(headers_of(&requests[1], "x-request-id"), [id]);

@@ -382,8 +382,14 @@ async fn permanent_write_error_dead_letters_the_event_at_once() {
     assert_eq!(moves.len(), 1);
     let sent: Value = serde_json::from_slice(&moves[0].body).unwrap();
     assert_eq!(sent["p_queue_name"], "stripe_events");
-    assert!(app.requests_to("POST", "/rest/v1/rpc/send").await.is_empty());
-    assert!(app.requests_to("POST", "/rest/v1/rpc/archive").await.is_empty());
+    assert!(app
+        .requests_to("POST", "/rest/v1/rpc/send")
+        .await
+        .is_empty());
+    assert!(app
+        .requests_to("POST", "/rest/v1/rpc/archive")
+        .await
+        .is_empty());
 
     let metrics = app.metrics_text().await;
     assert!(

@@ -86,8 +86,11 @@ fn every_write_leaves_one_row_naming_the_caller_the_columns_and_the_request_id()
 
     let mut tx = as_caller(&mut db, &Caller::User(&ann));
     with_request_id(&mut tx, "req-delete");
-    tx.execute("delete from public.items where id = $1::text::uuid", &[&item])
-        .unwrap();
+    tx.execute(
+        "delete from public.items where id = $1::text::uuid",
+        &[&item],
+    )
+    .unwrap();
     tx.commit().unwrap();
 
     let all = entries(&mut db);

@@ -89,8 +89,14 @@ fn a_retried_create_writes_once_and_replays_the_first_answer_byte_for_byte() {
 
     let first: Value = serde_json::from_str(&first_text).unwrap();
     let again: Value = serde_json::from_str(&again_text).unwrap();
-    assert_eq!((&first["replayed"], &first["status"]), (&json!(false), &json!(201)));
-    assert_eq!((&again["replayed"], &again["status"]), (&json!(true), &json!(201)));
+    assert_eq!(
+        (&first["replayed"], &first["status"]),
+        (&json!(false), &json!(201))
+    );
+    assert_eq!(
+        (&again["replayed"], &again["status"]),
+        (&json!(true), &json!(201))
+    );
     assert_eq!(first["body"]["user_id"], json!(ann));
     assert_eq!(first["body"]["name"], "Mug");
     assert!(first["body"]["category"].is_null());
@@ -106,10 +112,7 @@ fn the_same_key_for_a_different_request_is_refused_422() {
     let caller = Caller::User(&ann);
     create(&mut db, &caller, "k-1", "f-1", &mug(&ann)).unwrap();
     let other = create(&mut db, &caller, "k-1", "f-2", &mug(&ann));
-    assert_eq!(
-        refusal(other),
-        ("idempotency_key_reused".to_owned(), 422)
-    );
+    assert_eq!(refusal(other), ("idempotency_key_reused".to_owned(), 422));
     assert_eq!(items_of(&mut db, &ann), 1);
 }
 
@@ -163,13 +166,15 @@ fn a_write_and_its_key_roll_back_together_when_the_connection_is_killed() {
         .unwrap()
         .get(0);
     assert!(killed);
-    assert!(doomed.commit().is_err(), "the killed transaction cannot commit");
+    assert!(
+        doomed.commit().is_err(),
+        "the killed transaction cannot commit"
+    );
 
     assert_eq!(items_of(&mut db, &ann), 0);
     assert_eq!(keys(&mut db), 0);
     let retry: Value =
-        serde_json::from_str(&create(&mut db, &caller, "k-1", "f-1", &mug(&ann)).unwrap())
-            .unwrap();
+        serde_json::from_str(&create(&mut db, &caller, "k-1", "f-1", &mug(&ann)).unwrap()).unwrap();
     assert_eq!(retry["replayed"], false, "the retry runs the write");
     assert_eq!(items_of(&mut db, &ann), 1);
     assert_eq!(keys(&mut db), 1);
@@ -189,8 +194,7 @@ fn a_refused_write_leaves_no_key_behind() {
     );
     assert_eq!(keys(&mut db), 0);
     let retry: Value =
-        serde_json::from_str(&create(&mut db, &caller, "k-1", "f-1", &mug(&ann)).unwrap())
-            .unwrap();
+        serde_json::from_str(&create(&mut db, &caller, "k-1", "f-1", &mug(&ann)).unwrap()).unwrap();
     assert_eq!(retry["replayed"], false);
 }
 
@@ -237,8 +241,7 @@ fn an_expired_key_counts_as_new_and_is_pruned_by_the_service_role_only() {
     )
     .unwrap();
     let again: Value =
-        serde_json::from_str(&create(&mut db, &caller, "k-1", "f-1", &mug(&ann)).unwrap())
-            .unwrap();
+        serde_json::from_str(&create(&mut db, &caller, "k-1", "f-1", &mug(&ann)).unwrap()).unwrap();
     assert_eq!(again["replayed"], false, "past its 24 h the key is new");
     assert_eq!(items_of(&mut db, &ann), 2);
 
@@ -296,7 +299,10 @@ fn a_keyed_update_replays_and_a_row_the_caller_may_not_change_is_no_data_found()
     assert_eq!(again["replayed"], true);
     assert_eq!(again["body"], first["body"]);
     // RLS hides the row from Bob's update: no row, no key.
-    assert_eq!(sqlstate(update(&mut db, &Caller::User(&bob), "u-2")), "P0002");
+    assert_eq!(
+        sqlstate(update(&mut db, &Caller::User(&bob), "u-2")),
+        "P0002"
+    );
     assert_eq!(keys(&mut db), 1);
 }
 

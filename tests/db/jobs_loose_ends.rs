@@ -58,7 +58,10 @@ fn until_blocked_on_the_customer_lock(db: &mut Client, other: &thread::JoinHandl
         if waiting == 1 || other.is_finished() {
             return;
         }
-        assert!(Instant::now() < deadline, "the second transaction never waited");
+        assert!(
+            Instant::now() < deadline,
+            "the second transaction never waited"
+        );
         thread::sleep(Duration::from_millis(10));
     }
 }
@@ -212,10 +215,7 @@ fn archives_and_dead_letters_older_than_the_retention_are_pruned() {
     let prune = |db: &mut Client, caller: &Caller, queue: &str| {
         let mut tx = as_caller(db, caller);
         let n = tx
-            .query_one(
-                "select public.prune_queue_history($1, 2592000)",
-                &[&queue],
-            )
+            .query_one("select public.prune_queue_history($1, 2592000)", &[&queue])
             .map(|r| r.get::<_, i64>(0))?;
         tx.commit()?;
         Ok::<i64, postgres::Error>(n)
@@ -229,7 +229,10 @@ fn archives_and_dead_letters_older_than_the_retention_are_pruned() {
         sqlstate(prune(&mut db, &Caller::Service, "no_such_queue")),
         "22023"
     );
-    assert_eq!(prune(&mut db, &Caller::Service, "stripe_events").unwrap(), 4);
+    assert_eq!(
+        prune(&mut db, &Caller::Service, "stripe_events").unwrap(),
+        4
+    );
     assert_eq!(rows(&mut db, "a_stripe_events"), 1);
     assert_eq!(rows(&mut db, "q_stripe_events_dlq"), 1);
 }
