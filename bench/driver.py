@@ -338,6 +338,9 @@ def stand_in_bodies(fixture):
         "ITEMS_ARRAY": json.dumps(items, **compact),
         "ITEM_ARRAY": json.dumps([created], **compact),
         "ITEM_OBJECT": json.dumps(created, **compact),
+        # create_item's answer to a keyed create (Idempotency-Key): the envelope around the row.
+        "KEYED_CREATE": json.dumps({"replayed": False, "status": 201, "body": created},
+                                   **compact),
         "CATEGORY_ARRAY": json.dumps([dict(categories[0], slug="kitchen")], **compact),
         "JWKS": json.dumps(fixture["jwks_initial"], **compact),
         # pgmq_public.read's answer: one pgmq.message_record row (the stand-in cannot honour
@@ -429,6 +432,8 @@ def scenarios(fixture, ports):
     up_post = dict(method="POST", path=UPSTREAM_INSERT, body=POST_BODY,
                    headers=upstream_headers(hs, [("Content-Type", "application/json"),
                                                  ("Prefer", "return=representation")]))
+    up_rpc = dict(method="POST", path="/rest/v1/rpc/create_item", body=POST_BODY,
+                  headers=upstream_headers(hs, [("Content-Type", "application/json")]))
     webhook_body = stripe_payment_event()
     webhook_headers = [("Content-Type", "application/json"),
                        ("Stripe-Signature",
@@ -460,6 +465,21 @@ def scenarios(fixture, ports):
                       path="/api/items", body=POST_BODY,
                       headers=[("Authorization", f"Bearer {hs}"),
                                ("Content-Type", "application/json")]),
+             ]),
+        dict(name="post_items_keyed_hs256",
+             title="POST /api/items {name,price} with an Idempotency-Key, HS256 token",
+             note="The keyed create: one call to rpc/create_item (key, fingerprint, lifetime "
+                  "and row; the insert and the key record in one transaction). One key for "
+                  "every request: the stand-in answers as for a first request, so supagate's "
+                  "work is that of a first request (a replay parses the same envelope).",
+             targets=[
+                 dict(target="direct", port=ports["standin"], **up_rpc),
+                 dict(target="hop", port=ports["hop"], **up_rpc),
+                 dict(target="supagate", port=ports["supagate"], method="POST",
+                      path="/api/items", body=POST_BODY,
+                      headers=[("Authorization", f"Bearer {hs}"),
+                               ("Content-Type", "application/json"),
+                               ("Idempotency-Key", "bench-7f3a9c2e")]),
              ]),
         # Cache misses: every request carries a token supagate has not seen (the case PostgREST
         # documents at ~20 % throughput loss without its JWT cache), against the same wrk
