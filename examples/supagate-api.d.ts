@@ -3370,4 +3370,4 @@ export interface operations {
     };
 }
 
-// Generated from the OpenAPI document with SHA-256 c1a48c8beb5cc89de6397bcbc2ed9211e7126930ad049f98fb53e359d09b956d (scripts/api-types.sh).
+// Generated from the OpenAPI document with SHA-256 0765d21ef69d498343eaa529ac50497d2292ef72c504bdadb1f357ea7312b02e (scripts/api-types.sh).

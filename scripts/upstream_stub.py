@@ -46,6 +46,10 @@ SESSION = {
 }
 
 
+# Idempotency keys by (bearer, key): fingerprint and the stored answer.
+KEYS = {}
+
+
 def eq(params, name):
     value = params.get(name, [None])[0]
     return value[3:] if value and value.startswith("eq.") else None
@@ -147,6 +151,44 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(200, {})
         self.send(404, {"code": 404, "error_code": "not_found", "msg": "no route"})
 
+    def keyed_write(self, path, args):
+        """The keyed writes (Idempotency-Key): replay, 422 for another fingerprint, else write
+        and store the answer, as supabase/migrations/20250601000700_idempotency.sql does."""
+        scope = (self.headers.get("authorization"), args.get("idempotency_key"))
+        prior = KEYS.get(scope)
+        if prior and prior["fingerprint"] != args.get("fingerprint"):
+            return self.send(422, {"code": "idempotency_key_reused", "message": "reused"})
+        if prior:
+            return self.send(200, {"replayed": True, "status": prior["status"], "body": prior["body"]})
+        if path == "/rpc/update_item":
+            row = TABLES["items"].get(args.get("item_id") or "")
+            if not row:
+                return self.send(404, {"code": "P0002", "message": "no item"})
+            changes = args.get("changes") or {}
+            if changes.get("category_id") and changes["category_id"] not in TABLES["categories"]:
+                return self.send(409, {"code": "23503", "message": "foreign key violation"})
+            row.update(changes)
+            status, answer = 200, shaped("items", row)
+        elif path == "/rpc/create_item":
+            item = args.get("item") or {}
+            if item.get("category_id") and item["category_id"] not in TABLES["categories"]:
+                return self.send(409, {"code": "23503", "message": "foreign key violation"})
+            new_id = str(uuid.uuid4())
+            row = {"id": new_id, "description": None, "category_id": None, **item,
+                   "created_at": NOW, "updated_at": NOW}
+            TABLES["items"][new_id] = row
+            status, answer = 201, shaped("items", row)
+        else:
+            category = args.get("category") or {}
+            if any(r["slug"] == category.get("slug") for r in TABLES["categories"].values()):
+                return self.send(409, {"code": "23505", "message": "duplicate key"})
+            new_id = str(uuid.uuid4())
+            row = {"id": new_id, **category}
+            TABLES["categories"][new_id] = row
+            status, answer = 201, row
+        KEYS[scope] = {"fingerprint": args.get("fingerprint"), "status": status, "body": answer}
+        return self.send(200, {"replayed": False, "status": status, "body": answer})
+
     def rest(self, path, params):
         method = self.command
         body = self.body()
@@ -160,8 +202,12 @@ class Handler(BaseHTTPRequestHandler):
                 "avg_price": round(total / len(owned), 2) if owned else None,
                 "last_item_at": max((i["created_at"] for i in owned), default=None),
             })
+        if path in ("/rpc/create_item", "/rpc/update_item", "/rpc/create_category"):
+            return self.keyed_write(path, body or {})
         if path.startswith("/rpc/"):
             return self.send(200, True)
+        if path == "/audit_log":
+            return self.send(200, [])
         if path in ("/subscriptions", "/webhook_events"):
             return self.send(200, [])
         if path == "/payments":

@@ -84,7 +84,10 @@ impl utoipa::IntoParams for IdempotencyKeyHeader {
             .schema_type(Type::String)
             .min_length(Some(1))
             .max_length(Some(Key::MAX_LEN))
-            .pattern(Some(r#"^"?[!#-\[\]-~](?:[ !#-\[\]-~]*[!#-\[\]-~])?"?$"#));
+            // Bare, or quoted as a whole: a lone quote is refused.
+            .pattern(Some(
+                r#"^(?:"[!#-\[\]-~](?:[ !#-\[\]-~]*[!#-\[\]-~])?"|[!#-\[\]-~](?:[ !#-\[\]-~]*[!#-\[\]-~])?)$"#,
+            ));
         vec![ParameterBuilder::new()
             .name("Idempotency-Key")
             .parameter_in(ParameterIn::Header)
