@@ -211,7 +211,7 @@ async fn a_keyed_create_is_one_rpc_carrying_key_fingerprint_lifetime_and_row() {
         "the quotes are the field's"
     );
     assert_eq!(args["key_ttl_secs"], 3600);
-    assert_eq!(args["fingerprint"].as_str().unwrap().len(), 64);
+    assert_eq!(args["fingerprint"].as_str().unwrap().len(), 32);
     assert_eq!(
         args["item"],
         json!({"name": "Mug", "price": 12.5, "category_id": CATEGORY_ID,
