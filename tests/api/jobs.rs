@@ -728,3 +728,44 @@ async fn registration_of_a_known_address_queues_nothing() {
     .await;
     assert!(queues.waiting("user_registered").is_empty());
 }
+
+#[tokio::test]
+async fn the_worker_prunes_queue_history_and_expired_idempotency_keys_at_start_up() {
+    let (app, _queues, _billing) = queue_mode_app().await;
+    let mut settings = test_settings(&app.upstream.uri());
+    settings.worker.history_retention_secs = 7 * 24 * 3600;
+    settings.idempotency.key_ttl_secs = 3600;
+    let supabase = Supabase::new(&settings).unwrap();
+    let handlers = default_handlers(&settings, supabase.clone()).unwrap();
+    let worker = Worker::new(supabase, handlers, settings.worker.clone())
+        .with_idempotency(&settings.idempotency);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    worker
+        .run(async {
+            while app
+                .requests_to("POST", "/rest/v1/rpc/prune_idempotency_keys")
+                .await
+                .is_empty()
+                && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+
+    let history = app
+        .requests_to("POST", "/rest/v1/rpc/prune_queue_history")
+        .await;
+    let pruned: Vec<Value> = history.iter().map(body_json).collect();
+    assert_eq!(
+        pruned,
+        [json!({"p_queue_name": "stripe_events", "p_older_than_secs": 604800})],
+        "each consumed queue (and with it its _dlq), with the configured retention"
+    );
+    assert_eq!(header_of(&history[0], "apikey"), Some(SERVICE_KEY));
+    let keys = app
+        .requests_to("POST", "/rest/v1/rpc/prune_idempotency_keys")
+        .await;
+    assert_eq!(keys.len(), 1);
+    assert_eq!(body_json(&keys[0]), json!({"p_older_than_secs": 3600}));
+}

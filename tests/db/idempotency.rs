@@ -173,11 +173,30 @@ fn a_write_and_its_key_roll_back_together_when_the_connection_is_killed() {
 
     assert_eq!(items_of(&mut db, &ann), 0);
     assert_eq!(keys(&mut db), 0);
+    let audited: i64 = db
+        .query_one(
+            "select count(*) from public.audit_log where table_name = 'items'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(audited, 0, "nor its audit row");
     let retry: Value =
         serde_json::from_str(&create(&mut db, &caller, "k-1", "f-1", &mug(&ann)).unwrap()).unwrap();
     assert_eq!(retry["replayed"], false, "the retry runs the write");
     assert_eq!(items_of(&mut db, &ann), 1);
     assert_eq!(keys(&mut db), 1);
+    let audited: i64 = db
+        .query_one(
+            "select count(*) from public.audit_log where table_name = 'items' and operation = 'INSERT'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        audited, 1,
+        "the keyed write is audited once, in its transaction"
+    );
 }
 
 /// A write the database refuses stores nothing: its retry runs again (and may succeed then).
