@@ -348,3 +348,68 @@ fn a_keyed_category_create_is_for_admins_and_replays() {
     assert_eq!(again["replayed"], true);
     assert_eq!(again["body"], first["body"]);
 }
+
+/// What the key and the audit add in the database, per create, as the server times it
+/// (EXPLAIN ANALYZE's execution time, triggers included; no client round trips):
+/// `cargo nextest run --test db keyed_create_cost --run-ignored only --no-capture`. Medians of
+/// interleaved samples on a shared machine: read the differences, not the absolute figures.
+#[test]
+#[ignore = "a measurement; run it by name"]
+fn keyed_create_cost() {
+    const N: usize = 300;
+    let mut db = fresh_db();
+    let ann = create_user(&mut db, "cost@example.com");
+    db.batch_execute("select public.set_item_limit_rule(1000000, array['active'])")
+        .unwrap();
+    let caller = Caller::User(&ann);
+    // Milliseconds of one statement's execution, in its own committed transaction.
+    let mut timed = |db: &mut Client, sql: &str| -> f64 {
+        let mut tx = as_caller(db, &caller);
+        let lines: Vec<String> = tx
+            .query(&format!("explain (analyze) {sql}"), &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        tx.commit().unwrap();
+        // "Execution Time: 0.123 ms"
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix("Execution Time: "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or_else(|| panic!("no execution time in {lines:#?}"))
+    };
+    let insert =
+        format!("insert into public.items (name, price, user_id) values ('Mug', 12.5, '{ann}')");
+    let item = mug(&ann).to_string();
+    let mut samples: [Vec<f64>; 4] = Default::default();
+    for i in 0..N {
+        let keyed = format!("select public.create_item('cost-{i}', 'f', 86400, '{item}')");
+        samples[0].push(timed(&mut db, &insert));
+        samples[1].push(timed(&mut db, &keyed));
+        db.batch_execute("alter table public.items disable trigger items_audit")
+            .unwrap();
+        samples[2].push(timed(&mut db, &insert));
+        let keyed = format!("select public.create_item('cost-off-{i}', 'f', 86400, '{item}')");
+        samples[3].push(timed(&mut db, &keyed));
+        db.batch_execute("alter table public.items enable trigger items_audit")
+            .unwrap();
+    }
+    for (label, mut ms) in [
+        "plain insert, audited",
+        "keyed create_item, audited",
+        "plain insert, audit trigger off",
+        "keyed create_item, audit trigger off",
+    ]
+    .into_iter()
+    .zip(samples)
+    {
+        ms.sort_by(f64::total_cmp);
+        println!(
+            "{label}: median {:.3} ms, p90 {:.3} ms ({N} creates)",
+            ms[N / 2],
+            ms[N * 9 / 10]
+        );
+    }
+}
