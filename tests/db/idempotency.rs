@@ -363,7 +363,7 @@ fn keyed_create_cost() {
         .unwrap();
     let caller = Caller::User(&ann);
     // Milliseconds of one statement's execution, in its own committed transaction.
-    let mut timed = |db: &mut Client, sql: &str| -> f64 {
+    let timed = |db: &mut Client, sql: &str| -> f64 {
         let mut tx = as_caller(db, &caller);
         let lines: Vec<String> = tx
             .query(&format!("explain (analyze) {sql}"), &[])
