@@ -153,7 +153,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def keyed_write(self, path, args):
         """The keyed writes (Idempotency-Key): replay, 422 for another fingerprint, else write
-        and store the answer, as supabase/migrations/20250601000700_idempotency.sql does."""
+        and store the answer, as supabase/migrations/20250601000701_idempotency.sql does."""
         scope = (self.headers.get("authorization"), args.get("idempotency_key"))
         prior = KEYS.get(scope)
         if prior and prior["fingerprint"] != args.get("fingerprint"):

@@ -1,6 +1,6 @@
 //! `Idempotency-Key` on writes: the header read and checked, the request's fingerprint, and the
 //! keyed write itself, an RPC that records the key and the answer in the write's own
-//! transaction (`supabase/migrations/20250601000700_idempotency.sql`), so a retry after a lost
+//! transaction (`supabase/migrations/20250601000701_idempotency.sql`), so a retry after a lost
 //! answer replays the stored answer instead of writing again.
 
 use actix_web::dev::Payload;

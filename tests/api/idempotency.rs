@@ -1,7 +1,7 @@
 //! `Idempotency-Key` over HTTP: what supagate sends for a keyed write (one RPC carrying the key,
 //! the request's fingerprint, the key lifetime and the row) and how it answers what comes back.
 //! PostgREST is played by a stand-in with the semantics of the SQL functions
-//! (`supabase/migrations/20250601000700_idempotency.sql`, proven on real PostgreSQL in
+//! (`supabase/migrations/20250601000701_idempotency.sql`, proven on real PostgreSQL in
 //! tests/db/idempotency.rs): keys per bearer, a stored answer replayed, a different fingerprint
 //! refused 422, a key held by an open transaction refused 409, a key past its lifetime new.
 
