@@ -7,6 +7,7 @@ mod db {
     pub mod support;
 
     mod anonymous;
+    mod api_keys;
     mod audit;
     mod billing;
     mod constraints;
