@@ -15,16 +15,32 @@ pub struct Checked {
     pub rules: LimitRules,
     pub aal2_routes: Aal2Routes,
     pub cache_routes: CacheRoutes,
+    /// `auth.check_session_routes`.
+    pub session_routes: RouteSet,
 }
 
-/// `sign_in.aal2_routes` as `(method, route template)` pairs, checked against the route table
-/// once where the app is built.
-#[derive(Debug, Default)]
-pub struct Aal2Routes(Vec<(Method, String)>);
+/// `sign_in.aal2_routes`.
+pub type Aal2Routes = RouteSet;
 
-impl Aal2Routes {
-    /// Each spec (`"METHOD /template"`, as /openapi.json lists it) must name one of `served`.
+/// A setting that lists operations (`sign_in.aal2_routes`, `auth.check_session_routes`) as
+/// `(method, route template)` pairs, checked against the route table once where the app is
+/// built.
+#[derive(Debug, Default)]
+pub struct RouteSet(Vec<(Method, String)>);
+
+impl RouteSet {
+    /// `sign_in.aal2_routes`.
     pub fn compile(specs: &[String], served: &[(Method, String)]) -> Result<Self, ConfigError> {
+        Self::compile_setting("sign_in.aal2_routes", specs, served)
+    }
+
+    /// Each spec (`"METHOD /template"`, as /openapi.json lists it) must name one of `served`;
+    /// a problem names `setting`.
+    pub fn compile_setting(
+        setting: &str,
+        specs: &[String],
+        served: &[(Method, String)],
+    ) -> Result<Self, ConfigError> {
         let mut routes = Vec::with_capacity(specs.len());
         for spec in specs {
             let found = spec.trim().split_once(' ').and_then(|(m, p)| {
@@ -35,7 +51,7 @@ impl Aal2Routes {
             });
             let Some(route) = found else {
                 return Err(ConfigError::invalid(
-                    "sign_in.aal2_routes",
+                    setting,
                     format!("`{spec}` is no route supagate serves (write \"METHOD /path/{{param}}\" as /openapi.json lists it)"),
                 ));
             };

@@ -425,6 +425,78 @@ pub struct AuthSettings {
     /// same refresh token (Auth's refresh-token reuse interval is 10 s on the platform).
     #[serde(default = "default_refresh_reuse_secs")]
     pub refresh_reuse_secs: u64,
+    /// Operations (`"METHOD /template"`, as in /openapi.json) where the token's session must
+    /// still exist at Auth (a revoked session is 401 at once, not at `exp`).
+    #[serde(default)]
+    pub check_session_routes: Vec<String>,
+    /// How long a confirmed session is believed on those routes (revocation elsewhere than
+    /// through supagate shows after at most this).
+    #[serde(default = "default_session_check_secs")]
+    pub session_check_secs: u64,
+    #[serde(default)]
+    pub api_keys: ApiKeySettings,
+}
+
+fn default_session_check_secs() -> u64 {
+    10
+}
+
+/// `[auth.api_keys]`: keys users create for their own servers (docs/api-keys.md).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiKeySettings {
+    /// Off: `Bearer sgk_...` is refused like any other bad token and `/api/keys` answers 404.
+    pub enabled: bool,
+    /// How a key's request reaches PostgREST as its owner: a short-lived token signed with
+    /// the legacy HS256 secret, or by supagate itself as a third-party-auth issuer.
+    pub signing: KeySigning,
+    /// supagate's issuer URL as registered in the project's third-party auth (`https://...`,
+    /// serving `/.well-known/openid-configuration`); `signing = "issuer"` only.
+    pub issuer: String,
+    /// PKCS#8 PEM of supagate's own P-256 signing key (`signing = "issuer"`).
+    pub signing_key: Secret,
+    /// A verified key is believed this long: the bound on how late a revocation made
+    /// elsewhere than through this instance (or an expiry) takes effect.
+    pub cache_secs: u64,
+    /// Verified keys remembered (0 = every request looks its key up).
+    pub cache_entries: usize,
+}
+
+impl Default for ApiKeySettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            signing: KeySigning::Auto,
+            issuer: String::new(),
+            signing_key: empty_secret(),
+            cache_secs: 30,
+            cache_entries: 4096,
+        }
+    }
+}
+
+/// `auth.api_keys.signing`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeySigning {
+    /// `hs256` when `auth.jwt_secret` is set, else `issuer`.
+    #[default]
+    Auto,
+    /// Tokens signed with the legacy secret (projects that still have one).
+    Hs256,
+    /// Tokens signed with `signing_key`; the project trusts supagate as a third-party issuer.
+    Issuer,
+}
+
+impl ApiKeySettings {
+    /// What `auto` comes to.
+    pub fn effective_signing(&self, auth: &AuthSettings) -> KeySigning {
+        match self.signing {
+            KeySigning::Auto if auth.jwt_secret.is_some() => KeySigning::Hs256,
+            KeySigning::Auto => KeySigning::Issuer,
+            other => other,
+        }
+    }
 }
 
 fn default_refresh_margin_secs() -> u64 {
@@ -765,6 +837,7 @@ impl Settings {
                 "must be between 1 and 2147483647",
             ));
         }
+        self.validate_api_keys()?;
         for proxy in &self.server.trusted_proxies {
             parse_ip_net(proxy).ok_or_else(|| {
                 ConfigError::invalid(
@@ -804,6 +877,50 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    fn validate_api_keys(&self) -> Result<(), ConfigError> {
+        let keys = &self.auth.api_keys;
+        if !keys.enabled {
+            return Ok(());
+        }
+        if self.supabase.service_role_key.is_none() {
+            return Err(ConfigError::invalid(
+                "auth.api_keys.enabled",
+                "keys are looked up with the secret key: set SUPABASE_SECRET_KEY (or SUPABASE_SERVICE_ROLE_KEY)",
+            ));
+        }
+        if keys.cache_secs == 0 || keys.cache_secs > 3600 {
+            return Err(ConfigError::invalid(
+                "auth.api_keys.cache_secs",
+                "must be between 1 and 3600",
+            ));
+        }
+        match keys.effective_signing(&self.auth) {
+            KeySigning::Hs256 if self.auth.jwt_secret.is_none() => Err(ConfigError::invalid(
+                "auth.api_keys.signing",
+                "\"hs256\" needs the legacy secret (SUPABASE_JWT_SECRET)",
+            )),
+            KeySigning::Issuer => {
+                let https = Url::parse(keys.issuer.trim()).is_ok_and(|u| {
+                    u.scheme() == "https" && u.host_str().is_some() && u.query().is_none()
+                });
+                if !https {
+                    return Err(ConfigError::invalid(
+                        "auth.api_keys.issuer",
+                        "must be supagate's https URL as registered in the project's third-party auth",
+                    ));
+                }
+                if keys.signing_key.is_blank() {
+                    return Err(ConfigError::invalid(
+                        env_names_for("auth.api_keys.signing_key"),
+                        "missing: a PKCS#8 PEM P-256 key (openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256)",
+                    ));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     fn validate_sign_in(&self) -> Result<(), ConfigError> {
@@ -947,6 +1064,7 @@ fn env_value(key: &str, raw: &str) -> serde_json::Value {
         "server.trusted_proxies",
         "sign_in.oauth_providers",
         "sign_in.aal2_routes",
+        "auth.check_session_routes",
     ];
     if LIST_KEYS.contains(&key) {
         // A list is comma-separated; a TOML (or JSON) array, as in the config files, is read

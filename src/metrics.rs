@@ -50,6 +50,11 @@ struct CacheLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabels {
+    key_id: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QueueLabels {
     queue: String,
 }
@@ -78,6 +83,7 @@ pub struct Metrics {
     queue_depth: Family<QueueLabels, Gauge>,
     cache_lookups: Family<CacheLabels, Counter>,
     cache_evictions: Counter,
+    api_key_requests: Family<KeyLabels, Counter>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -174,7 +180,14 @@ impl Metrics {
             "Messages in a queue (visible or not) at the worker's last look",
             queue_depth.clone(),
         );
+        let api_key_requests = Family::<KeyLabels, Counter>::default();
+        registry.register(
+            "api_key_requests",
+            "Requests made with an API key, by key id (never the key)",
+            api_key_requests.clone(),
+        );
         Self {
+            api_key_requests,
             registry,
             http_requests,
             http_latency,
@@ -198,6 +211,15 @@ impl Metrics {
             outcome,
         };
         self.cache_lookups.get_or_create(&labels).clone()
+    }
+
+    /// One request made with the key `key_id`. One series per key that was used: keys are
+    /// created by signed-in users only, and a revoked key's series stays until a restart.
+    pub fn api_key_request(&self, key_id: uuid::Uuid) {
+        let labels = KeyLabels {
+            key_id: key_id.to_string(),
+        };
+        self.api_key_requests.get_or_create(&labels).inc();
     }
 
     pub fn cache_evictions(&self) -> Counter {

@@ -18,6 +18,7 @@ use actix_web::{web, HttpRequest, ResponseError};
 
 use crate::auth::cookie::SessionCookie;
 use crate::auth::verify::Verifier;
+use crate::auth::AuthUser;
 use crate::config::{ConfigError, OnStoreError, RateLimitSettings, RateLimitStore, Settings};
 use crate::error::ApiError;
 use crate::redis_conn::RedisConn;
@@ -50,6 +51,8 @@ pub enum KeyKind {
     Ip,
     /// The verified token's `sub`; anonymous callers (or unverifiable tokens) by IP.
     User,
+    /// The API key a request came with; other callers as `User`.
+    ApiKey,
 }
 
 /// One compiled `[[rate_limit.rules]]` entry.
@@ -84,10 +87,11 @@ impl LimitRules {
             let key = match rule.key.as_str() {
                 "ip" => KeyKind::Ip,
                 "user" => KeyKind::User,
+                "api_key" => KeyKind::ApiKey,
                 other => {
                     return Err(ConfigError::invalid(
                         setting("key"),
-                        format!("`{other}` is not one of ip, user"),
+                        format!("`{other}` is not one of ip, user, api_key"),
                     ))
                 }
             };
@@ -257,16 +261,21 @@ impl Limiter {
         rules: &[usize],
     ) -> Result<Option<Outcome>, ApiError> {
         let mut ip: Option<String> = None;
-        let mut user: Option<Option<String>> = None;
+        let mut user: Option<Option<AuthUser>> = None;
         let mut checks = Vec::with_capacity(rules.len());
         for &i in rules {
             let rule = &self.rules.rules[i];
             let subject = match rule.key {
-                KeyKind::User => {
+                KeyKind::User | KeyKind::ApiKey => {
                     if user.is_none() {
-                        user = Some(self.verified_sub(req).await);
+                        user = Some(self.verified_caller(req).await);
                     }
-                    user.clone().flatten()
+                    user.as_ref().and_then(Option::as_ref).map(|u| {
+                        match (&u.api_key, rule.key) {
+                            (Some(key), KeyKind::ApiKey) => format!("key:{}", key.id),
+                            _ => format!("user:{}", u.id),
+                        }
+                    })
                 }
                 KeyKind::Ip => None,
             };
@@ -370,9 +379,9 @@ impl Limiter {
 }
 
 impl Limiter {
-    /// The verified `sub` of the caller's bearer token or session cookie, without refreshing
-    /// anything (an expired cookie session counts by IP for that request).
-    async fn verified_sub(&self, req: &HttpRequest) -> Option<String> {
+    /// The caller of the bearer credential (token or API key) or session cookie, without
+    /// refreshing anything (an expired cookie session counts by IP for that request).
+    async fn verified_caller(&self, req: &HttpRequest) -> Option<AuthUser> {
         let bearer = req
             .headers()
             .get(AUTHORIZATION)
@@ -380,15 +389,13 @@ impl Limiter {
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim().to_owned());
-        let token = match bearer {
-            Some(token) => token,
+        match bearer {
+            Some(token) => self.verifier.verify_bearer(&token).await.ok(),
             None => match self.session_cookie.read(req) {
-                Some(Ok(Some(session))) => session.access_token,
-                _ => return None,
+                Some(Ok(Some(session))) => self.verifier.verify(&session.access_token).await.ok(),
+                _ => None,
             },
-        };
-        let user = self.verifier.verify(&token).await.ok()?;
-        Some(format!("user:{}", user.id))
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::api::{
-    self, billing, categories, health, items, mfa, session, signin, users, webhooks, Route,
+    self, billing, categories, health, items, keys, mfa, session, signin, users, webhooks, Route,
 };
 use crate::checked::{Aal2Routes, Checked};
 use crate::config::{ConfigError, Settings};
@@ -203,6 +203,15 @@ pub fn routes() -> Vec<Route> {
         route!(mfa::verify),
         route!(billing::subscription),
         route!(admin::audit),
+        route!(keys::create),
+        route!(keys::list),
+        route!(keys::revoke),
+        Route::undocumented("/.well-known/jwks.json", Method::GET, keys::jwks),
+        Route::undocumented(
+            "/.well-known/openid-configuration",
+            Method::GET,
+            keys::discovery,
+        ),
         // Stripe signs the raw bytes, so this resource reads them itself under its own limit.
         route!(webhooks::stripe).with_resource(|resource, settings| {
             resource.app_data(webhooks::payload_config(
@@ -221,13 +230,19 @@ pub fn served_operations() -> Vec<(Method, String)> {
 }
 
 /// Checks every setting that names an operation (`[[rate_limit.rules]]`,
-/// `sign_in.aal2_routes`); the first problem is one line naming the setting.
+/// `sign_in.aal2_routes`, `auth.check_session_routes`); the first problem is one line naming
+/// the setting.
 pub fn check(settings: &Settings) -> Result<Checked, ConfigError> {
     let served = served_operations();
     Ok(Checked {
         rules: LimitRules::compile(&settings.rate_limit, &served)?,
         aal2_routes: Aal2Routes::compile(&settings.sign_in.aal2_routes, &served)?,
         cache_routes: CacheRoutes::compile(&settings.cache, &served)?,
+        session_routes: crate::checked::RouteSet::compile_setting(
+            "auth.check_session_routes",
+            &settings.auth.check_session_routes,
+            &served,
+        )?,
     })
 }
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 use crate::auth::cookie::SessionCookie;
 use crate::auth::refresh::Refresher;
 use crate::auth::verify::Verifier;
-use crate::checked::{Aal2Routes, Checked};
+use crate::auth::session_check::SessionChecks;
+use crate::checked::{Aal2Routes, Checked, RouteSet};
 use crate::config::{CacheStore, RateLimitStore, Settings};
 use crate::rate_limit::Limiter;
 use crate::redis_conn::RedisConn;
@@ -29,13 +30,19 @@ pub struct AppState {
     pub aal2_routes: Arc<Aal2Routes>,
     /// Registered as its own app data too: its middleware needs nothing else of the state.
     pub read_cache: Arc<crate::read_cache::ReadCache>,
+    /// `auth.check_session_routes`, parsed once, and the sessions Auth confirmed.
+    pub session_routes: Arc<RouteSet>,
+    pub session_checks: Arc<SessionChecks>,
 }
 
 impl AppState {
     /// The state for `settings`, with what `server::check` made of them.
     pub fn new(settings: Settings, checked: Checked) -> anyhow::Result<Self> {
         let supabase = Supabase::new(&settings)?;
-        let verifier = Arc::new(Verifier::new(&settings, Some(supabase.gotrue.clone())));
+        let api_keys = crate::auth::api_key::ApiKeys::new(&settings, &supabase)?;
+        let verifier = Arc::new(
+            Verifier::new(&settings, Some(supabase.gotrue.clone())).with_api_keys(api_keys),
+        );
         // Loads the signing keys in the background: start-up never waits for Supabase.
         verifier.spawn_refresh();
         let item_limit = ItemLimitSync::new(ItemLimitRule::new(settings.business.free_item_limit));
@@ -68,6 +75,7 @@ impl AppState {
             settings.auth.refresh_reuse_secs,
         )));
         let settings_cache = settings.cache.clone();
+        let settings_session_secs = settings.auth.session_check_secs;
         Ok(Self {
             refresher,
             settings: Arc::new(settings),
@@ -77,11 +85,22 @@ impl AppState {
             session_cookie,
             item_limit,
             aal2_routes: Arc::new(checked.aal2_routes),
+            session_routes: Arc::new(checked.session_routes),
+            session_checks: Arc::new(SessionChecks::new(settings_session_secs)),
             read_cache: Arc::new(crate::read_cache::ReadCache::new(
                 &settings_cache,
                 &checked.cache_routes,
                 redis,
             )),
         })
+    }
+
+    /// `user_id`'s sessions or keys changed through supagate (logout, a new password, the
+    /// account deleted): what was confirmed about them is forgotten at once.
+    pub fn forget_user(&self, user_id: uuid::Uuid) {
+        self.session_checks.evict_user(user_id);
+        if let Some(keys) = self.verifier.api_keys() {
+            keys.evict_user(user_id);
+        }
     }
 }

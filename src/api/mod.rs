@@ -9,6 +9,7 @@ pub(crate) mod health;
 pub mod idempotency;
 pub mod input;
 pub mod items;
+pub(crate) mod keys;
 pub(crate) mod mfa;
 pub(crate) mod session;
 pub(crate) mod signin;

@@ -454,6 +454,7 @@ pub async fn logout(
         // can try again; `local` has cleared them already.
         Err(e) => return Err(e.into_api(AuthCall::Logout)),
     }
+    state.forget_user(user.id);
     if scope == LogoutScope::Global {
         state.session_cookie.clear(&req);
     }
@@ -535,6 +536,7 @@ pub async fn update_user(
     if let Some(email) = &body.email {
         upstream.insert("email".into(), email.as_str().into());
     }
+    let new_password = body.password.is_some();
     if let Some(password) = body.password {
         upstream.insert("password".into(), password.0.into());
     }
@@ -552,6 +554,10 @@ pub async fn update_user(
             }
             e
         })?;
+    // Auth ended the user's other sessions with the new password.
+    if new_password {
+        state.forget_user(user.id);
+    }
     let mut res = HttpResponse::Ok();
     res.insert_header((header::CACHE_CONTROL, NO_STORE));
     Ok(res.json(answer))

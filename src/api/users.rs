@@ -439,6 +439,7 @@ pub async fn delete(
 ) -> ApiResult<HttpResponse> {
     ensure_self_or_admin(&user, *id)?;
     state.supabase.admin_delete_user(*id).await?;
+    state.forget_user(*id);
     Ok(super::no_content())
 }
 

@@ -104,9 +104,14 @@ async fn identify(req: &HttpRequest) -> Result<Identity, ApiError> {
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::internal("application state missing"))?;
     if let Some(token) = bearer_token(req) {
-        let user = state.verifier.verify(token?).await?;
+        let user = state.verifier.verify_bearer(token?).await?;
         set_logged_user(req, user.id);
-        require_aal2_where_configured(req, state, &user).await?;
+        if let Some(grant) = &user.api_key {
+            admit_api_key(req, state, grant)?;
+        } else {
+            require_aal2_where_configured(req, state, &user).await?;
+            check_session_where_configured(req, state, &user).await?;
+        }
         return Ok(Identity::User(user));
     }
     let cookie = &state.session_cookie;
@@ -127,8 +132,81 @@ async fn identify(req: &HttpRequest) -> Result<Identity, ApiError> {
         set_logged_user(req, user.id);
         req.extensions_mut().insert(FromCookie);
         require_aal2_where_configured(req, state, user).await?;
+        if let Err(e) = check_session_where_configured(req, state, user).await {
+            if e.code() == "session_expired" {
+                cookie.clear(req);
+            }
+            return Err(e);
+        }
     }
     Ok(caller)
+}
+
+/// An API key may call an operation only with the scope it needs (403 `missing_scope`,
+/// naming it), never one no scope grants (403 `api_key_not_allowed`: key management,
+/// sessions, billing), and never an `aal2` route (a key is no second factor). Counted per
+/// key in the metrics.
+fn admit_api_key(
+    req: &HttpRequest,
+    state: &AppState,
+    grant: &super::api_key::KeyGrant,
+) -> Result<(), ApiError> {
+    crate::metrics::metrics().api_key_request(grant.id);
+    let pattern = req.match_pattern().unwrap_or_default();
+    let Some(scope) = super::api_key::required_scope(req.method(), &pattern) else {
+        return Err(ApiError::forbidden(
+            "api_key_not_allowed",
+            "API keys cannot call this operation; use a user session",
+        ));
+    };
+    if !grant.allows(scope) {
+        return Err(ApiError::forbidden(
+            "missing_scope",
+            format!("This API key lacks the `{scope}` scope"),
+        )
+        .with_details(serde_json::json!({ "scope": scope })));
+    }
+    if state.aal2_routes.contains(req.method(), &pattern) {
+        return Err(mfa_required());
+    }
+    Ok(())
+}
+
+/// `auth.check_session_routes`: the token's session must still exist at Auth (asked at most
+/// once per `auth.session_check_secs` per session; see `session_check`). A session (or user)
+/// that is gone is 401 `session_expired`; Auth unreachable is 502/503/504, never a pass.
+async fn check_session_where_configured(
+    req: &HttpRequest,
+    state: &AppState,
+    user: &AuthUser,
+) -> Result<(), ApiError> {
+    if state.session_routes.is_empty() {
+        return Ok(());
+    }
+    let Some(pattern) = req.match_pattern() else {
+        return Ok(());
+    };
+    if !state.session_routes.contains(req.method(), &pattern) {
+        return Ok(());
+    }
+    let now = unix_now();
+    if state.session_checks.fresh(user, now) {
+        return Ok(());
+    }
+    let client = ForClient(crate::client_ip::of(req));
+    match state.supabase.user(user.token(), client).await {
+        Ok(_) => {
+            state.session_checks.confirm(user, now);
+            Ok(())
+        }
+        Err(crate::supabase::gotrue::AuthError::Auth(f))
+            if matches!(f.status.as_u16(), 401 | 403 | 404) =>
+        {
+            tracing::debug!("session check: Auth answered {}", f.code());
+            Err(ApiError::session_expired())
+        }
+        Err(e) => Err(e.into_api(crate::supabase::gotrue::AuthCall::User)),
+    }
 }
 
 /// `sign_in.aal2_routes`: an `aal1` caller there is 403 `mfa_required`, unless they have no
@@ -169,13 +247,17 @@ async fn require_aal2_where_configured(
             return Ok(());
         }
     }
-    Err(ApiError::forbidden(
+    Err(mfa_required())
+}
+
+fn mfa_required() -> ApiError {
+    ApiError::forbidden(
         "mfa_required",
         "This action needs a multi-factor authenticated session",
     )
     .with_details(serde_json::json!({
         "hint": "Verify a second factor (Supabase Auth MFA challenge and verify) to get an aal2 session, then retry"
-    })))
+    }))
 }
 
 async fn cookie_caller(

@@ -20,6 +20,10 @@ pub struct AuthUser {
     /// The token's `aal` claim is `aal2`: this session verified a second factor.
     pub aal2: bool,
     pub expires_at: i64,
+    /// The token's `session_id` claim (Auth's session), when it has one.
+    pub session_id: Option<Uuid>,
+    /// Set when the request came with an API key: the key, and what it may do.
+    pub api_key: Option<Arc<super::api_key::KeyGrant>>,
     /// Shared, so a cache hit hands out the verified token without copying it.
     pub(super) token: Arc<VerifiedToken>,
 }
@@ -68,6 +72,7 @@ impl std::fmt::Debug for AuthUser {
             .field("is_admin", &self.is_admin)
             .field("is_anonymous", &self.is_anonymous)
             .field("aal2", &self.aal2)
+            .field("api_key", &self.api_key.as_ref().map(|k| k.id))
             .finish_non_exhaustive()
     }
 }
@@ -106,6 +111,8 @@ impl AuthUser {
             is_anonymous: false,
             aal2: false,
             expires_at,
+            session_id: None,
+            api_key: None,
             token: VerifiedToken::shared(token),
         }
     }

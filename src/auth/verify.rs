@@ -30,6 +30,9 @@ struct Claims {
     /// `aal1` (one factor) or `aal2` (a second factor verified in this session).
     #[serde(default)]
     aal: Option<String>,
+    /// Auth's session this token belongs to (what `auth.check_session_routes` confirms).
+    #[serde(default)]
+    session_id: Option<String>,
 }
 
 /// Verifies tokens against the configured keys: the legacy HS256 secret (when set) and the
@@ -45,6 +48,8 @@ pub struct Verifier {
     /// Stands in for the key of a token whose signature was verified elsewhere.
     no_key: DecodingKey,
     cache: TokenCache,
+    /// `auth.api_keys`, when enabled: `Bearer sgk_...` is checked there.
+    api_keys: Option<super::api_key::ApiKeys>,
 }
 
 /// The JOSE header members we read; parsed by hand so `alg: "none"` and unknown algorithms
@@ -98,6 +103,28 @@ impl Verifier {
             },
             no_key: DecodingKey::from_secret(&[]),
             cache: TokenCache::new(settings.auth.token_cache_entries, settings.auth.leeway_secs),
+            api_keys: None,
+        }
+    }
+
+    /// Accepts API keys on the bearer path too (see [`Verifier::verify_bearer`]).
+    pub fn with_api_keys(mut self, keys: Option<super::api_key::ApiKeys>) -> Self {
+        self.api_keys = keys;
+        self
+    }
+
+    /// The API-key verifier, when keys are enabled.
+    pub fn api_keys(&self) -> Option<&super::api_key::ApiKeys> {
+        self.api_keys.as_ref()
+    }
+
+    /// A bearer credential: an API key (`sgk_...`) when keys are enabled, else a token as
+    /// [`Verifier::verify`] checks it. Only the `Authorization` header can carry a key; a
+    /// session cookie never does.
+    pub async fn verify_bearer(&self, credential: &str) -> Result<AuthUser, ApiError> {
+        match &self.api_keys {
+            Some(keys) if super::api_key::is_api_key(credential) => keys.verify(credential).await,
+            _ => self.verify(credential).await,
         }
     }
 
@@ -314,6 +341,11 @@ fn user_from_claims(claims: Claims, token: &str) -> Result<AuthUser, ApiError> {
         is_anonymous: claims.is_anonymous,
         aal2: claims.aal.as_deref() == Some("aal2"),
         expires_at: claims.exp,
+        session_id: claims
+            .session_id
+            .as_deref()
+            .and_then(|s| Uuid::parse_str(s).ok()),
+        api_key: None,
         token: super::user::VerifiedToken::shared(token),
     })
 }

@@ -1,6 +1,7 @@
 //! How supagate talks to Supabase: the PostgREST and Auth endpoints, their keys and their
 //! error bodies. No business rules live here.
 
+pub(crate) mod api_keys;
 pub mod error;
 pub mod gotrue;
 pub(crate) mod gotrue_admin;

@@ -1,5 +1,6 @@
 //! Black-box tests over real HTTP: the application on port 0, Supabase played by wiremock.
 
+mod api_keys;
 mod audit;
 mod auth;
 mod billing;
