@@ -19,6 +19,7 @@ mod rate_limit;
 mod redis_server;
 mod secrets;
 mod sessions;
+mod session_check;
 mod shutdown;
 mod signin;
 mod support;
