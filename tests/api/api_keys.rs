@@ -549,3 +549,71 @@ async fn metrics_count_requests_per_key_id_and_never_show_the_key() {
     );
     assert!(!text.contains(&key[4..]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_their_minted_tokens_never_reach_the_log_even_at_trace_level() {
+    use super::support::{test_env, Process};
+    let upstream = wiremock::MockServer::start().await;
+    let keys = FakeKeys::default();
+    Mock::given(path("/rest/v1/api_keys"))
+        .respond_with(keys.clone())
+        .mount(&upstream)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/rest/v1/items"))
+        .respond_with(pg_list(json!([]), "*/0"))
+        .mount(&upstream)
+        .await;
+    Mock::given(path("/rest/v1/rpc/set_item_limit_rule"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&upstream)
+        .await;
+    let mut env = test_env(&upstream.uri());
+    env.insert("SUPAGATE_AUTH__API_KEYS__ENABLED".into(), "true".into());
+    env.insert("RUST_LOG".into(), "trace".into());
+    let process = Process::start(&env);
+    let client = reqwest::Client::new();
+    let created: Value = client
+        .post(process.url("/api/keys"))
+        .bearer_auth(user_token(USER_A))
+        .json(&json!({"name": "ci", "scopes": ["items:read"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().expect("created").to_owned();
+    for bearer in [key.clone(), format!("{key}x"), format!("sgk_{}", "B".repeat(43))] {
+        client
+            .get(process.url("/api/items"))
+            .bearer_auth(&bearer)
+            .send()
+            .await
+            .unwrap();
+    }
+    let id = created["id"].as_str().unwrap();
+    client
+        .delete(process.url(&format!("/api/keys/{id}")))
+        .bearer_auth(user_token(USER_A))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let log = process.drain_log().join("\n");
+    assert!(log.contains("TRACE") || log.contains("DEBUG"), "trace is on");
+    let minted: Vec<String> = upstream
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/rest/v1/items")
+        .map(bearer_of)
+        .collect();
+    assert!(!minted.is_empty());
+    assert!(!log.contains(&key[4..]), "the key is in the log");
+    for token in minted {
+        let signature = token.rsplit('.').next().unwrap();
+        assert!(!log.contains(signature), "a minted token is in the log");
+    }
+}
