@@ -270,12 +270,12 @@ impl Limiter {
                     if user.is_none() {
                         user = Some(self.verified_caller(req).await);
                     }
-                    user.as_ref().and_then(Option::as_ref).map(|u| {
-                        match (&u.api_key, rule.key) {
+                    user.as_ref()
+                        .and_then(Option::as_ref)
+                        .map(|u| match (&u.api_key, rule.key) {
                             (Some(key), KeyKind::ApiKey) => format!("key:{}", key.id),
                             _ => format!("user:{}", u.id),
-                        }
-                    })
+                        })
                 }
                 KeyKind::Ip => None,
             };

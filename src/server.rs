@@ -205,6 +205,7 @@ pub fn routes() -> Vec<Route> {
         route!(admin::audit),
         route!(keys::create),
         route!(keys::list),
+        route!(keys::get),
         route!(keys::revoke),
         Route::undocumented("/.well-known/jwks.json", Method::GET, keys::jwks),
         Route::undocumented(

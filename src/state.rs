@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use crate::auth::cookie::SessionCookie;
 use crate::auth::refresh::Refresher;
-use crate::auth::verify::Verifier;
 use crate::auth::session_check::SessionChecks;
+use crate::auth::verify::Verifier;
 use crate::checked::{Aal2Routes, Checked, RouteSet};
 use crate::config::{CacheStore, RateLimitStore, Settings};
 use crate::rate_limit::Limiter;

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::common::{List, Listed, Name};
+use super::common::{json_response, List, Listed, Name};
 use super::input::{plain_text, Body, FromBody, FromJson, Problem};
 use crate::auth::api_key::{self, ApiKeys, SCOPES};
 use crate::auth::cookie::NO_STORE;
@@ -24,7 +24,7 @@ use crate::supabase::postgrest::{Caller, Query};
 pub const KEY_COLUMNS: &str = "id,name,prefix,scopes,expires_at,created_at";
 
 /// An API key as listed: the key itself is shown only once, when it is created.
-#[derive(utoipa::ToSchema)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 #[allow(dead_code)] // never built: PostgREST's bytes pass through unparsed; this is their shape
 #[schema(example = json!({
     "id": "5d3c2b1a-0f9e-4d8c-b7a6-958473625140", "name": "nightly export",
@@ -48,7 +48,7 @@ impl Listed for ApiKey {
 }
 
 /// A key just created: the listed fields and, this once, the key.
-#[derive(utoipa::ToSchema)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 #[allow(dead_code)] // never built: the created row plus `key`; this is its shape
 #[schema(example = json!({
     "id": "5d3c2b1a-0f9e-4d8c-b7a6-958473625140", "name": "nightly export",
@@ -57,14 +57,8 @@ impl Listed for ApiKey {
     "key": "sgk_Xq3v9LmA0b1c2d3e4f5g6h7i8j9k0l1m2n3o4p5q6r"
 }))]
 pub struct NewApiKey {
-    id: Uuid,
-    name: String,
-    prefix: String,
-    scopes: Vec<String>,
-    #[schema(required = true, format = DateTime)]
-    expires_at: Option<String>,
-    #[schema(format = DateTime)]
-    created_at: String,
+    #[serde(flatten)]
+    listed: ApiKey,
     /// The key: send it as `Authorization: Bearer <key>`. Shown only in this answer.
     key: String,
 }
@@ -160,7 +154,7 @@ fn enabled(state: &AppState) -> ApiResult<&ApiKeys> {
         responses::UpstreamErrors,
         responses::CallerErrors,
         responses::BodyErrors,
-        (status = 201, description = "The key, shown this once (`Cache-Control: no-store`); only its SHA-256 is stored", body = NewApiKey),
+        (status = 201, description = "The key, shown this once (`Cache-Control: no-store`); only its SHA-256 is stored", body = NewApiKey, headers(("Location" = String, description = "`/api/keys/{id}` of the new key"))),
         (status = 404, response = responses::NotFound),
     )
 )]
@@ -195,9 +189,15 @@ pub async fn create(
         .await?;
     let mut created: Map<String, Value> = serde_json::from_slice(&body)
         .map_err(|e| ApiError::upstream_error(format!("created key row: {e}")))?;
+    let id = created
+        .get("id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::upstream_error("created key row without id"))?;
     created.insert("key".into(), Value::String(new.key.expose().to_owned()));
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, NO_STORE))
+        .insert_header((header::LOCATION, format!("/api/keys/{id}")))
         .json(created))
 }
 
@@ -222,11 +222,36 @@ pub async fn list(
     let query = Query::table("api_keys")
         .select(KEY_COLUMNS)
         .order("created_at.desc,id.desc");
-    let listing = state
-        .supabase
-        .pg_list(&query, Caller::User(&user))
-        .await?;
+    let listing = state.supabase.pg_list(&query, Caller::User(&user)).await?;
     Ok(List::new(listing))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/keys/{id}",
+    operation_id = "getApiKey",
+    tag = "keys",
+    params(("id" = uuid::Uuid, Path, description = "Key id")),
+    security(("bearer_jwt" = []), ("session_cookie" = [])),
+    responses(
+        responses::UpstreamErrors,
+        responses::CallerErrors,
+        (status = 200, description = "One of the caller's keys (never the key itself)", body = ApiKey),
+        (status = 404, response = responses::NotFound),
+    )
+)]
+pub async fn get(
+    state: web::Data<AppState>,
+    Permanent(user): Permanent,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    enabled(&state)?;
+    let query = Query::table("api_keys").select(KEY_COLUMNS).eq("id", *id);
+    let body = state
+        .supabase
+        .pg_single(Method::GET, &query, None, Caller::User(&user))
+        .await?;
+    Ok(json_response(actix_web::http::StatusCode::OK, body))
 }
 
 #[utoipa::path(

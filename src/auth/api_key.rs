@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use actix_web::http::Method;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use actix_web::http::Method;
 use quick_cache::sync::Cache;
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
@@ -269,12 +269,15 @@ pub struct Minter {
 
 enum Signer {
     Hs256(jsonwebtoken::EncodingKey),
-    Es256 {
-        pair: EcdsaKeyPair,
-        rng: SystemRandom,
-        kid: String,
-        jwk: serde_json::Value,
-    },
+    /// Boxed: built once, and far larger than the HS256 key.
+    Es256(Box<Es256Signer>),
+}
+
+struct Es256Signer {
+    pair: EcdsaKeyPair,
+    rng: SystemRandom,
+    kid: String,
+    jwk: serde_json::Value,
 }
 
 impl Minter {
@@ -282,9 +285,8 @@ impl Minter {
         let keys = &settings.auth.api_keys;
         match keys.effective_signing(&settings.auth) {
             KeySigning::Issuer => {
-                let der = pem_body(keys.signing_key.expose()).ok_or_else(|| {
-                    anyhow::anyhow!("auth.api_keys.signing_key: not a PEM block")
-                })?;
+                let der = pem_body(keys.signing_key.expose())
+                    .ok_or_else(|| anyhow::anyhow!("auth.api_keys.signing_key: not a PEM block"))?;
                 let rng = SystemRandom::new();
                 let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng)
                     .map_err(|e| {
@@ -304,12 +306,12 @@ impl Minter {
                     "kid": kid, "alg": "ES256", "use": "sig", "key_ops": ["verify"],
                 });
                 Ok(Self {
-                    signer: Signer::Es256 {
+                    signer: Signer::Es256(Box::new(Es256Signer {
                         pair,
                         rng,
                         kid,
                         jwk,
-                    },
+                    })),
                     issuer: keys.issuer.trim().trim_end_matches('/').to_owned(),
                     lifetime,
                 })
@@ -351,15 +353,16 @@ impl Minter {
                 key,
             )
             .map_err(|e| ApiError::internal(format!("minting a key's token: {e}")))?,
-            Signer::Es256 { pair, rng, kid, .. } => {
-                let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": kid});
+            Signer::Es256(es) => {
+                let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": es.kid});
                 let message = format!(
                     "{}.{}",
                     URL_SAFE_NO_PAD.encode(header.to_string()),
                     URL_SAFE_NO_PAD.encode(claims.to_string())
                 );
-                let signature = pair
-                    .sign(rng, message.as_bytes())
+                let signature = es
+                    .pair
+                    .sign(&es.rng, message.as_bytes())
                     .map_err(|_| ApiError::internal("signing a key's token failed"))?;
                 format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
             }
@@ -370,7 +373,7 @@ impl Minter {
     /// `{"keys": [...]}` with supagate's public key, when it signs as an issuer.
     pub fn jwks(&self) -> Option<serde_json::Value> {
         match &self.signer {
-            Signer::Es256 { jwk, .. } => Some(serde_json::json!({ "keys": [jwk] })),
+            Signer::Es256(es) => Some(serde_json::json!({ "keys": [es.jwk] })),
             Signer::Hs256(_) => None,
         }
     }
@@ -441,6 +444,9 @@ mod tests {
         assert_eq!(required_scope(&Method::POST, "/api/categories"), None);
         assert_eq!(required_scope(&Method::POST, "/api/keys"), None);
         assert_eq!(required_scope(&Method::GET, "/api/auth/user"), None);
-        assert_eq!(required_scope(&Method::GET, "/api/billing/subscription"), None);
+        assert_eq!(
+            required_scope(&Method::GET, "/api/billing/subscription"),
+            None
+        );
     }
 }

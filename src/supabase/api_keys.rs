@@ -13,7 +13,10 @@ impl Supabase {
     pub async fn api_key_by_hash(&self, hash_hex: &str) -> Result<Option<KeyRow>, SupabaseError> {
         let api = self.service_api()?;
         let query = [
-            ("select", "id,user_id,secret_hash,scopes,expires_at".to_owned()),
+            (
+                "select",
+                "id,user_id,secret_hash,scopes,expires_at".to_owned(),
+            ),
             ("secret_hash", format!("eq.{hash_hex}")),
         ];
         let request = self.service_bearer(api.request(Method::GET, "/api_keys").query(&query));

@@ -81,6 +81,15 @@ impl wiremock::Respond for FakeKeys {
                     .collect();
                 ResponseTemplate::new(200).set_body_json(found)
             }
+            "GET" if query.contains_key("id") => {
+                let sub = sub_of(&token);
+                let id = query["id"].trim_start_matches("eq.").to_owned();
+                match rows.iter().find(|r| r["id"] == id && r["user_id"] == sub) {
+                    Some(row) => ResponseTemplate::new(200).set_body_json(listed(row)),
+                    None => ResponseTemplate::new(406)
+                        .set_body_json(json!({"code": "PGRST116", "message": "0 rows"})),
+                }
+            }
             "GET" => {
                 let sub = sub_of(&token);
                 let mine: Vec<Value> = rows
@@ -199,10 +208,13 @@ async fn a_created_key_is_shown_once_stored_as_its_hash_and_listed_without_it() 
         .to_str()
         .unwrap()
         .contains("no-store"));
+    let header_location = res.headers()["location"].to_str().unwrap().to_owned();
     let (status, body) = json_of(res).await;
     assert_eq!(status, 201, "{body}");
     let key = body["key"].as_str().unwrap();
     assert!(key.starts_with("sgk_") && key.len() == 47, "{key}");
+    let location = format!("/api/keys/{}", body["id"].as_str().unwrap());
+    assert_eq!(header_location, location);
     assert_eq!(body["prefix"], &key[..12]);
 
     // What went to PostgREST: the hash, never the key.
@@ -237,6 +249,27 @@ async fn a_created_key_is_shown_once_stored_as_its_hash_and_listed_without_it() 
         "id,name,prefix,scopes,expires_at,created_at"
     );
     assert_eq!(bearer_of(&list_request), user_token(USER_A));
+
+    // The Location resolves, to the same key without its secret, for its owner only.
+    let res = app
+        .get(&location)
+        .bearer_auth(user_token(USER_A))
+        .send()
+        .await
+        .unwrap();
+    let text = res.text().await.unwrap();
+    assert!(!text.contains(&key[4..]));
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["id"],
+        body["id"]
+    );
+    let res = app
+        .get(&location)
+        .bearer_auth(user_token(USER_B))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
 }
 
 #[tokio::test]
@@ -267,7 +300,10 @@ async fn a_verified_key_is_served_from_the_cache_until_its_bound() {
     }
     assert_eq!(key_lookups(&app).await, 1, "one lookup, then the cache");
     let sent = item_bearers(&app).await;
-    assert!(sent.iter().all(|t| *t == sent[0]), "one minted token reused");
+    assert!(
+        sent.iter().all(|t| *t == sent[0]),
+        "one minted token reused"
+    );
 }
 
 #[tokio::test]
@@ -306,7 +342,10 @@ async fn a_key_without_the_scope_is_403_naming_the_missing_scope() {
     assert_eq!(status, 403, "{body}");
     assert_eq!(error_code(&body), "missing_scope");
     assert_eq!(body["details"]["scope"], "items:write");
-    assert!(item_bearers(&app).await.is_empty(), "nothing reached PostgREST");
+    assert!(
+        item_bearers(&app).await.is_empty(),
+        "nothing reached PostgREST"
+    );
 }
 
 #[tokio::test]
@@ -500,8 +539,15 @@ async fn as_its_own_issuer_supagate_signs_es256_with_the_key_its_jwks_publishes(
 #[tokio::test]
 async fn the_issuer_documents_are_404_when_supagate_signs_with_the_legacy_secret() {
     let (app, _) = spawn(|_| {}).await;
-    for route in ["/.well-known/jwks.json", "/.well-known/openid-configuration"] {
-        assert_eq!(app.get(route).send().await.unwrap().status(), 404, "{route}");
+    for route in [
+        "/.well-known/jwks.json",
+        "/.well-known/openid-configuration",
+    ] {
+        assert_eq!(
+            app.get(route).send().await.unwrap().status(),
+            404,
+            "{route}"
+        );
     }
 }
 
@@ -584,7 +630,11 @@ async fn keys_and_their_minted_tokens_never_reach_the_log_even_at_trace_level() 
         .await
         .unwrap();
     let key = created["key"].as_str().expect("created").to_owned();
-    for bearer in [key.clone(), format!("{key}x"), format!("sgk_{}", "B".repeat(43))] {
+    for bearer in [
+        key.clone(),
+        format!("{key}x"),
+        format!("sgk_{}", "B".repeat(43)),
+    ] {
         client
             .get(process.url("/api/items"))
             .bearer_auth(&bearer)
@@ -601,7 +651,10 @@ async fn keys_and_their_minted_tokens_never_reach_the_log_even_at_trace_level() 
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let log = process.drain_log().join("\n");
-    assert!(log.contains("TRACE") || log.contains("DEBUG"), "trace is on");
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "trace is on"
+    );
     let minted: Vec<String> = upstream
         .received_requests()
         .await

@@ -29,7 +29,11 @@ fn an_owner_creates_a_key_for_themselves_and_the_row_is_theirs() {
     let row = db
         .query_one("select user_id::text from public.api_keys", &[])
         .unwrap();
-    assert_eq!(row.get::<_, String>(0), owner, "user_id defaults to auth.uid()");
+    assert_eq!(
+        row.get::<_, String>(0),
+        owner,
+        "user_id defaults to auth.uid()"
+    );
 }
 
 #[test]
@@ -116,7 +120,10 @@ fn only_a_hex_sha256_is_stored_never_a_raw_key() {
     let a = create_user(&mut db, "a@example.com");
     let raw = "sgk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     assert_eq!(sqlstate(insert_key(&mut db, &a, raw)), "23514");
-    assert_eq!(sqlstate(insert_key(&mut db, &a, &HASH_A.to_uppercase())), "23514");
+    assert_eq!(
+        sqlstate(insert_key(&mut db, &a, &HASH_A.to_uppercase())),
+        "23514"
+    );
     insert_key(&mut db, &a, HASH_A).unwrap();
     assert_eq!(
         sqlstate(insert_key(&mut db, &a, HASH_A)),
