@@ -75,6 +75,7 @@ pub fn is_api_key(token: &str) -> bool {
 
 fn well_formed(key: &str) -> bool {
     key.len() == KEY_LEN
+        && key.starts_with(PREFIX)
         && key.as_bytes()[PREFIX.len()..]
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
