@@ -435,6 +435,40 @@ pub struct AuthSettings {
     pub session_check_secs: u64,
     #[serde(default)]
     pub api_keys: ApiKeySettings,
+    /// `[[auth.issuers]]`: third-party issuers whose tokens are accepted besides Auth's.
+    #[serde(default)]
+    pub issuers: Vec<IssuerSettings>,
+}
+
+/// `[[auth.issuers]]`: an issuer the project trusts through Supabase's third-party auth
+/// (Clerk, Auth0, Firebase Auth, Cognito, WorkOS, any OIDC provider). Its tokens are verified
+/// like Auth's (keys by `kid`, one algorithm per key, the same caching) and forwarded to
+/// PostgREST unchanged.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerSettings {
+    /// The tokens' `iss`, exactly.
+    pub issuer: String,
+    /// Where its JWKS is; empty: the `jwks_uri` of `{issuer}/.well-known/openid-configuration`.
+    #[serde(default)]
+    pub jwks_url: String,
+    /// The `aud` its tokens must carry (Firebase: the project id); empty: not checked.
+    #[serde(default)]
+    pub audience: String,
+    /// The claim naming the Postgres role (`role`, which third-party auth also reads).
+    #[serde(default = "default_role_claim")]
+    pub role_claim: String,
+    /// The claim holding the user's id (`sub`; Firebase also has `user_id`).
+    #[serde(default = "default_user_id_claim")]
+    pub user_id_claim: String,
+}
+
+fn default_role_claim() -> String {
+    "role".to_owned()
+}
+
+fn default_user_id_claim() -> String {
+    "sub".to_owned()
 }
 
 fn default_session_check_secs() -> u64 {
@@ -838,6 +872,7 @@ impl Settings {
             ));
         }
         self.validate_api_keys()?;
+        self.validate_issuers()?;
         for proxy in &self.server.trusted_proxies {
             parse_ip_net(proxy).ok_or_else(|| {
                 ConfigError::invalid(
@@ -873,6 +908,52 @@ impl Settings {
                 return Err(ConfigError::invalid(
                     "jobs.user_registered.url",
                     "must be an http(s) URL",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_issuers(&self) -> Result<(), ConfigError> {
+        let own = self.expected_issuer();
+        for (i, issuer) in self.auth.issuers.iter().enumerate() {
+            let setting = |field: &str| format!("auth.issuers[{i}].{field}");
+            // Plain http only outside production (a local provider, the test suite).
+            let acceptable = |raw: &str| {
+                Url::parse(raw).is_ok_and(|u| {
+                    u.host_str().is_some()
+                        && (u.scheme() == "https"
+                            || (u.scheme() == "http" && self.app_env != AppEnv::Production))
+                })
+            };
+            if !acceptable(issuer.issuer.trim()) {
+                return Err(ConfigError::invalid(
+                    setting("issuer"),
+                    "must be the issuer's https URL, as its tokens' `iss` names it",
+                ));
+            }
+            if issuer.issuer.trim() == own {
+                return Err(ConfigError::invalid(
+                    setting("issuer"),
+                    "is Supabase Auth's own issuer, which is always accepted",
+                ));
+            }
+            if self.auth.issuers[..i]
+                .iter()
+                .any(|other| other.issuer.trim() == issuer.issuer.trim())
+            {
+                return Err(ConfigError::invalid(setting("issuer"), "is listed twice"));
+            }
+            if !issuer.jwks_url.trim().is_empty() && !acceptable(issuer.jwks_url.trim()) {
+                return Err(ConfigError::invalid(
+                    setting("jwks_url"),
+                    "must be an https URL (or empty: OIDC discovery)",
+                ));
+            }
+            if issuer.role_claim.trim().is_empty() || issuer.user_id_claim.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    setting("role_claim"),
+                    "role_claim and user_id_claim must name a claim",
                 ));
             }
         }
@@ -1193,6 +1274,62 @@ mod tests {
         )]);
         let err = Settings::load(&dir, &env).unwrap_err();
         assert_eq!(err.setting, "jobs.user_registered.url");
+    }
+
+    #[test]
+    fn third_party_issuers_are_checked_at_start_up_naming_the_entry() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
+        let base = Settings::load(&dir, &HashMap::new()).unwrap();
+        let issuer = |url: &str| IssuerSettings {
+            issuer: url.to_owned(),
+            jwks_url: String::new(),
+            audience: String::new(),
+            role_claim: "role".into(),
+            user_id_claim: "sub".into(),
+        };
+        let mut s = base.clone();
+        s.auth.issuers = vec![
+            issuer("https://clerk.example"),
+            issuer("https://clerk.example"),
+        ];
+        assert_eq!(s.validate().unwrap_err().setting, "auth.issuers[1].issuer");
+        let mut s = base.clone();
+        s.auth.issuers = vec![issuer(&s.expected_issuer())];
+        assert_eq!(s.validate().unwrap_err().setting, "auth.issuers[0].issuer");
+        let mut s = base.clone();
+        s.app_env = AppEnv::Production;
+        s.auth.issuers = vec![issuer("http://clerk.example")];
+        assert_eq!(s.validate().unwrap_err().setting, "auth.issuers[0].issuer");
+        let mut s = base;
+        s.auth.issuers = vec![issuer("https://clerk.example")];
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn api_keys_need_the_secret_key_and_a_way_to_sign() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut base = Settings::load(&dir, &HashMap::new()).unwrap();
+        base.auth.api_keys.enabled = true;
+        base.supabase.service_role_key = Some(Secret::new("sb_secret_x"));
+        let mut s = base.clone();
+        s.supabase.service_role_key = None;
+        assert_eq!(s.validate().unwrap_err().setting, "auth.api_keys.enabled");
+        let mut s = base.clone();
+        s.auth.jwt_secret = None;
+        assert_eq!(s.validate().unwrap_err().setting, "auth.api_keys.issuer");
+        s.auth.api_keys.issuer = "https://gate.example".into();
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .setting
+            .starts_with("auth.api_keys.signing_key"));
+        let mut s = base;
+        s.auth.jwt_secret = Some(Secret::new("legacy"));
+        assert!(s.validate().is_ok());
+        assert_eq!(
+            s.auth.api_keys.effective_signing(&s.auth),
+            KeySigning::Hs256
+        );
     }
 
     #[test]

@@ -40,8 +40,15 @@ impl AppState {
     pub fn new(settings: Settings, checked: Checked) -> anyhow::Result<Self> {
         let supabase = Supabase::new(&settings)?;
         let api_keys = crate::auth::api_key::ApiKeys::new(&settings, &supabase)?;
+        let issuers = crate::auth::issuers::from_settings(
+            &settings.auth,
+            Some(supabase.http_client()),
+            settings.upstream.max_body_bytes,
+        )?;
         let verifier = Arc::new(
-            Verifier::new(&settings, Some(supabase.gotrue.clone())).with_api_keys(api_keys),
+            Verifier::new(&settings, Some(supabase.gotrue.clone()))
+                .with_api_keys(api_keys)
+                .with_issuers(issuers),
         );
         // Loads the signing keys in the background: start-up never waits for Supabase.
         verifier.spawn_refresh();

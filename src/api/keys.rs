@@ -136,6 +136,18 @@ pub struct KeyInput {
     expires_at: Option<Expiry>,
 }
 
+/// Keys belong to Supabase users: a third-party issuer's user has no `auth.users` row to own
+/// one.
+fn owner(user: &crate::auth::AuthUser) -> ApiResult<()> {
+    if user.third_party {
+        return Err(ApiError::forbidden(
+            "forbidden",
+            "API keys belong to Supabase Auth users",
+        ));
+    }
+    Ok(())
+}
+
 fn enabled(state: &AppState) -> ApiResult<&ApiKeys> {
     state
         .verifier
@@ -164,6 +176,7 @@ pub async fn create(
     Body(input): Body<KeyInput>,
 ) -> ApiResult<HttpResponse> {
     enabled(&state)?;
+    owner(&user)?;
     let new = api_key::generate()?;
     let expires_at = input
         .expires_at
@@ -219,6 +232,7 @@ pub async fn list(
     Permanent(user): Permanent,
 ) -> ApiResult<List<ApiKey>> {
     enabled(&state)?;
+    owner(&user)?;
     let query = Query::table("api_keys")
         .select(KEY_COLUMNS)
         .order("created_at.desc,id.desc");
@@ -246,6 +260,7 @@ pub async fn get(
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
     enabled(&state)?;
+    owner(&user)?;
     let query = Query::table("api_keys").select(KEY_COLUMNS).eq("id", *id);
     let body = state
         .supabase
@@ -274,6 +289,7 @@ pub async fn revoke(
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
     let keys = enabled(&state)?;
+    owner(&user)?;
     // RLS: another user's key is not there for this caller (404).
     let query = Query::table("api_keys").select("id").eq("id", *id);
     state

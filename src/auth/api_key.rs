@@ -208,6 +208,7 @@ impl ApiKeys {
             aal2: false,
             expires_at: token_exp,
             session_id: None,
+            third_party: false,
             api_key: Some(Arc::new(KeyGrant {
                 id: row.id,
                 scopes: row.scopes,

@@ -108,6 +108,8 @@ async fn identify(req: &HttpRequest) -> Result<Identity, ApiError> {
         set_logged_user(req, user.id);
         if let Some(grant) = &user.api_key {
             admit_api_key(req, state, grant)?;
+        } else if user.third_party {
+            admit_third_party(req, state)?;
         } else {
             require_aal2_where_configured(req, state, &user).await?;
             check_session_where_configured(req, state, &user).await?;
@@ -166,6 +168,17 @@ fn admit_api_key(
         )
         .with_details(serde_json::json!({ "scope": scope })));
     }
+    if state.aal2_routes.contains(req.method(), &pattern) {
+        return Err(mfa_required());
+    }
+    Ok(())
+}
+
+/// A third-party issuer's token: Auth knows neither its sessions nor its factors, so
+/// `auth.check_session_routes` cannot confirm it (its issuer's revocation shows at `exp`) and
+/// an `aal2` route is 403 `mfa_required`.
+fn admit_third_party(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let pattern = req.match_pattern().unwrap_or_default();
     if state.aal2_routes.contains(req.method(), &pattern) {
         return Err(mfa_required());
     }

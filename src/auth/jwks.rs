@@ -1,6 +1,7 @@
-//! Supabase's asymmetric signing keys (`/auth/v1/.well-known/jwks.json`): parsed into
-//! per-key verifiers with a fixed algorithm, cached, refreshed in the background, and
-//! re-fetched on an unknown `kid` at most once per configured interval.
+//! Supabase's asymmetric signing keys (`/auth/v1/.well-known/jwks.json`), and those of each
+//! configured third-party issuer (a JWKS URL, or the one its OIDC discovery document names):
+//! parsed into per-key verifiers with a fixed algorithm, cached, refreshed in the background,
+//! and re-fetched on an unknown `kid` at most once per configured interval.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -145,6 +146,10 @@ impl FetchState {
 /// an async mutex, so concurrent requests naming the same new `kid` share one fetch.
 pub struct Jwks {
     api: Option<JsonApi>,
+    /// Where under `api` the JWKS (or, with `discovery`, the discovery document) is.
+    path: String,
+    /// Set for an issuer found through OIDC discovery: its `jwks_uri`, once read.
+    discovery: Option<Discovery>,
     keys: RwLock<Arc<KeyMap>>,
     loaded: AtomicBool,
     /// Bumped by every install: verified tokens cached under an older key set are stale.
@@ -156,11 +161,87 @@ pub struct Jwks {
 
 const PATH: &str = "/.well-known/jwks.json";
 
+/// OIDC discovery of an issuer's JWKS: `jwks_uri` of `<issuer>/.well-known/openid-configuration`,
+/// which may be on another host (Firebase's is), read once and kept.
+pub struct Discovery {
+    client: crate::http_client::HttpClient,
+    max_body_bytes: usize,
+    found: tokio::sync::OnceCell<(JsonApi, String)>,
+}
+
+impl Discovery {
+    pub fn new(client: crate::http_client::HttpClient, max_body_bytes: usize) -> Self {
+        Self {
+            client,
+            max_body_bytes,
+            found: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Where the JWKS is: an API for its origin and the path (with query) under it.
+    async fn jwks_location(
+        &self,
+        issuer: &JsonApi,
+        discovery_path: &str,
+    ) -> Result<(JsonApi, String), String> {
+        self.found
+            .get_or_try_init(|| async {
+                let request = issuer.request(http::Method::GET, discovery_path);
+                let (_, _, body) = issuer.execute(request).await.map_err(|e| e.to_string())?;
+                #[derive(serde::Deserialize)]
+                struct Doc {
+                    jwks_uri: String,
+                }
+                let doc: Doc = serde_json::from_slice(&body)
+                    .map_err(|e| format!("discovery document without jwks_uri: {e}"))?;
+                jwks_api(&doc.jwks_uri, &self.client, self.max_body_bytes)
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// `url` as an API for its origin and the path (with query) to ask it for.
+pub fn jwks_api(
+    url: &str,
+    client: &crate::http_client::HttpClient,
+    max_body_bytes: usize,
+) -> Result<(JsonApi, String), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("`{url}` is not a URL ({e})"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("`{url}` is not http(s)"));
+    }
+    let origin = parsed.origin().ascii_serialization();
+    let mut path = parsed.path().to_owned();
+    if let Some(query) = parsed.query() {
+        path.push('?');
+        path.push_str(query);
+    }
+    let api = JsonApi::new("issuer", client.clone(), origin, None, max_body_bytes)
+        .map_err(|e| e.to_string())?;
+    Ok((api, path))
+}
+
 impl Jwks {
     /// `api` is Supabase Auth; `None` builds a static set (tests, benches).
     pub fn new(api: Option<JsonApi>, min_refetch: Duration, refresh_interval: Duration) -> Self {
+        Self::at(api, PATH.to_owned(), None, min_refetch, refresh_interval)
+    }
+
+    /// The keys of a third-party issuer: the JWKS at `path` under `api`, or, with
+    /// `discovery`, the JWKS its discovery document at `path` names (read once, at the first
+    /// fetch: start-up never waits for it).
+    pub fn at(
+        api: Option<JsonApi>,
+        path: String,
+        discovery: Option<Discovery>,
+        min_refetch: Duration,
+        refresh_interval: Duration,
+    ) -> Self {
         Self {
             api,
+            path,
+            discovery,
             keys: RwLock::new(Arc::new(HashMap::new())),
             loaded: AtomicBool::new(false),
             generation: AtomicU64::new(0),
@@ -248,7 +329,11 @@ impl Jwks {
         let Some(api) = &self.api else { return };
         state.last_attempt = Some(Instant::now());
         let result = async {
-            let request = api.request(http::Method::GET, PATH);
+            let (api, path) = match &self.discovery {
+                None => (api.clone(), self.path.clone()),
+                Some(discovery) => discovery.jwks_location(api, &self.path).await?,
+            };
+            let request = api.request(http::Method::GET, &path);
             let (_, _, body) = api.execute(request).await.map_err(|e| e.to_string())?;
             let fingerprint: [u8; 32] = sha2::Sha256::digest(&body).into();
             if state.last_document == Some(fingerprint) && self.is_loaded() {

@@ -7,6 +7,7 @@ pub mod api_key;
 pub mod cache;
 pub mod cookie;
 pub mod extract;
+pub mod issuers;
 pub mod jwks;
 pub mod pkce;
 pub mod refresh;

@@ -24,6 +24,9 @@ pub struct AuthUser {
     pub session_id: Option<Uuid>,
     /// Set when the request came with an API key: the key, and what it may do.
     pub api_key: Option<Arc<super::api_key::KeyGrant>>,
+    /// The token came from a `[[auth.issuers]]` issuer, not Supabase Auth (which knows
+    /// nothing of its sessions or factors).
+    pub third_party: bool,
     /// Shared, so a cache hit hands out the verified token without copying it.
     pub(super) token: Arc<VerifiedToken>,
 }
@@ -113,6 +116,7 @@ impl AuthUser {
             expires_at,
             session_id: None,
             api_key: None,
+            third_party: false,
             token: VerifiedToken::shared(token),
         }
     }

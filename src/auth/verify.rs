@@ -1,4 +1,5 @@
-//! Local verification of Supabase access tokens: no network round trip per request.
+//! Local verification of Supabase access tokens, and of the tokens of configured third-party
+//! issuers: no network round trip per request.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +51,8 @@ pub struct Verifier {
     cache: TokenCache,
     /// `auth.api_keys`, when enabled: `Bearer sgk_...` is checked there.
     api_keys: Option<super::api_key::ApiKeys>,
+    /// `[[auth.issuers]]`: a token whose `iss` names one of these is checked with its keys.
+    issuers: Vec<super::issuers::Issuer>,
 }
 
 /// The JOSE header members we read; parsed by hand so `alg: "none"` and unknown algorithms
@@ -104,7 +107,27 @@ impl Verifier {
             no_key: DecodingKey::from_secret(&[]),
             cache: TokenCache::new(settings.auth.token_cache_entries, settings.auth.leeway_secs),
             api_keys: None,
+            issuers: Vec::new(),
         }
+    }
+
+    /// Accepts the tokens of these third-party issuers too.
+    pub fn with_issuers(mut self, issuers: Vec<super::issuers::Issuer>) -> Self {
+        self.issuers = issuers;
+        self
+    }
+
+    /// The configured third-party issuers.
+    pub fn issuers(&self) -> &[super::issuers::Issuer] {
+        &self.issuers
+    }
+
+    /// Changes whenever any key set (Auth's or an issuer's) is installed: a cached token is
+    /// trusted only under the key sets it was verified with.
+    fn generation(&self) -> u64 {
+        self.issuers.iter().fold(self.jwks.generation(), |sum, i| {
+            sum.wrapping_add(i.jwks.generation())
+        })
     }
 
     /// Accepts API keys on the bearer path too (see [`Verifier::verify_bearer`]).
@@ -136,6 +159,9 @@ impl Verifier {
     /// Starts the background JWKS load/refresh; start-up never waits for Supabase.
     pub fn spawn_refresh(&self) {
         self.jwks.spawn_refresh();
+        for issuer in &self.issuers {
+            issuer.jwks.spawn_refresh();
+        }
     }
 
     /// Whether a legacy HS256 secret is configured.
@@ -159,7 +185,7 @@ impl Verifier {
         }
         // Read before verifying: a key set installed meanwhile makes this entry stale, never
         // the other way round.
-        let generation = self.jwks.generation();
+        let generation = self.generation();
         let key = digest(token);
         if let Some(user) = self.cache.get(&key, token, generation, unix_now()) {
             return Ok(user);
@@ -172,6 +198,22 @@ impl Verifier {
     /// Full verification: header, key, signature and claims, without the cache.
     pub async fn verify_uncached(&self, token: &str) -> Result<AuthUser, ApiError> {
         let header = parse_header(token)?;
+        if let Some(issuer) = self.third_party_issuer(token) {
+            // Third-party auth accepts asymmetric keys only; so does supagate.
+            if !is_asymmetric(&header.alg) {
+                return Err(bad_alg());
+            }
+            let claims: Value = self
+                .decode_asymmetric(
+                    token,
+                    &header,
+                    &issuer.jwks,
+                    &issuer.asymmetric,
+                    &issuer.es512_claims,
+                )
+                .await?;
+            return issuer.user_from(&claims, token);
+        }
         let (key, validation): (&DecodingKey, &Validation) = match header.alg.as_str() {
             "HS256" => {
                 // An HS256 token naming one of the published asymmetric keys is the classic
@@ -189,32 +231,17 @@ impl Verifier {
                 })?;
                 (key, &self.hs256_validation)
             }
-            alg if alg == "ES512" || ASYMMETRIC.iter().any(|a| alg_name(*a) == alg) => {
-                let kid = header
-                    .kid
-                    .as_deref()
-                    .filter(|k| !k.is_empty())
-                    .ok_or_else(|| {
-                        ApiError::invalid_token("unknown_key", "Token names no signing key")
-                    })?;
-                let found = self.jwks.key(kid).await?;
-                // The key's own algorithm decides; the header must merely agree with it.
-                if found.alg_name() != alg {
-                    return Err(bad_alg());
-                }
-                let data = match &*found {
-                    VerifyKey::Jwt { alg, key } => {
-                        let validation = self
-                            .asymmetric
-                            .iter()
-                            .find(|(a, _)| a == alg)
-                            .map(|(_, v)| v)
-                            .ok_or_else(bad_alg)?;
-                        decode::<Claims>(token, key, validation).map_err(map_jwt_error)?
-                    }
-                    VerifyKey::Es512(key) => self.decode_es512(token, key)?,
-                };
-                return user_from_claims(data.claims, token);
+            alg if is_asymmetric(alg) => {
+                let claims: Claims = self
+                    .decode_asymmetric(
+                        token,
+                        &header,
+                        &self.jwks,
+                        &self.asymmetric,
+                        &self.es512_claims,
+                    )
+                    .await?;
+                return user_from_claims(claims, token);
             }
             _ => return Err(bad_alg()),
         };
@@ -224,15 +251,59 @@ impl Verifier {
 }
 
 impl Verifier {
+    /// The configured third-party issuer a token claims to come from, if any.
+    fn third_party_issuer(&self, token: &str) -> Option<&super::issuers::Issuer> {
+        if self.issuers.is_empty() {
+            return None;
+        }
+        let claimed = super::issuers::claimed_issuer(token)?;
+        self.issuers.iter().find(|i| i.issuer == claimed)
+    }
+
+    /// Verifies an asymmetrically signed token against `jwks`: the key named by `kid`, whose
+    /// own algorithm decides (the header must merely agree), then the claims under the
+    /// validation of that algorithm.
+    async fn decode_asymmetric<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        header: &RawHeader,
+        jwks: &Jwks,
+        asymmetric: &[(Algorithm, Validation); 4],
+        es512_claims: &Validation,
+    ) -> Result<T, ApiError> {
+        let kid = header
+            .kid
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| ApiError::invalid_token("unknown_key", "Token names no signing key"))?;
+        let found = jwks.key(kid).await?;
+        if found.alg_name() != header.alg {
+            return Err(bad_alg());
+        }
+        let data = match &*found {
+            VerifyKey::Jwt { alg, key } => {
+                let validation = asymmetric
+                    .iter()
+                    .find(|(a, _)| a == alg)
+                    .map(|(_, v)| v)
+                    .ok_or_else(bad_alg)?;
+                decode::<T>(token, key, validation).map_err(map_jwt_error)?
+            }
+            VerifyKey::Es512(key) => self.decode_es512(token, key, es512_claims)?,
+        };
+        Ok(data.claims)
+    }
+
     /// ES512, which `jsonwebtoken` cannot verify: `p521` checks the signature over the token's
     /// own `header.payload`; the claims then go through the same `jsonwebtoken` validation as
     /// every other token (`exp`, `nbf`, `aud`, `iss`, leeway), read from the payload under a
     /// stand-in header because `jsonwebtoken` cannot parse `"alg": "ES512"`.
-    fn decode_es512(
+    fn decode_es512<T: serde::de::DeserializeOwned>(
         &self,
         token: &str,
         key: &p521::ecdsa::VerifyingKey,
-    ) -> Result<jsonwebtoken::TokenData<Claims>, ApiError> {
+        claims: &Validation,
+    ) -> Result<jsonwebtoken::TokenData<T>, ApiError> {
         use p521::ecdsa::signature::Verifier as _;
         let (message, signature) = token.rsplit_once('.').ok_or_else(malformed)?;
         let payload = message
@@ -245,7 +316,7 @@ impl Verifier {
         key.verify(message.as_bytes(), &signature)
             .map_err(|_| bad_signature())?;
         let checked = format!("{ES512_STAND_IN_HEADER}.{payload}.");
-        decode::<Claims>(&checked, &self.no_key, &self.es512_claims).map_err(map_jwt_error)
+        decode::<T>(&checked, &self.no_key, claims).map_err(map_jwt_error)
     }
 }
 
@@ -258,7 +329,7 @@ fn bad_signature() -> ApiError {
 }
 
 /// The asymmetric algorithms a JWKS key may be bound to (see `jwks::parse_jwks`).
-const ASYMMETRIC: [Algorithm; 4] = [
+pub(super) const ASYMMETRIC: [Algorithm; 4] = [
     Algorithm::ES256,
     Algorithm::RS256,
     Algorithm::RS512,
@@ -274,6 +345,11 @@ fn alg_name(alg: Algorithm) -> &'static str {
         Algorithm::EdDSA => "EdDSA",
         _ => "",
     }
+}
+
+/// A `jsonwebtoken` asymmetric algorithm, or ES512.
+fn is_asymmetric(alg: &str) -> bool {
+    alg == "ES512" || ASYMMETRIC.iter().any(|a| alg_name(*a) == alg)
 }
 
 fn bad_alg() -> ApiError {
@@ -346,6 +422,7 @@ fn user_from_claims(claims: Claims, token: &str) -> Result<AuthUser, ApiError> {
             .as_deref()
             .and_then(|s| Uuid::parse_str(s).ok()),
         api_key: None,
+        third_party: false,
         token: super::user::VerifiedToken::shared(token),
     })
 }

@@ -11,6 +11,7 @@ mod faults;
 mod foundation;
 mod hostile;
 mod idempotency;
+mod issuers;
 mod items;
 mod jobs;
 mod metrics;
