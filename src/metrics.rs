@@ -213,13 +213,15 @@ impl Metrics {
         self.cache_lookups.get_or_create(&labels).clone()
     }
 
-    /// One request made with the key `key_id`. One series per key that was used: keys are
-    /// created by signed-in users only, and a revoked key's series stays until a restart.
-    pub fn api_key_request(&self, key_id: uuid::Uuid) {
+    /// The request counter of the key `key_id`, taken once per key lookup and kept with the
+    /// verified key, so a request counts with one atomic add. One series per key that was
+    /// used: keys are created by signed-in users only, and a revoked key's series stays until
+    /// a restart.
+    pub fn api_key_requests(&self, key_id: uuid::Uuid) -> Counter {
         let labels = KeyLabels {
             key_id: key_id.to_string(),
         };
-        self.api_key_requests.get_or_create(&labels).inc();
+        self.api_key_requests.get_or_create(&labels).clone()
     }
 
     pub fn cache_evictions(&self) -> Counter {

@@ -86,6 +86,8 @@ fn well_formed(key: &str) -> bool {
 pub struct KeyGrant {
     pub id: Uuid,
     pub scopes: Vec<String>,
+    /// `supagate_api_key_requests_total{key_id}` of this key.
+    pub requests: prometheus_client::metrics::counter::Counter,
 }
 
 impl KeyGrant {
@@ -212,6 +214,7 @@ impl ApiKeys {
             api_key: Some(Arc::new(KeyGrant {
                 id: row.id,
                 scopes: row.scopes,
+                requests: crate::metrics::metrics().api_key_requests(row.id),
             })),
             token: VerifiedToken::shared(token.expose()),
         };

@@ -153,7 +153,7 @@ fn admit_api_key(
     state: &AppState,
     grant: &super::api_key::KeyGrant,
 ) -> Result<(), ApiError> {
-    crate::metrics::metrics().api_key_request(grant.id);
+    grant.requests.inc();
     let pattern = req.match_pattern().unwrap_or_default();
     let Some(scope) = super::api_key::required_scope(req.method(), &pattern) else {
         return Err(ApiError::forbidden(
