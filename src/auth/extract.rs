@@ -154,7 +154,7 @@ fn admit_api_key(
     grant: &super::api_key::KeyGrant,
 ) -> Result<(), ApiError> {
     grant.requests.inc();
-    let pattern = req.match_pattern().unwrap_or_default();
+    let pattern = crate::route_template::of(req).unwrap_or_default();
     let Some(scope) = super::api_key::required_scope(req.method(), &pattern) else {
         return Err(ApiError::forbidden(
             "api_key_not_allowed",
@@ -178,7 +178,7 @@ fn admit_api_key(
 /// `auth.check_session_routes` cannot confirm it (its issuer's revocation shows at `exp`) and
 /// an `aal2` route is 403 `mfa_required`.
 fn admit_third_party(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let pattern = req.match_pattern().unwrap_or_default();
+    let pattern = crate::route_template::of(req).unwrap_or_default();
     if state.aal2_routes.contains(req.method(), &pattern) {
         return Err(mfa_required());
     }
@@ -196,7 +196,7 @@ async fn check_session_where_configured(
     if state.session_routes.is_empty() {
         return Ok(());
     }
-    let Some(pattern) = req.match_pattern() else {
+    let Some(pattern) = crate::route_template::of(req) else {
         return Ok(());
     };
     if !state.session_routes.contains(req.method(), &pattern) {
