@@ -43,7 +43,7 @@ stub=$!
 APP_ENV=test HOST=127.0.0.1 PORT=$port SUPABASE_URL=http://127.0.0.1:$up_port \
   SUPABASE_ANON_KEY=stub-anon SUPABASE_SERVICE_ROLE_KEY=stub-service \
   SUPABASE_JWT_SECRET="$secret" SUPAGATE_AUTH__ISSUER="$issuer" STRIPE_WEBHOOK_SECRET=whsec_stub \
-  SUPAGATE_RATE_LIMIT__ENABLED=false RUST_LOG=warn \
+  SUPAGATE_RATE_LIMIT__ENABLED=false SUPAGATE_AUTH__API_KEYS__ENABLED=true RUST_LOG=warn \
   ./target/debug/supagate serve >"$logdir/supagate.log" 2>&1 &
 server=$!
 trap 'kill $server $stub 2>/dev/null || true; echo "logs: $logdir"' EXIT

@@ -28,6 +28,7 @@ TABLES = {
             "category_id": CATEGORY_ID, "user_id": USER_ID, "created_at": NOW, "updated_at": NOW,
         }
     },
+    "api_keys": {},
     "profiles": {
         USER_ID: {
             "id": USER_ID, "username": "ada_l", "full_name": "Ada", "avatar_url": None,
@@ -56,7 +57,10 @@ def eq(params, name):
 
 
 def shaped(table, row):
-    """Adds the embedded `category` that `ITEM_COLUMNS` selects."""
+    """Adds the embedded `category` that `ITEM_COLUMNS` selects; an API key as `KEY_COLUMNS`
+    selects it (never its hash)."""
+    if table == "api_keys":
+        return {k: row.get(k) for k in ("id", "name", "prefix", "scopes", "expires_at", "created_at")}
     if table != "items":
         return row
     category = TABLES["categories"].get(row.get("category_id") or "")

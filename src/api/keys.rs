@@ -131,8 +131,9 @@ pub struct KeyInput {
     name: Name,
     #[schema(inline)]
     scopes: Scopes,
-    /// After this the key is refused (401 `api_key_expired`); absent: it never expires.
-    #[schema(inline, nullable = false)]
+    /// After this the key is refused (401 `api_key_expired`); absent or `null`: it never
+    /// expires.
+    #[schema(inline, nullable = true)]
     expires_at: Option<Expiry>,
 }
 
