@@ -11,9 +11,9 @@ use uuid::Uuid;
 
 use super::common::{json_response, List, Listed, Name};
 use super::input::{plain_text, Body, FromBody, FromJson, Problem};
-use crate::auth::api_key::{self, ApiKeys, SCOPES};
+use crate::auth::api_key::{self, ApiKeys, Minter, SCOPES};
 use crate::auth::cookie::NO_STORE;
-use crate::auth::Permanent;
+use crate::auth::{AuthUser, Permanent};
 use crate::error::{ApiError, ApiResult};
 use crate::field_schema;
 use crate::openapi::responses;
@@ -137,23 +137,39 @@ pub struct KeyInput {
     expires_at: Option<Expiry>,
 }
 
-/// Keys belong to Supabase users: a third-party issuer's user has no `auth.users` row to own
-/// one.
-fn owner(user: &crate::auth::AuthUser) -> ApiResult<()> {
+/// The key store, when keys are on (404 otherwise), for a caller who may own keys: a
+/// Supabase user (a third-party issuer's user has no `auth.users` row to own one: 403).
+fn keys_of<'a>(state: &'a AppState, user: &AuthUser) -> ApiResult<&'a ApiKeys> {
+    let keys = store(state)?;
     if user.third_party {
         return Err(ApiError::forbidden(
             "forbidden",
             "API keys belong to Supabase Auth users",
         ));
     }
-    Ok(())
+    Ok(keys)
 }
 
-fn enabled(state: &AppState) -> ApiResult<&ApiKeys> {
+fn store(state: &AppState) -> ApiResult<&ApiKeys> {
     state
         .verifier
         .api_keys()
         .ok_or_else(|| ApiError::not_found("API keys are not enabled on this deployment"))
+}
+
+/// One of the caller's keys, read or deleted as them (RLS: another user's key is not there
+/// for this caller, 404).
+async fn one_key(
+    state: &AppState,
+    user: &AuthUser,
+    method: Method,
+    id: Uuid,
+) -> ApiResult<bytes::Bytes> {
+    let query = Query::table("api_keys").select(KEY_COLUMNS).eq("id", id);
+    Ok(state
+        .supabase
+        .pg_single(method, &query, None, Caller::User(user))
+        .await?)
 }
 
 #[utoipa::path(
@@ -176,8 +192,7 @@ pub async fn create(
     Permanent(user): Permanent,
     Body(input): Body<KeyInput>,
 ) -> ApiResult<HttpResponse> {
-    enabled(&state)?;
-    owner(&user)?;
+    keys_of(&state, &user)?;
     let new = api_key::generate()?;
     let expires_at = input
         .expires_at
@@ -232,8 +247,7 @@ pub async fn list(
     state: web::Data<AppState>,
     Permanent(user): Permanent,
 ) -> ApiResult<List<ApiKey>> {
-    enabled(&state)?;
-    owner(&user)?;
+    keys_of(&state, &user)?;
     let query = Query::table("api_keys")
         .select(KEY_COLUMNS)
         .order("created_at.desc,id.desc");
@@ -260,13 +274,8 @@ pub async fn get(
     Permanent(user): Permanent,
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
-    enabled(&state)?;
-    owner(&user)?;
-    let query = Query::table("api_keys").select(KEY_COLUMNS).eq("id", *id);
-    let body = state
-        .supabase
-        .pg_single(Method::GET, &query, None, Caller::User(&user))
-        .await?;
+    keys_of(&state, &user)?;
+    let body = one_key(&state, &user, Method::GET, *id).await?;
     Ok(json_response(actix_web::http::StatusCode::OK, body))
 }
 
@@ -289,20 +298,14 @@ pub async fn revoke(
     Permanent(user): Permanent,
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
-    let keys = enabled(&state)?;
-    owner(&user)?;
-    // RLS: another user's key is not there for this caller (404).
-    let query = Query::table("api_keys").select("id").eq("id", *id);
-    state
-        .supabase
-        .pg_single(Method::DELETE, &query, None, Caller::User(&user))
-        .await?;
+    let keys = keys_of(&state, &user)?;
+    one_key(&state, &user, Method::DELETE, *id).await?;
     keys.evict_key(*id);
     Ok(super::no_content())
 }
 
-fn issuer_document(doc: Option<Value>) -> ApiResult<HttpResponse> {
-    let doc = doc.ok_or_else(|| {
+fn issuer_document(state: &AppState, doc: fn(&Minter) -> Option<Value>) -> ApiResult<HttpResponse> {
+    let doc = doc(store(state)?.minter()).ok_or_else(|| {
         ApiError::not_found("supagate signs as no issuer here (auth.api_keys.signing)")
     })?;
     Ok(HttpResponse::Ok()
@@ -312,10 +315,10 @@ fn issuer_document(doc: Option<Value>) -> ApiResult<HttpResponse> {
 
 /// `GET /.well-known/jwks.json`: supagate's public signing key.
 pub async fn jwks(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    issuer_document(enabled(&state)?.minter().jwks())
+    issuer_document(&state, Minter::jwks)
 }
 
 /// `GET /.well-known/openid-configuration`: where third-party auth finds that key.
 pub async fn discovery(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    issuer_document(enabled(&state)?.minter().discovery())
+    issuer_document(&state, Minter::discovery)
 }

@@ -14,7 +14,8 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, Request, ResponseTemplate};
 
 use super::support::{
-    error_code, fixture, json_of, pg_list, user_token, TestApp, SERVICE_KEY, USER_A, USER_B,
+    bearer_of, error_code, fixture, json_of, pg_list, user_token, TestApp, SERVICE_KEY, USER_A,
+    USER_B,
 };
 
 /// The `api_keys` table as PostgREST would serve it: the owner (the bearer token's `sub`)
@@ -22,15 +23,6 @@ use super::support::{
 #[derive(Clone, Default)]
 struct FakeKeys {
     rows: Arc<Mutex<Vec<Value>>>,
-}
-
-fn bearer_of(req: &Request) -> String {
-    req.headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default()
-        .to_owned()
 }
 
 /// The `sub` of a token, unverified (the fake trusts what supagate sent; the tests check it).
@@ -162,14 +154,7 @@ async fn list_items_with(app: &TestApp, key: &str) -> (u16, Value) {
 
 /// The bearer tokens supagate sent to `/rest/v1/items`, oldest first.
 async fn item_bearers(app: &TestApp) -> Vec<String> {
-    app.upstream
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.url.path() == "/rest/v1/items")
-        .map(bearer_of)
-        .collect()
+    app.bearers_sent_to("/rest/v1/items").await
 }
 
 async fn key_lookups(app: &TestApp) -> usize {
@@ -489,27 +474,19 @@ async fn as_its_own_issuer_supagate_signs_es256_with_the_key_its_jwks_publishes(
         s.auth.api_keys.signing_key = Secret::new(pem);
     })
     .await;
-    let discovery: Value = app
-        .get("/.well-known/openid-configuration")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, discovery) = json_of(
+        app.get("/.well-known/openid-configuration")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(discovery["issuer"], "https://gate.example.com");
     assert_eq!(
         discovery["jwks_uri"],
         "https://gate.example.com/.well-known/jwks.json"
     );
-    let jwks: Value = app
-        .get("/.well-known/jwks.json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, jwks) = json_of(app.get("/.well-known/jwks.json").send().await.unwrap()).await;
     let jwk = &jwks["keys"][0];
     assert!(jwk.get("d").is_none(), "never the private part");
     assert_eq!(jwk["x"], es256["public_jwk"]["x"]);

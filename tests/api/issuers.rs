@@ -191,20 +191,7 @@ async fn list_items(app: &TestApp, token: &str) -> (u16, Value) {
 }
 
 async fn forwarded(app: &TestApp) -> Vec<String> {
-    app.upstream
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.url.path() == "/rest/v1/items")
-        .map(|r| {
-            r.headers["authorization"]
-                .to_str()
-                .unwrap()
-                .trim_start_matches("Bearer ")
-                .to_owned()
-        })
-        .collect()
+    app.bearers_sent_to("/rest/v1/items").await
 }
 
 #[tokio::test]

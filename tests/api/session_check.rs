@@ -143,6 +143,14 @@ async fn confirmed_then_revoked(app: &TestApp) {
     assert_eq!(get_item(app).await.0, 200, "still the cached confirmation");
 }
 
+/// `action` (answered `want`) made the confirmation go: the next request asks Auth again.
+async fn forgotten_after(app: &TestApp, action: reqwest::RequestBuilder, want: u16) {
+    let res = action.bearer_auth(user_token(USER_A)).send().await.unwrap();
+    assert_eq!(res.status(), want);
+    let (status, body) = get_item(app).await;
+    assert_eq!((status, error_code(&body)), (401, "session_expired"));
+}
+
 #[tokio::test]
 async fn logout_through_supagate_forgets_the_confirmation_at_once() {
     let app = spawn().await;
@@ -152,15 +160,7 @@ async fn logout_through_supagate_forgets_the_confirmation_at_once() {
         .respond_with(ResponseTemplate::new(204))
         .mount(&app.upstream)
         .await;
-    let res = app
-        .post("/api/auth/logout")
-        .bearer_auth(user_token(USER_A))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
-    let (status, body) = get_item(&app).await;
-    assert_eq!((status, error_code(&body)), (401, "session_expired"));
+    forgotten_after(&app, app.post("/api/auth/logout"), 204).await;
 }
 
 #[tokio::test]
@@ -172,16 +172,10 @@ async fn a_password_change_through_supagate_forgets_the_confirmation_at_once() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": USER_A})))
         .mount(&app.upstream)
         .await;
-    let res = app
+    let change = app
         .put("/api/auth/user")
-        .bearer_auth(user_token(USER_A))
-        .json(&json!({"password": "a new long password"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let (status, body) = get_item(&app).await;
-    assert_eq!((status, error_code(&body)), (401, "session_expired"));
+        .json(&json!({"password": "a new long password"}));
+    forgotten_after(&app, change, 200).await;
 }
 
 #[tokio::test]
@@ -193,15 +187,7 @@ async fn deleting_the_user_through_supagate_forgets_the_confirmation_at_once() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
         .mount(&app.upstream)
         .await;
-    let res = app
-        .delete(&format!("/api/users/{USER_A}"))
-        .bearer_auth(user_token(USER_A))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
-    let (status, body) = get_item(&app).await;
-    assert_eq!((status, error_code(&body)), (401, "session_expired"));
+    forgotten_after(&app, app.delete(&format!("/api/users/{USER_A}")), 204).await;
 }
 
 #[test]

@@ -170,6 +170,26 @@ impl TestApp {
     pub async fn all_upstream_requests(&self) -> Vec<wiremock::Request> {
         self.upstream.received_requests().await.unwrap_or_default()
     }
+
+    /// The bearer tokens supagate sent to `path` on the fake Supabase, oldest first.
+    pub async fn bearers_sent_to(&self, path: &str) -> Vec<String> {
+        self.all_upstream_requests()
+            .await
+            .iter()
+            .filter(|r| r.url.path() == path)
+            .map(bearer_of)
+            .collect()
+    }
+}
+
+/// The bearer token of a request (empty without one).
+pub fn bearer_of(req: &wiremock::Request) -> String {
+    req.headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// PostgREST's answer to the item-limit write (`set_item_limit_rule` returns `void`).

@@ -9,14 +9,14 @@ use super::support::{as_caller, count, create_anonymous_user, create_user, sqlst
 const HASH_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const HASH_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
+/// A key as PostgREST inserts it for its owner (`user_id` from the default).
+const INSERT_KEY: &str = "insert into public.api_keys (name, prefix, secret_hash, scopes) \
+     values ('ci', 'sgk_abcdEFGH', $1, array['items:read'])";
+
 /// Inserts a key as `owner` would through PostgREST (the user's own transaction).
 fn insert_key(db: &mut Client, owner: &str, hash: &str) -> Result<u64, postgres::Error> {
     let mut tx = as_caller(db, &Caller::User(owner));
-    let n = tx.execute(
-        "insert into public.api_keys (name, prefix, secret_hash, scopes) \
-         values ('ci', 'sgk_abcdEFGH', $1, array['items:read'])",
-        &[&hash],
-    )?;
+    let n = tx.execute(INSERT_KEY, &[&hash])?;
     tx.commit()?;
     Ok(n)
 }
@@ -164,11 +164,7 @@ fn a_token_minted_for_a_key_cannot_create_keys() {
         &[&claims.to_string()],
     )
     .unwrap();
-    let result = tx.execute(
-        "insert into public.api_keys (name, prefix, secret_hash, scopes) \
-         values ('x', 'sgk_abcdEFGH', $1, array['items:read'])",
-        &[&HASH_A],
-    );
+    let result = tx.execute(INSERT_KEY, &[&HASH_A]);
     assert_eq!(sqlstate(result), "42501");
 }
 
@@ -177,11 +173,7 @@ fn anonymous_sign_ins_cannot_create_keys() {
     let mut db = fresh_db();
     let anon = create_anonymous_user(&mut db);
     let mut tx = as_caller(&mut db, &Caller::AnonymousUser(&anon));
-    let result = tx.execute(
-        "insert into public.api_keys (name, prefix, secret_hash, scopes) \
-         values ('x', 'sgk_abcdEFGH', $1, array['items:read'])",
-        &[&HASH_A],
-    );
+    let result = tx.execute(INSERT_KEY, &[&HASH_A]);
     assert_eq!(sqlstate(result), "42501");
 }
 
