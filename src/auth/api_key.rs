@@ -97,9 +97,13 @@ impl KeyGrant {
 }
 
 /// The scope an operation needs from a key, or `None` when keys may not call it at all
-/// (key management, sessions, MFA, billing: whatever a stolen key must not reach).
+/// (key management, sessions, MFA, billing, creating or deleting accounts: whatever a
+/// stolen key must not reach).
 pub fn required_scope(method: &Method, template: &str) -> Option<&'static str> {
     let resource = template.strip_prefix("/api/")?.split('/').next()?;
+    if resource == "users" && (method == Method::POST || method == Method::DELETE) {
+        return None;
+    }
     let access = if method == Method::GET || method == Method::HEAD {
         "read"
     } else {
@@ -446,6 +450,12 @@ mod tests {
             required_scope(&Method::GET, "/api/users/{id}/stats"),
             Some("users:read")
         );
+        assert_eq!(
+            required_scope(&Method::PUT, "/api/users/{id}"),
+            Some("users:write")
+        );
+        assert_eq!(required_scope(&Method::DELETE, "/api/users/{id}"), None);
+        assert_eq!(required_scope(&Method::POST, "/api/users"), None);
         assert_eq!(required_scope(&Method::POST, "/api/categories"), None);
         assert_eq!(required_scope(&Method::POST, "/api/keys"), None);
         assert_eq!(required_scope(&Method::GET, "/api/auth/user"), None);

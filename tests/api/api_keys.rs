@@ -334,7 +334,7 @@ async fn a_key_without_the_scope_is_403_naming_the_missing_scope() {
 }
 
 #[tokio::test]
-async fn a_key_cannot_manage_keys_or_reach_session_routes() {
+async fn a_key_cannot_manage_keys_delete_its_owner_or_reach_session_routes() {
     let (app, _) = spawn(|_| {}).await;
     let (key, id) = create_key(&app, USER_A, json!(SCOPES_ALL)).await;
     for (verb, route) in [
@@ -343,6 +343,7 @@ async fn a_key_cannot_manage_keys_or_reach_session_routes() {
         ("DELETE", format!("/api/keys/{id}")),
         ("GET", "/api/auth/user".to_owned()),
         ("GET", "/api/billing/subscription".to_owned()),
+        ("DELETE", format!("/api/users/{USER_A}")),
     ] {
         let req = app
             .client
