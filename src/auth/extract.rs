@@ -106,14 +106,7 @@ async fn identify(req: &HttpRequest) -> Result<Identity, ApiError> {
     if let Some(token) = bearer_token(req) {
         let user = state.verifier.verify_bearer(token?).await?;
         set_logged_user(req, user.id);
-        if let Some(grant) = &user.api_key {
-            admit_api_key(req, state, grant)?;
-        } else if user.third_party {
-            admit_third_party(req, state)?;
-        } else {
-            require_aal2_where_configured(req, state, &user).await?;
-            check_session_where_configured(req, state, &user).await?;
-        }
+        admit(req, state, &user).await?;
         return Ok(Identity::User(user));
     }
     let cookie = &state.session_cookie;
@@ -133,8 +126,8 @@ async fn identify(req: &HttpRequest) -> Result<Identity, ApiError> {
     if let Identity::User(user) = &caller {
         set_logged_user(req, user.id);
         req.extensions_mut().insert(FromCookie);
-        require_aal2_where_configured(req, state, user).await?;
-        if let Err(e) = check_session_where_configured(req, state, user).await {
+        if let Err(e) = admit(req, state, user).await {
+            // Auth no longer has the session: signed out, as a refused refresh would be.
             if e.code() == "session_expired" {
                 cookie.clear(req);
             }
@@ -142,6 +135,19 @@ async fn identify(req: &HttpRequest) -> Result<Identity, ApiError> {
         }
     }
     Ok(caller)
+}
+
+/// The checks a verified caller passes on this operation, by kind: an API key's scope, a
+/// third-party issuer's limits, or a Supabase session's `aal2` and session checks.
+async fn admit(req: &HttpRequest, state: &AppState, user: &AuthUser) -> Result<(), ApiError> {
+    if let Some(grant) = &user.api_key {
+        return admit_api_key(req, state, grant);
+    }
+    if user.third_party {
+        return admit_third_party(req, state);
+    }
+    require_aal2_where_configured(req, state, user).await?;
+    check_session_where_configured(req, state, user).await
 }
 
 /// An API key may call an operation only with the scope it needs (403 `missing_scope`,
