@@ -648,3 +648,26 @@ async fn keys_and_their_minted_tokens_never_reach_the_log_even_at_trace_level() 
         assert!(!log.contains(signature), "a minted token is in the log");
     }
 }
+
+#[tokio::test]
+async fn deleting_the_owner_through_supagate_drops_their_keys_from_the_cache_at_once() {
+    let (app, keys) = spawn(|_| {}).await;
+    Mock::given(method("DELETE"))
+        .and(path(format!("/auth/v1/admin/users/{USER_A}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+        .mount(&app.upstream)
+        .await;
+    let (key, _) = create_key(&app, USER_A, json!(["items:read"])).await;
+    assert_eq!(list_items_with(&app, &key).await.0, 200, "cached now");
+    let res = app
+        .delete(&format!("/api/users/{USER_A}"))
+        .bearer_auth(user_token(USER_A))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    // The database's cascade removed the rows; only a dropped cache entry reveals it.
+    keys.rows.lock().unwrap().clear();
+    let (status, body) = list_items_with(&app, &key).await;
+    assert_eq!((status, error_code(&body)), (401, "invalid_api_key"));
+}
