@@ -56,6 +56,11 @@ fn bench(c: &mut Criterion) {
             "SUPABASE_JWT_SECRET".into(),
             jwt["hs256_secret"].as_str().expect("secret").into(),
         ),
+        // The fixtures' tokens name the fixtures' issuer, not the stand-in's address.
+        (
+            "SUPAGATE_AUTH__ISSUER".into(),
+            jwt["issuer"].as_str().expect("issuer").into(),
+        ),
         ("SUPAGATE_AUTH__API_KEYS__ENABLED".into(), "true".into()),
         // Long enough that no entry expires while measuring.
         ("SUPAGATE_AUTH__API_KEYS__CACHE_SECS".into(), "3600".into()),
