@@ -176,22 +176,36 @@ impl ApiKeys {
     /// The owner `key` acts as, with its grant; 401 `invalid_api_key` for a key that is not
     /// (or no longer) one, 401 `api_key_expired` past its expiry.
     pub async fn verify(&self, key: &str) -> Result<AuthUser, ApiError> {
-        if !well_formed(key) {
-            return Err(invalid_key());
+        match self.cache_answer(key) {
+            Some(answer) => answer,
+            // Boxed: the lookup's future inline would make every bearer request's future
+            // larger, keys or not.
+            None => Box::pin(self.look_up(key)).await,
         }
+    }
+
+    /// The answer the cache holds for `key` (or the format check gives), without I/O.
+    fn cache_answer(&self, key: &str) -> Option<Result<AuthUser, ApiError>> {
+        if !well_formed(key) {
+            return Some(Err(invalid_key()));
+        }
+        let cache = self.cache.as_ref()?;
+        let presented = hash(key);
+        let entry = cache.get(&presented)?;
+        let now = unix_now();
+        // The cache is keyed by the hash; comparing it again (in constant time) means only
+        // the exact key that was looked up can ever hit.
+        if now < entry.fetched_at + self.ttl && bool::from(entry.hash.ct_eq(&presented)) {
+            return Some(check_expiry(entry.expires_at, now).map(|()| entry.user.clone()));
+        }
+        cache.remove(&presented);
+        None
+    }
+
+    /// Finds the key in the database, checks it and caches the owner it acts as.
+    async fn look_up(&self, key: &str) -> Result<AuthUser, ApiError> {
         let presented = hash(key);
         let now = unix_now();
-        if let Some(entry) = self.cache.as_ref().and_then(|c| c.get(&presented)) {
-            // The cache is keyed by the hash; comparing it again (in constant time) means
-            // only the exact key that was looked up can ever hit.
-            if now < entry.fetched_at + self.ttl && bool::from(entry.hash.ct_eq(&presented)) {
-                check_expiry(entry.expires_at, now)?;
-                return Ok(entry.user.clone());
-            }
-            if let Some(cache) = &self.cache {
-                cache.remove(&presented);
-            }
-        }
         let hex = hex::encode(presented);
         let row = self
             .supabase

@@ -212,6 +212,17 @@ async fn check_session_where_configured(
     if state.session_checks.fresh(user, now) {
         return Ok(());
     }
+    // Boxed: the Auth call inline would make every request's future larger.
+    Box::pin(confirm_session(req, state, user, now)).await
+}
+
+/// Asks Auth whether `user`'s session still exists; remembers a yes.
+async fn confirm_session(
+    req: &HttpRequest,
+    state: &AppState,
+    user: &AuthUser,
+    now: i64,
+) -> Result<(), ApiError> {
     let client = ForClient(crate::client_ip::of(req));
     match state.supabase.user(user.token(), client).await {
         Ok(_) => {

@@ -183,7 +183,7 @@ impl Discovery {
         &self,
         issuer: &JsonApi,
         discovery_path: &str,
-    ) -> Result<(JsonApi, String), String> {
+    ) -> Result<&(JsonApi, String), String> {
         self.found
             .get_or_try_init(|| async {
                 let request = issuer.request(http::Method::GET, discovery_path);
@@ -197,7 +197,6 @@ impl Discovery {
                 jwks_api(&doc.jwks_uri, &self.client, self.max_body_bytes)
             })
             .await
-            .cloned()
     }
 }
 
@@ -329,11 +328,17 @@ impl Jwks {
         let Some(api) = &self.api else { return };
         state.last_attempt = Some(Instant::now());
         let result = async {
-            let (api, path) = match &self.discovery {
-                None => (api.clone(), self.path.clone()),
-                Some(discovery) => discovery.jwks_location(api, &self.path).await?,
+            // References only: an owned client held across the fetch would make every key
+            // lookup's future (and so every request's) larger. The discovery call is boxed
+            // for the same reason; it runs once per issuer.
+            let (api, path): (&JsonApi, &str) = match &self.discovery {
+                None => (api, &self.path),
+                Some(discovery) => {
+                    let (api, path) = Box::pin(discovery.jwks_location(api, &self.path)).await?;
+                    (api, path)
+                }
             };
-            let request = api.request(http::Method::GET, &path);
+            let request = api.request(http::Method::GET, path);
             let (_, _, body) = api.execute(request).await.map_err(|e| e.to_string())?;
             let fingerprint: [u8; 32] = sha2::Sha256::digest(&body).into();
             if state.last_document == Some(fingerprint) && self.is_loaded() {

@@ -199,20 +199,9 @@ impl Verifier {
     pub async fn verify_uncached(&self, token: &str) -> Result<AuthUser, ApiError> {
         let header = parse_header(token)?;
         if let Some(issuer) = self.third_party_issuer(token) {
-            // Third-party auth accepts asymmetric keys only; so does supagate.
-            if !is_asymmetric(&header.alg) {
-                return Err(bad_alg());
-            }
-            let claims: Value = self
-                .decode_asymmetric(
-                    token,
-                    &header,
-                    &issuer.jwks,
-                    &issuer.asymmetric,
-                    &issuer.es512_claims,
-                )
-                .await?;
-            return issuer.user_from(&claims, token);
+            // Boxed: a second verification future inline would make every verification's
+            // future (and so every request's) larger.
+            return Box::pin(self.verify_third_party(issuer, token, header)).await;
         }
         let (key, validation): (&DecodingKey, &Validation) = match header.alg.as_str() {
             "HS256" => {
@@ -258,6 +247,29 @@ impl Verifier {
         }
         let claimed = super::issuers::claimed_issuer(token)?;
         self.issuers.iter().find(|i| i.issuer == claimed)
+    }
+
+    /// A token of a configured third-party issuer: asymmetric only (as third-party auth
+    /// accepts), with that issuer's keys and checks.
+    async fn verify_third_party(
+        &self,
+        issuer: &super::issuers::Issuer,
+        token: &str,
+        header: RawHeader,
+    ) -> Result<AuthUser, ApiError> {
+        if !is_asymmetric(&header.alg) {
+            return Err(bad_alg());
+        }
+        let claims: Value = self
+            .decode_asymmetric(
+                token,
+                &header,
+                &issuer.jwks,
+                &issuer.asymmetric,
+                &issuer.es512_claims,
+            )
+            .await?;
+        issuer.user_from(&claims, token)
     }
 
     /// Verifies an asymmetrically signed token against `jwks`: the key named by `kid`, whose
