@@ -512,6 +512,38 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["listApiKeys"];
+        put?: never;
+        post: operations["createApiKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/keys/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["getApiKey"];
+        put?: never;
+        post?: never;
+        delete: operations["revokeApiKey"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/webhooks/stripe": {
         parameters: {
             query?: never;
@@ -542,6 +574,31 @@ export interface components {
         AnonymousBody: {
             /** @description Becomes `user_metadata` (at most 4 KiB of JSON). Never used for authorization. */
             data?: Record<string, never> | null;
+        };
+        /**
+         * @description An API key as listed: the key itself is shown only once, when it is created.
+         * @example {
+         *       "created_at": "2025-06-01T12:00:00+00:00",
+         *       "expires_at": null,
+         *       "id": "5d3c2b1a-0f9e-4d8c-b7a6-958473625140",
+         *       "name": "nightly export",
+         *       "prefix": "sgk_Xq3v9LmA",
+         *       "scopes": [
+         *         "items:read"
+         *       ]
+         *     }
+         */
+        ApiKey: {
+            /** Format: uuid */
+            id: string;
+            name: string;
+            /** @description `sgk_` and the key's next 8 characters, to tell keys apart. */
+            prefix: string;
+            scopes: string[];
+            /** Format: date-time */
+            expires_at: string | null;
+            /** Format: date-time */
+            created_at: string;
         };
         /**
          * @description One audited write: one row of one table, as the database's trigger recorded it.
@@ -821,6 +878,28 @@ export interface components {
             description?: string | null;
         };
         /**
+         * @description `POST /api/keys`.
+         * @example {
+         *       "expires_at": "2030-01-01T00:00:00Z",
+         *       "name": "nightly export",
+         *       "scopes": [
+         *         "items:read"
+         *       ]
+         *     }
+         */
+        KeyInput: {
+            /** @description Trimmed, 1..=100 characters (the pattern: not only whitespace, U+0085 included). */
+            name: string;
+            /** @description `<resource>:read` allows the resource's GET operations, `<resource>:write` the others */
+            scopes: ("items:read" | "items:write" | "categories:read" | "users:read" | "users:write")[];
+            /**
+             * Format: date-time
+             * @description After this the key is refused (401 `api_key_expired`); absent or `null`: it never
+             *     expires.
+             */
+            expires_at?: string | null;
+        };
+        /**
          * @example {
          *       "email": "ada@example.com",
          *       "password": "correct horse battery"
@@ -830,6 +909,24 @@ export interface components {
             /** Format: email */
             email: string;
             password: string;
+        };
+        /**
+         * @description A key just created: the listed fields and, this once, the key.
+         * @example {
+         *       "created_at": "2025-06-01T12:00:00+00:00",
+         *       "expires_at": null,
+         *       "id": "5d3c2b1a-0f9e-4d8c-b7a6-958473625140",
+         *       "key": "sgk_Xq3v9LmA0b1c2d3e4f5g6h7i8j9k0l1m2n3o4p5q6r",
+         *       "name": "nightly export",
+         *       "prefix": "sgk_Xq3v9LmA",
+         *       "scopes": [
+         *         "items:read"
+         *       ]
+         *     }
+         */
+        NewApiKey: components["schemas"]["ApiKey"] & {
+            /** @description The key: send it as `Authorization: Bearer <key>`. Shown only in this answer. */
+            key: string;
         };
         /**
          * @example {
@@ -3319,6 +3416,174 @@ export interface operations {
             504: components["responses"]["Timeout"];
         };
     };
+    listApiKeys: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description `ETag`s the caller holds (or `*`): a match is answered 304 */
+                "If-None-Match"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The caller's API keys, newest first */
+            200: {
+                headers: {
+                    /** @description `private, no-cache` for a signed-in caller, `no-cache` for an anonymous one,                      `private, no-cache, no-store, must-revalidate, max-age=0` when the answer sets cookies or carries account data */
+                    "Cache-Control"?: string;
+                    /** @description `<first>-<last>/<total>`, or `*\/<total>` past the end */
+                    "Content-Range"?: string;
+                    /** @description A strong validator of this body: send it back as `If-None-Match` */
+                    ETag?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    /** @description How many rows match the filters */
+                    "X-Total-Count"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiKey"][];
+                };
+            };
+            /** @description Not Modified: `If-None-Match` names this answer's `ETag` (never when the answer would set cookies) */
+            304: {
+                headers: {
+                    /** @description The matching validator */
+                    ETag?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
+    createApiKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["KeyInput"];
+            };
+        };
+        responses: {
+            /** @description The key, shown this once (`Cache-Control: no-store`); only its SHA-256 is stored */
+            201: {
+                headers: {
+                    /** @description `/api/keys/{id}` of the new key */
+                    Location?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NewApiKey"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
+    getApiKey: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description `ETag`s the caller holds (or `*`): a match is answered 304 */
+                "If-None-Match"?: string;
+            };
+            path: {
+                /** @description Key id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One of the caller's keys (never the key itself) */
+            200: {
+                headers: {
+                    /** @description `private, no-cache` for a signed-in caller, `no-cache` for an anonymous one,                      `private, no-cache, no-store, must-revalidate, max-age=0` when the answer sets cookies or carries account data */
+                    "Cache-Control"?: string;
+                    /** @description A strong validator of this body: send it back as `If-None-Match` */
+                    ETag?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiKey"];
+                };
+            };
+            /** @description Not Modified: `If-None-Match` names this answer's `ETag` (never when the answer would set cookies) */
+            304: {
+                headers: {
+                    /** @description The matching validator */
+                    ETag?: string;
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
+    revokeApiKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Key id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked: refused at once on this instance, on every instance within `auth.api_keys.cache_secs` */
+            204: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
     stripeWebhook: {
         parameters: {
             query?: never;
@@ -3370,4 +3635,4 @@ export interface operations {
     };
 }
 
-// Generated from the OpenAPI document with SHA-256 0765d21ef69d498343eaa529ac50497d2292ef72c504bdadb1f357ea7312b02e (scripts/api-types.sh).
+// Generated from the OpenAPI document with SHA-256 8bbcd817ffaa669dd335ffcd31be129d68580941fff2bf52b68fbc4558e39796 (scripts/api-types.sh).
