@@ -148,6 +148,21 @@ async fn create_key(app: &TestApp, owner: &str, scopes: Value) -> (String, Strin
     )
 }
 
+/// A key of `USER_A`, used once (so it is cached), then `DELETE <route(key id)>` by its
+/// owner (204).
+async fn used_key_then_deleted(app: &TestApp, route: impl FnOnce(&str) -> String) -> String {
+    let (key, id) = create_key(app, USER_A, json!(["items:read"])).await;
+    assert_eq!(list_items_with(app, &key).await.0, 200, "cached now");
+    let res = app
+        .delete(&route(&id))
+        .bearer_auth(user_token(USER_A))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    key
+}
+
 async fn list_items_with(app: &TestApp, key: &str) -> (u16, Value) {
     json_of(app.get("/api/items").bearer_auth(key).send().await.unwrap()).await
 }
@@ -367,15 +382,7 @@ const SCOPES_ALL: [&str; 5] = [
 #[tokio::test]
 async fn a_revoked_key_is_401_at_once_on_the_instance_that_revoked_it() {
     let (app, _) = spawn(|_| {}).await;
-    let (key, id) = create_key(&app, USER_A, json!(["items:read"])).await;
-    assert_eq!(list_items_with(&app, &key).await.0, 200, "cached now");
-    let res = app
-        .delete(&format!("/api/keys/{id}"))
-        .bearer_auth(user_token(USER_A))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
+    let key = used_key_then_deleted(&app, |id| format!("/api/keys/{id}")).await;
     let (status, body) = list_items_with(&app, &key).await;
     assert_eq!(status, 401);
     assert_eq!(error_code(&body), "invalid_api_key");
@@ -657,15 +664,7 @@ async fn deleting_the_owner_through_supagate_drops_their_keys_from_the_cache_at_
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
         .mount(&app.upstream)
         .await;
-    let (key, _) = create_key(&app, USER_A, json!(["items:read"])).await;
-    assert_eq!(list_items_with(&app, &key).await.0, 200, "cached now");
-    let res = app
-        .delete(&format!("/api/users/{USER_A}"))
-        .bearer_auth(user_token(USER_A))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
+    let key = used_key_then_deleted(&app, |_| format!("/api/users/{USER_A}")).await;
     // The database's cascade removed the rows; only a dropped cache entry reveals it.
     keys.rows.lock().unwrap().clear();
     let (status, body) = list_items_with(&app, &key).await;
