@@ -544,6 +544,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/uploads": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["createUpload"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/downloads": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["createDownload"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/functions/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["invokeFunction"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/webhooks/stripe": {
         parameters: {
             query?: never;
@@ -714,6 +762,22 @@ export interface components {
             /** @description Letters, digits and `_` (lowercased). */
             username?: string | null;
             full_name?: string | null;
+        };
+        /**
+         * @description `POST /api/downloads`.
+         * @example {
+         *       "bucket": "avatars",
+         *       "path": "4b8e5d0c-6f1a-4c7e-9a3b-2d5f8e1c7a90/0b6f1c2e-4a5d-4e8f-9b1a-2c3d4e5f6a7b.png"
+         *     }
+         */
+        DownloadRequest: {
+            /** @description One of the buckets `[[storage.buckets]]` lists. */
+            bucket: string;
+            /**
+             * @description The object's path in the bucket, as `POST /api/uploads` returned it: under the
+             *     caller's own folder (`<user id>/...`), segments of letters, digits, `-`, `_`, `.`.
+             */
+            path: string;
         };
         /**
          * @description The one error body. Also the OpenAPI `ErrorBody` schema, so the document cannot drift
@@ -1128,6 +1192,55 @@ export interface components {
             user: components["schemas"]["SupabaseUser"];
         };
         /**
+         * @description A signed download URL: `GET` it until `expires_at`.
+         * @example {
+         *       "bucket": "avatars",
+         *       "expires_at": 1748779200,
+         *       "path": "4b8e5d0c-6f1a-4c7e-9a3b-2d5f8e1c7a90/0b6f1c2e-4a5d-4e8f-9b1a-2c3d4e5f6a7b.png",
+         *       "url": "https://abc.supabase.co/storage/v1/object/sign/avatars/4b8e5d0c-6f1a-4c7e-9a3b-2d5f8e1c7a90/0b6f1c2e-4a5d-4e8f-9b1a-2c3d4e5f6a7b.png?token=eyJhbGciOiJIUzI1NiJ9..."
+         *     }
+         */
+        SignedDownload: {
+            url: string;
+            bucket: string;
+            path: string;
+            /**
+             * Format: int64
+             * @description When the URL stops working (Unix seconds; `storage.download_ttl_secs` after signing).
+             */
+            expires_at: number;
+        };
+        /**
+         * @description A signed upload URL: `PUT` the file's bytes to `url` with the declared `Content-Type`.
+         * @example {
+         *       "bucket": "avatars",
+         *       "content_type": "image/png",
+         *       "expires_at": 1748779200,
+         *       "path": "4b8e5d0c-6f1a-4c7e-9a3b-2d5f8e1c7a90/0b6f1c2e-4a5d-4e8f-9b1a-2c3d4e5f6a7b.png",
+         *       "token": "eyJhbGciOiJIUzI1NiJ9...",
+         *       "url": "https://abc.supabase.co/storage/v1/object/upload/sign/avatars/4b8e5d0c-6f1a-4c7e-9a3b-2d5f8e1c7a90/0b6f1c2e-4a5d-4e8f-9b1a-2c3d4e5f6a7b.png?token=eyJhbGciOiJIUzI1NiJ9..."
+         *     }
+         */
+        SignedUpload: {
+            /** @description Storage's signed upload URL (absolute). */
+            url: string;
+            bucket: string;
+            /** @description Where the file will be, in the bucket: the path template's choice. */
+            path: string;
+            /** @description The token inside `url`, for storage-js `uploadToSignedUrl(path, token, file)`. */
+            token: string;
+            /**
+             * @description The `Content-Type` to upload with: the bucket's spelling of the declared type
+             *     (Storage checks it against the bucket's allowed types).
+             */
+            content_type: string;
+            /**
+             * Format: int64
+             * @description When the URL stops working (Unix seconds; Storage's own setting).
+             */
+            expires_at: number;
+        };
+        /**
          * @description Supabase Auth's user object, forwarded as Auth answers it (more fields than listed here
          *     may be present).
          * @example {
@@ -1171,6 +1284,32 @@ export interface components {
             password?: string | null;
             /** @description Replaces keys of `user_metadata` (at most 4 KiB of JSON). */
             data?: Record<string, never> | null;
+        };
+        /**
+         * @description `POST /api/uploads`.
+         * @example {
+         *       "bucket": "avatars",
+         *       "content_type": "image/png",
+         *       "name": "me.png",
+         *       "size": 48213
+         *     }
+         */
+        UploadRequest: {
+            /** @description One of the buckets `[[storage.buckets]]` lists. */
+            bucket: string;
+            /**
+             * @description The file's own name. Only its extension is used (`{ext}`); the bucket's path template
+             *     decides the folder and the name. A name with `/`, `\`, `%`, `..` or control
+             *     characters is refused (`invalid_path`).
+             */
+            name: string;
+            /** @description The MIME type the file will be uploaded with (`Content-Type` of the `PUT`). */
+            content_type: string;
+            /**
+             * Format: int64
+             * @description The file's size in bytes.
+             */
+            size: number;
         };
         /**
          * @description The `get_user_stats(user_id)` RPC's answer, one object.
@@ -3584,6 +3723,289 @@ export interface operations {
             504: components["responses"]["Timeout"];
         };
     };
+    createUpload: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UploadRequest"];
+            };
+        };
+        responses: {
+            /** @description A signed upload URL for the path the bucket's template chose */
+            200: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SignedUpload"];
+                };
+            };
+            /** @description `validation_failed` (an unknown `bucket` among them) or `invalid_path` (a `name` with `/`, `\`, `%`, `..`, control characters or no extension) */
+            400: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "invalid_path",
+                     *       "details": {
+                     *         "field": "name"
+                     *       },
+                     *       "error": "`name` must be a file name, not a path (contains `/`)"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /** @description `anonymous_not_allowed`, or `forbidden`: Storage's row-level security refused the upload */
+            403: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `conflict`: an object already exists at the path (a template without `{uuid}` and `upsert = false`) */
+            409: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `file_too_large` (`size` over the bucket's `max_size_bytes`, in `details.max_bytes`) or `payload_too_large` (the JSON body) */
+            413: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "file_too_large",
+                     *       "details": {
+                     *         "max_bytes": 5242880
+                     *       },
+                     *       "error": "The file is larger than 5242880 bytes"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `content_type_not_allowed` (`details.allowed` lists the bucket's types) or `unsupported_media_type` (the JSON body) */
+            415: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "content_type_not_allowed",
+                     *       "details": {
+                     *         "allowed": [
+                     *           "image/png",
+                     *           "image/jpeg"
+                     *         ]
+                     *       },
+                     *       "error": "This bucket does not take image/gif files"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            429: components["responses"]["RateLimited"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
+    createDownload: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DownloadRequest"];
+            };
+        };
+        responses: {
+            /** @description A signed download URL, valid `storage.download_ttl_secs` */
+            200: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SignedDownload"];
+                };
+            };
+            /** @description `validation_failed` (an unknown `bucket` among them) or `invalid_path` (`..`, `.` or empty segments, `%`, `\`, control or other characters outside letters, digits, `-`, `_`, `.`, `/`) */
+            400: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "invalid_path",
+                     *       "details": {
+                     *         "field": "path"
+                     *       },
+                     *       "error": "`path` has a `.` or `..` segment"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /** @description `path_forbidden`: the path is not under the caller's own folder; `forbidden`: Storage's row-level security refused */
+            403: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "path_forbidden",
+                     *       "error": "Files can only be read under your own folder"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_found`: no such file, or the caller may not see it */
+            404: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["RateLimited"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
+    invokeFunction: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A function `[functions].allowed` lists */
+                name: string;
+            };
+            cookie?: never;
+        };
+        /** @description Forwarded as sent, with its `Content-Type` (any type; JSON shown) */
+        requestBody: {
+            content: {
+                "application/json": Record<string, never>;
+            };
+        };
+        responses: {
+            /** @description The function's own 2xx answer: its status, `Content-Type` and body, unchanged */
+            200: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            /** @description `function_rejected`: the function answered 4xx; `details.status` is its status (kept as this answer's status) and `details.body` its JSON body */
+            400: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "function_rejected",
+                     *       "details": {
+                     *         "body": {
+                     *           "message": "name is required"
+                     *         },
+                     *         "status": 400
+                     *       },
+                     *       "error": "The function refused the request"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /** @description `not_found`: no function of this name is listed in `[functions].allowed` */
+            404: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": "not_found",
+                     *       "error": "No such function"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            429: components["responses"]["RateLimited"];
+            /** @description `function_failed` (the function answered 5xx, `details.status`), `upstream_error` (the relay failed: `x-relay-error`) */
+            502: {
+                headers: {
+                    /** @description The caller's `X-Request-Id` when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
     stripeWebhook: {
         parameters: {
             query?: never;
@@ -3635,4 +4057,4 @@ export interface operations {
     };
 }
 
-// Generated from the OpenAPI document with SHA-256 8bbcd817ffaa669dd335ffcd31be129d68580941fff2bf52b68fbc4558e39796 (scripts/api-types.sh).
+// Generated from the OpenAPI document with SHA-256 5a5fe744c1394e315643f6f32b7abd1379eefcc2f5b60cfab7949d4abf5adf17 (scripts/api-types.sh).

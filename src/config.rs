@@ -105,6 +105,10 @@ pub struct Settings {
     pub cache: CacheSettings,
     #[serde(default)]
     pub idempotency: IdempotencySettings,
+    #[serde(default)]
+    pub storage: crate::rules::files::StorageSettings,
+    #[serde(default)]
+    pub functions: crate::supabase::functions::FunctionsSettings,
 }
 
 /// `[idempotency]`: how long an `Idempotency-Key` and its stored answer are kept.
@@ -873,6 +877,8 @@ impl Settings {
         }
         self.validate_api_keys()?;
         self.validate_issuers()?;
+        self.storage.validate()?;
+        self.functions.validate()?;
         for proxy in &self.server.trusted_proxies {
             parse_ip_net(proxy).ok_or_else(|| {
                 ConfigError::invalid(

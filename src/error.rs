@@ -164,6 +164,45 @@ impl ApiError {
             "Content-Type must be application/json",
         )
     }
+    /// A file declared larger than its bucket's `max_size_bytes` (or refused by Storage's
+    /// own limit); `details.max_bytes` when the limit is ours.
+    pub fn file_too_large(message: impl Into<Message>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "file_too_large", message)
+    }
+    /// A file type its bucket does not take.
+    pub fn content_type_not_allowed(message: impl Into<Message>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content_type_not_allowed",
+            message,
+        )
+    }
+    /// A file name or object path that could reach outside its folder or is not plain.
+    pub fn invalid_path(message: impl Into<Message>) -> Self {
+        Self::bad_request("invalid_path", message)
+    }
+    /// An answer of the team's own code (an Edge Function) with any status: the function
+    /// refused, and says why in `details`.
+    pub fn function_rejected(status: u16) -> Self {
+        let status = StatusCode::from_u16(status)
+            .ok()
+            .filter(StatusCode::is_client_error)
+            .unwrap_or(StatusCode::BAD_REQUEST);
+        Self::new(
+            status,
+            "function_rejected",
+            "The function refused the request",
+        )
+    }
+    /// 502: the function ran and failed (a 5xx of its own).
+    pub fn function_failed(cause: impl fmt::Display) -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "function_failed",
+            "The function failed",
+        )
+        .with_internal(cause)
+    }
     pub fn unprocessable(code: &'static str, message: impl Into<Message>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }

@@ -161,6 +161,7 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
 pub fn routes() -> Vec<Route> {
     // Its own line: the grouped import above is the context the extending guide's patch keeps.
     use crate::api::admin;
+    use crate::api::{files, functions};
     vec![
         route!(health::health),
         route!(health::ready),
@@ -213,6 +214,13 @@ pub fn routes() -> Vec<Route> {
             Method::GET,
             keys::discovery,
         ),
+        route!(files::upload),
+        route!(files::download),
+        route!(functions::invoke).with_resource(|resource, settings| {
+            resource.app_data(functions::payload_config(
+                settings.functions.body_limit_bytes,
+            ))
+        }),
         // Stripe signs the raw bytes, so this resource reads them itself under its own limit.
         route!(webhooks::stripe).with_resource(|resource, settings| {
             resource.app_data(webhooks::payload_config(

@@ -5,6 +5,8 @@ pub(crate) mod admin;
 pub(crate) mod billing;
 pub(crate) mod categories;
 pub(crate) mod common;
+pub(crate) mod files;
+pub(crate) mod functions;
 pub(crate) mod health;
 pub mod idempotency;
 pub mod input;

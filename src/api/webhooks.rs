@@ -34,7 +34,7 @@ fn invalid_signature() -> ApiError {
 }
 
 /// The body extractor's failure (413 from the `PayloadConfig` limit) in the ApiError shape.
-fn body_error(err: actix_web::Error, limit: usize) -> ApiError {
+pub(crate) fn body_error(err: actix_web::Error, limit: usize) -> ApiError {
     if err.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::payload_too_large(limit)
     } else {

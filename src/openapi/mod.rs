@@ -53,6 +53,8 @@ pub const STRIPE: &str = "stripe_signature";
         (name = "users", description = "Profiles and accounts"),
         (name = "billing", description = "Stripe webhooks and the caller's subscription"),
         (name = "admin", description = "The audit log of writes; admins only"),
+        (name = "files", description = "Signed Supabase Storage URLs, after each bucket's rules"),
+        (name = "functions", description = "Supabase Edge Functions, called as the caller"),
     )
 )]
 pub struct ApiDoc;

@@ -15,7 +15,9 @@ use serde::Deserialize;
 
 use serde_json::json;
 
+use super::functions::FunctionError;
 use super::gotrue::{AuthCall, AuthError, AuthFailure};
+use super::storage::StorageError;
 use crate::error::ApiError;
 use crate::http_client::UpstreamError;
 
@@ -403,6 +405,105 @@ impl<T> OnConflict<T> for Result<T, SupabaseError> {
             }
         })
     }
+}
+
+// ---- Supabase Storage ----
+
+/// Storage's answers to the signing calls (its `ERRORS` table, `src/internal/errors/codes.ts`),
+/// by the status it meant (`statusCode`, see [`StorageFailure`]) and its code.
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        let f = match e {
+            StorageError::Upstream(u) => return u.into(),
+            StorageError::Storage(f) => f,
+        };
+        let log = format!(
+            "storage: answered {} (statusCode {}) `{}`: {}",
+            f.http_status,
+            f.meant_status(),
+            f.code,
+            f.message
+        );
+        let mapped = match (f.meant_status(), f.code.as_str()) {
+            (404, _) | (_, "NoSuchKey" | "NoSuchBucket" | "not_found") => {
+                ApiError::not_found("No such file, or no access to it")
+            }
+            // RLS refused the caller (`new row violates row-level security policy`), or
+            // Storage refused the token.
+            (403, _) | (_, "AccessDenied" | "Unauthorized") => {
+                ApiError::forbidden("forbidden", "Not allowed")
+            }
+            (_, "InvalidJWT") => {
+                ApiError::invalid_token("invalid_token", "Supabase rejected the token")
+            }
+            (409, _) | (_, "Duplicate" | "ResourceAlreadyExists" | "KeyAlreadyExists") => {
+                ApiError::conflict("conflict", "A file already exists at this path")
+            }
+            (413, _) | (_, "EntityTooLarge") => {
+                ApiError::file_too_large("The file is larger than the bucket allows")
+            }
+            (415, _) | (_, "InvalidMimeType" | "invalid_mime_type") => {
+                ApiError::content_type_not_allowed("The bucket does not take this file type")
+            }
+            (_, "InvalidKey") => ApiError::invalid_path("Storage refused the object name"),
+            (429, _) | (_, "SlowDown") => ApiError::rate_limited_after(None),
+            (503, _) => ApiError::upstream_unavailable("storage unavailable"),
+            (504 | 544, _) | (_, "DatabaseTimeout") => {
+                ApiError::upstream_timeout("storage timed out")
+            }
+            // What supagate sent was wrong (InvalidRequest), or Storage broke: not the
+            // client's to fix.
+            _ => ApiError::upstream_error("storage answered with an unexpected error"),
+        };
+        mapped.with_internal(log)
+    }
+}
+
+// ---- Edge Functions ----
+
+/// functions-js's three errors: the function's own non-2xx (`FunctionsHttpError`), the
+/// relay's (`x-relay-error: true`, `FunctionsRelayError`), and transport (`FunctionsFetchError`).
+impl From<FunctionError> for ApiError {
+    fn from(e: FunctionError) -> Self {
+        match e {
+            FunctionError::Upstream(u) => u.into(),
+            FunctionError::Relay { status, body } => {
+                let cause = UpstreamError::Status {
+                    upstream: "functions",
+                    status,
+                    body,
+                };
+                // The relay's 503/504 stay what they are; anything else is a bad gateway.
+                SupabaseError::Transport(cause).into()
+            }
+            // The gateway in front of the function refused the token we forwarded.
+            FunctionError::Function { status, body } if status == StatusCode::UNAUTHORIZED => {
+                ApiError::invalid_token("invalid_token", "Supabase rejected the token")
+                    .with_internal(format!("functions: 401: {}", preview(&body)))
+            }
+            // The team's function refused: its status, and its JSON body under `details` (a
+            // body that is not JSON is left out).
+            FunctionError::Function { status, body } if status.is_client_error() => {
+                let mut details = json!({ "status": status.as_u16() });
+                if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) {
+                    details["body"] = value;
+                }
+                ApiError::function_rejected(status.as_u16()).with_details(details)
+            }
+            FunctionError::Function { status, body } => match status.as_u16() {
+                503 => {
+                    ApiError::upstream_unavailable(format!("functions: 503: {}", preview(&body)))
+                }
+                504 => ApiError::upstream_timeout(format!("functions: 504: {}", preview(&body))),
+                _ => ApiError::function_failed(format!("functions: {status}: {}", preview(&body)))
+                    .with_details(json!({ "status": status.as_u16() })),
+            },
+        }
+    }
+}
+
+fn preview(body: &[u8]) -> String {
+    String::from_utf8_lossy(&body[..body.len().min(256)]).replace(['\n', '\r'], " ")
 }
 
 #[cfg(test)]

@@ -3,13 +3,16 @@
 
 pub(crate) mod api_keys;
 pub mod error;
+pub mod functions;
 pub mod gotrue;
 pub(crate) mod gotrue_admin;
 pub mod item_limit;
 pub mod postgrest;
 pub mod queues;
+pub mod storage;
 pub(crate) mod stripe_data;
 
+use crate::auth::AuthUser;
 use crate::config::{ClientIpForwarding, Secret, Settings};
 use crate::http_client::{build_client, Call, HttpClient, JsonApi, UpstreamError};
 
@@ -32,6 +35,10 @@ pub struct Supabase {
     pub rest_service: Option<JsonApi>,
     /// `{url}/auth/v1` with the secret/service-role key: the Auth admin API only.
     pub gotrue_admin: Option<JsonApi>,
+    /// `{url}/storage/v1` with the publishable/anon key: signed URLs, always as the caller.
+    pub storage: JsonApi,
+    /// `{url}/functions/v1` with the publishable/anon key: Edge Functions, as the caller.
+    pub functions: JsonApi,
     anon_key: Secret,
     service_key: Option<Secret>,
     /// The shared client itself, for a call to something other than Supabase (a job's
@@ -78,6 +85,20 @@ impl Supabase {
             gotrue_admin: service
                 .map(|k| JsonApi::new("auth", client.clone(), &auth, Some(k), cap))
                 .transpose()?,
+            storage: JsonApi::new(
+                "storage",
+                client.clone(),
+                format!("{base}/storage/v1"),
+                Some(anon),
+                cap,
+            )?,
+            functions: JsonApi::new(
+                "functions",
+                client.clone(),
+                format!("{base}/functions/v1"),
+                Some(anon),
+                cap,
+            )?,
             anon_key: anon.clone(),
             service_key: service.cloned(),
             http: client,
@@ -93,6 +114,14 @@ impl Supabase {
     /// (the gateway accepts `Bearer <same key>` for legacy and `sb_publishable_` keys alike).
     pub fn anon_bearer(&self, request: Call) -> Call {
         request.bearer(self.anon_key.expose())
+    }
+
+    /// The caller's verified token as the bearer, so the upstream applies RLS as that user.
+    pub fn as_user(&self, request: Call, user: &AuthUser) -> Call {
+        match user.bearer_header() {
+            Some(value) => request.header(http::header::AUTHORIZATION, value),
+            None => request.bearer(user.token()),
+        }
     }
 
     /// The bearer of a client Auth call made without a user token (`gotrue_client`'s key).

@@ -6,7 +6,7 @@
 //! here, so `or=`, `select=` or `order=` cannot be smuggled in and `q` matches literally.
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
 use http::{Method, StatusCode};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use uuid::Uuid;
@@ -281,10 +281,7 @@ impl Supabase {
         let request = self.rest.request(method, &query.to_path());
         match caller {
             Caller::Anon => self.anon_bearer(request),
-            Caller::User(user) => match user.bearer_header() {
-                Some(value) => request.header(AUTHORIZATION, value),
-                None => request.bearer(user.token()),
-            },
+            Caller::User(user) => self.as_user(request, user),
         }
     }
 
