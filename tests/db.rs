@@ -21,5 +21,6 @@ mod db {
     mod rls;
     mod search;
     mod stats;
+    mod storage;
     mod worker;
 }

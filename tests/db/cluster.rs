@@ -320,10 +320,14 @@ impl Cluster {
     }
 }
 
-/// What the template database is built from, in order: the baseline, then the migrations.
+/// What the template database is built from, in order: the baselines (Supabase's own
+/// schemas), then the migrations.
 fn template_files() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = vec![root.join("tests/db/supabase_baseline.sql")];
+    let mut files = vec![
+        root.join("tests/db/supabase_baseline.sql"),
+        root.join("tests/db/supabase_storage_baseline.sql"),
+    ];
     files.extend(migration_files(&root.join("supabase/migrations")));
     files
 }
