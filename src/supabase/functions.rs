@@ -132,7 +132,7 @@ impl Supabase {
         let relay = res
             .headers()
             .get("x-relay-error")
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+            .is_some_and(|v| v.as_bytes() == b"true");
         let content_type = res.headers().get(CONTENT_TYPE).cloned();
         let body = self.functions.read_body(res).await?;
         if relay {
