@@ -159,7 +159,8 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
 /// handler whose `#[utoipa::path]` annotation declares its path and method; the router and the
 /// OpenAPI document are both built from this list.
 pub fn routes() -> Vec<Route> {
-    // Its own line: the grouped import above is the context the extending guide's patch keeps.
+    // On lines of their own: the grouped import above is the context the extending guide's
+    // patch keeps.
     use crate::api::admin;
     use crate::api::{files, functions};
     vec![
