@@ -6,9 +6,11 @@ library only. Not a database: filters beyond `id=eq.`/`user_id=eq.` are ignored.
 Usage: python3 scripts/upstream_stub.py PORT USER_ID
 """
 
+import base64
 import json
 import re
 import sys
+import time
 import uuid
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -104,7 +106,23 @@ class Handler(BaseHTTPRequestHandler):
             return self.auth(path[len("/auth/v1"):], params)
         if path.startswith("/rest/v1"):
             return self.rest(path[len("/rest/v1"):], params)
+        if path.startswith("/storage/v1") and self.command == "POST":
+            return self.storage(path[len("/storage/v1"):])
+        if path.startswith("/functions/v1/") and self.command == "POST":
+            return self.send(200, {"echo": self.body()})
         self.send(404, {"message": "no route"})
+
+    def storage(self, path):
+        # Storage's signing answers: a URL relative to /storage/v1 with a JWT whose `exp` is
+        # read back (the signature is never checked by supagate).
+        b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+        token = ".".join([b64(b'{"alg":"HS256"}'), b64(json.dumps({"exp": int(time.time()) + 60}).encode()), "c2ln"])
+        self.body()
+        if path.startswith("/object/upload/sign/"):
+            return self.send(200, {"url": f"{path}?token={token}", "token": token})
+        if path.startswith("/object/sign/"):
+            return self.send(200, {"signedURL": f"{path}?token={token}"})
+        self.send(400, {"statusCode": "404", "code": "NoSuchKey", "error": "not_found", "message": "Object not found"})
 
     def auth(self, path, params):
         method = self.command

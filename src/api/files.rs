@@ -62,7 +62,7 @@ impl<const MAX: usize> FromJson for Text<MAX> {
     }
 }
 
-/// A declared file size in bytes: a whole number greater than 0.
+/// A declared file size in bytes: a whole number from 1 to `i64::MAX` (`int64`).
 pub struct FileSize(u64);
 
 field_schema!(FileSize => utoipa::openapi::schema::ObjectBuilder::new()
@@ -72,9 +72,10 @@ field_schema!(FileSize => utoipa::openapi::schema::ObjectBuilder::new()
 
 impl FromJson for FileSize {
     fn from_json(raw: &serde_json::value::RawValue) -> Result<Self, Problem> {
-        match serde_json::from_str::<u64>(raw.get()) {
-            Ok(n) if n > 0 => Ok(Self(n)),
-            _ => Err("must be a whole number of bytes greater than 0".into()),
+        // An `int64`, as the document states it.
+        match serde_json::from_str::<i64>(raw.get()) {
+            Ok(n) if n > 0 => Ok(Self(n.unsigned_abs())),
+            _ => Err("must be a whole number of bytes from 1 to 9223372036854775807".into()),
         }
     }
 }

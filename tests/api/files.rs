@@ -129,6 +129,12 @@ async fn each_upload_rule_refuses_with_its_own_code_before_any_call_to_storage()
         ),
         (with("size", json!(5_242_881)), 413, "file_too_large"),
         (with("size", json!(0)), 400, "validation_failed"),
+        (
+            with("size", json!(9_223_372_036_854_775_808_u64)),
+            400,
+            "validation_failed",
+        ),
+        (with("size", json!(1.5)), 400, "validation_failed"),
         (with("bucket", json!("secrets")), 400, "validation_failed"),
         (
             with("name", json!("../../other/x.png")),
