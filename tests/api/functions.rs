@@ -18,6 +18,15 @@ async fn app_with(allowed: &[&str]) -> TestApp {
     .await
 }
 
+/// `POST /api/functions/{name}` with `{}`, as `token`'s user or with no credentials.
+async fn call(app: &TestApp, name: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+    let mut req = app.post(&format!("/api/functions/{name}")).json(&json!({}));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    json_of(req.send().await.unwrap()).await
+}
+
 async fn answer(app: &TestApp, name: &str, res: ResponseTemplate) {
     Mock::given(method("POST"))
         .and(path(format!("/functions/v1/{name}")))
@@ -83,13 +92,7 @@ async fn a_function_not_listed_is_404_without_an_upstream_call() {
 #[tokio::test]
 async fn a_function_call_without_a_session_is_401_without_an_upstream_call() {
     let app = app_with(&["hello-world"]).await;
-    let res = app
-        .post("/api/functions/hello-world")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = json_of(res).await;
+    let (status, body) = call(&app, "hello-world", None).await;
     assert_eq!((status, error_code(&body)), (401, "unauthorized"));
     assert!(app.upstream_requests().await.is_empty());
 }
@@ -119,14 +122,7 @@ async fn a_functions_own_refusal_keeps_its_status_with_its_json_body_in_details(
         ResponseTemplate::new(422).set_body_json(json!({"message": "name is required"})),
     )
     .await;
-    let res = app
-        .post("/api/functions/hello-world")
-        .bearer_auth(user_token(USER_A))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = json_of(res).await;
+    let (status, body) = call(&app, "hello-world", Some(&user_token(USER_A))).await;
     assert_eq!((status, error_code(&body)), (422, "function_rejected"));
     assert_eq!(
         body["details"],
@@ -166,14 +162,7 @@ async fn function_failures_relay_errors_and_unavailability_map_to_5xx() {
     for (i, (template, want_status, want_code)) in cases.into_iter().enumerate() {
         let app = app_with(&["hello-world"]).await;
         answer(&app, "hello-world", template).await;
-        let res = app
-            .post("/api/functions/hello-world")
-            .bearer_auth(user_token(USER_A))
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap();
-        let (status, body) = json_of(res).await;
+        let (status, body) = call(&app, "hello-world", Some(&user_token(USER_A))).await;
         assert_eq!(
             (status, error_code(&body)),
             (want_status, want_code),
@@ -192,13 +181,6 @@ async fn a_function_that_does_not_answer_within_its_timeout_is_504() {
         ResponseTemplate::new(200).set_delay(Duration::from_secs(5)),
     )
     .await;
-    let res = app
-        .post("/api/functions/slow")
-        .bearer_auth(user_token(USER_A))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = json_of(res).await;
+    let (status, body) = call(&app, "slow", Some(&user_token(USER_A))).await;
     assert_eq!((status, error_code(&body)), (504, "upstream_timeout"));
 }

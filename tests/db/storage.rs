@@ -26,6 +26,15 @@ fn stored(db: &mut postgres::Client, name: &str) {
     .expect("insert object as the storage service");
 }
 
+/// Ann and Bob, each with one stored file in their own folder: `(ann, bob)`.
+fn two_users_with_a_file_each(db: &mut postgres::Client) -> (String, String) {
+    let ann = create_user(db, "ann@example.com");
+    let bob = create_user(db, "bob@example.com");
+    stored(db, &format!("{ann}/a.png"));
+    stored(db, &format!("{bob}/b.png"));
+    (ann, bob)
+}
+
 fn visible(tx: &mut Transaction<'_>) -> i64 {
     count(
         tx,
@@ -114,10 +123,7 @@ fn a_user_uploads_only_into_their_own_folder() {
 #[test]
 fn a_user_reads_only_their_own_files() {
     let mut db = fresh_db();
-    let ann = create_user(&mut db, "ann@example.com");
-    let bob = create_user(&mut db, "bob@example.com");
-    stored(&mut db, &format!("{ann}/a.png"));
-    stored(&mut db, &format!("{bob}/b.png"));
+    let (ann, bob) = two_users_with_a_file_each(&mut db);
     stored(&mut db, &format!("{ann}/../{bob}/c.png"));
 
     let mut tx = as_caller(&mut db, &Caller::User(&ann));
@@ -138,10 +144,7 @@ fn a_user_reads_only_their_own_files() {
 #[test]
 fn a_user_cannot_move_a_file_into_another_folder_or_change_someone_elses() {
     let mut db = fresh_db();
-    let ann = create_user(&mut db, "ann@example.com");
-    let bob = create_user(&mut db, "bob@example.com");
-    stored(&mut db, &format!("{ann}/a.png"));
-    stored(&mut db, &format!("{bob}/b.png"));
+    let (ann, bob) = two_users_with_a_file_each(&mut db);
 
     let mut tx = as_caller(&mut db, &Caller::User(&ann));
     let moved = tx.execute(
@@ -170,10 +173,7 @@ fn a_user_cannot_move_a_file_into_another_folder_or_change_someone_elses() {
 #[test]
 fn deletes_through_the_storage_api_reach_only_the_callers_files() {
     let mut db = fresh_db();
-    let ann = create_user(&mut db, "ann@example.com");
-    let bob = create_user(&mut db, "bob@example.com");
-    stored(&mut db, &format!("{ann}/a.png"));
-    stored(&mut db, &format!("{bob}/b.png"));
+    let (ann, bob) = two_users_with_a_file_each(&mut db);
 
     // Storage's own trigger refuses a delete that did not come through its API.
     let mut tx = as_caller(&mut db, &Caller::User(&ann));
