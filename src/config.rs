@@ -1152,6 +1152,7 @@ fn env_value(key: &str, raw: &str) -> serde_json::Value {
         "sign_in.oauth_providers",
         "sign_in.aal2_routes",
         "auth.check_session_routes",
+        "functions.allowed",
     ];
     if LIST_KEYS.contains(&key) {
         // A list is comma-separated; a TOML (or JSON) array, as in the config files, is read

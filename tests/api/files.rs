@@ -367,3 +367,34 @@ async fn storages_own_errors_are_mapped_to_our_codes_without_its_text() {
         assert!(!body.to_string().contains("storage internals"), "{body}");
     }
 }
+
+#[test]
+fn start_up_fails_naming_a_bucket_template_outside_the_users_folder_or_a_function_name_that_is_not_a_slug(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["default.toml", "test.toml"] {
+        std::fs::copy(repo_path(&format!("config/{file}")), dir.path().join(file)).unwrap();
+    }
+    let overlay = dir.path().join("test.toml");
+    let mut text = std::fs::read_to_string(&overlay).unwrap();
+    text.push_str(
+        "\n[[storage.buckets]]\nname = \"shared\"\nallowed_content_types = [\"image/png\"]\n\
+         max_size_bytes = 10\npath_template = \"shared/{uuid}.{ext}\"\n",
+    );
+    std::fs::write(&overlay, text).unwrap();
+    let e = supagate::config::Settings::load(dir.path(), &test_env("http://127.0.0.1:9"))
+        .expect_err("a template outside {user_id}/ is refused at start-up");
+    assert!(e.setting.starts_with("storage.buckets["), "{e}");
+    assert!(e.setting.ends_with("].path_template"), "{e}");
+    assert!(e.problem.contains("{user_id}"), "{e}");
+
+    let mut env = test_env("http://127.0.0.1:9");
+    env.insert(
+        "SUPAGATE_FUNCTIONS__ALLOWED".into(),
+        "hello-world, ../rest".into(),
+    );
+    let (code, _, err) = run_binary(&["check-config"], &env);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("functions.allowed"), "{err}");
+    assert!(err.contains("`../rest` is not a function name"), "{err}");
+}
