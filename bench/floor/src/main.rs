@@ -8,6 +8,10 @@
 //!
 //! CPU per request of each, beside the nginx hop's in the same run (bench/floor.py), is what
 //! a stack costs before any of supagate's own work.
+//!
+//! With `FLOOR_STATIC_BODY=<file>`, the actix stack also answers `GET /api/categories` with
+//! that file's bytes as JSON and a fixed `ETag`, from memory: the floor of a cached read
+//! (bench/cache.py).
 
 use std::rc::Rc;
 
@@ -109,11 +113,26 @@ fn actix(port: u16, upstream_port: u16, path: String, apikey: String) {
         }
     }
 
+    async fn from_memory(body: web::Data<Bytes>) -> HttpResponse {
+        HttpResponse::Ok()
+            .content_type("application/json")
+            .insert_header(("etag", "\"0123456789abcdef0123456789abcdef\""))
+            .body(body.get_ref().clone())
+    }
+
+    let static_body = std::env::var_os("FLOOR_STATIC_BODY")
+        .map(|file| Bytes::from(std::fs::read(file).expect("FLOOR_STATIC_BODY")));
     actix_web::rt::System::new().block_on(async move {
         HttpServer::new(move || {
-            App::new()
+            let app = App::new()
                 .app_data(web::Data::new(Forward::new(upstream_port, &path, &apikey)))
-                .route("/api/items", web::get().to(items))
+                .route("/api/items", web::get().to(items));
+            match &static_body {
+                Some(body) => app
+                    .app_data(web::Data::new(body.clone()))
+                    .route("/api/categories", web::get().to(from_memory)),
+                None => app,
+            }
         })
         .workers(1)
         .bind(("127.0.0.1", port))
