@@ -17,7 +17,7 @@ COPY derive derive
 RUN mkdir -p src bench/criterion \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
- && for b in stripe auth query middleware client_ip; do echo 'fn main() {}' > "bench/criterion/$b.rs"; done \
+ && for b in stripe auth query middleware api_keys client_ip; do echo 'fn main() {}' > "bench/criterion/$b.rs"; done \
  && cargo build --release --locked --bin supagate \
  && rm -rf src target/release/supagate target/release/deps/supagate-* target/release/.fingerprint/supagate-*
 COPY src src
