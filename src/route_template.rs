@@ -2,6 +2,7 @@
 //! without regexes and kept in its extensions: the log context, the metrics label and the
 //! rate limiter all need it before actix routes the request.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix_web::{web, HttpMessage, HttpRequest};
@@ -11,7 +12,15 @@ use actix_web::{web, HttpMessage, HttpRequest};
 pub struct RouteTemplates {
     /// `None` when some template has a segment this matcher does not read (a regex or tail
     /// parameter): then actix's own resource map answers.
-    simple: Option<Vec<(Vec<Segment>, Arc<str>)>>,
+    simple: Option<Simple>,
+}
+
+struct Simple {
+    /// Templates without parameters, found by one hash lookup. `api::register` registers
+    /// them before any templated route, so an exact match wins as it does in actix.
+    exact: HashMap<Box<str>, Arc<str>>,
+    /// The templated ones, tried in order.
+    templated: Vec<(Vec<Segment>, Arc<str>)>,
 }
 
 enum Segment {
@@ -22,7 +31,7 @@ enum Segment {
 
 impl RouteTemplates {
     pub fn new<'a>(templates: impl IntoIterator<Item = &'a str>) -> Self {
-        let simple = templates
+        let parsed: Option<Vec<(Vec<Segment>, Arc<str>)>> = templates
             .into_iter()
             .map(|template| {
                 let segments = template
@@ -40,14 +49,38 @@ impl RouteTemplates {
                 Some((segments, Arc::from(template)))
             })
             .collect();
+        let simple = parsed.map(|all| {
+            // Only a leading run of static templates may be looked up out of order: a static
+            // one registered after a template that also covers it must lose, as in actix.
+            let leading = all
+                .iter()
+                .take_while(|(segments, _)| {
+                    segments.iter().all(|s| matches!(s, Segment::Literal(_)))
+                })
+                .count();
+            let mut all = all.into_iter();
+            let exact = all
+                .by_ref()
+                .take(leading)
+                .map(|(_, template)| (Box::from(&*template), template))
+                .collect();
+            Simple {
+                exact,
+                templated: all.collect(),
+            }
+        });
         Self { simple }
     }
 
     /// The first template `path` matches, as actix would route it; `Err` when this matcher
     /// cannot tell (see `simple`).
     fn find(&self, path: &str) -> Result<Option<&Arc<str>>, ()> {
-        let templates = self.simple.as_ref().ok_or(())?;
-        Ok(templates
+        let simple = self.simple.as_ref().ok_or(())?;
+        if let Some(template) = simple.exact.get(path) {
+            return Ok(Some(template));
+        }
+        Ok(simple
+            .templated
             .iter()
             .find(|(segments, _)| {
                 let mut parts = path.split('/');
@@ -118,6 +151,14 @@ mod tests {
         assert_eq!(find("/api/items/1/2"), None);
         assert_eq!(find("/api/item"), None);
         assert_eq!(find("/api/items/42/"), None);
+    }
+
+    #[test]
+    fn a_static_template_after_a_template_that_covers_it_loses_as_in_actix() {
+        let t = RouteTemplates::new(["/health", "/api/users/{id}", "/api/users/me"]);
+        let find = |p| t.find(p).unwrap().map(|s| s.to_string());
+        assert_eq!(find("/health").as_deref(), Some("/health"));
+        assert_eq!(find("/api/users/me").as_deref(), Some("/api/users/{id}"));
     }
 
     #[test]
