@@ -19,7 +19,6 @@ Needs nginx and wrk (bench/run.sh installs them); builds bench/floor if its bina
 """
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -32,14 +31,11 @@ import driver  # noqa: E402
 seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 conns = int(os.environ.get("BENCH_CACHE_CONNS", "32"))
-FLOOR_DIR = os.path.join(driver.BENCH, "floor")
-FLOOR_BIN = os.path.join(FLOOR_DIR, "target", "release", "supagate-floor")
 CATEGORY_SELECT = "/rest/v1/categories?select=id%2Cname%2Cslug&order=name.asc%2Cid.asc"
 
 
 def main():
-    if not os.path.exists(FLOOR_BIN):
-        subprocess.run(["cargo", "build", "--release", "--locked"], cwd=FLOOR_DIR, check=True)
+    floor_bin = driver.floor_bin()
     load_before = driver.loadavg()
     with open(os.path.join(driver.ROOT, "tests/fixtures/jwt.json")) as f:
         fixture = json.load(f)
@@ -60,7 +56,7 @@ def main():
             f.write(page)
         floor_port = driver.free_ports(1)[0]
         servers["floor_actix"] = driver.Proc("floor_actix", driver.pinned(
-            [FLOOR_BIN, "actix", str(floor_port), str(ports["standin"]), driver.UPSTREAM_LIST,
+            [floor_bin, "actix", str(floor_port), str(ports["standin"]), driver.UPSTREAM_LIST,
              driver.ANON_KEY], driver.SERVICE_CPU),
             env=dict(os.environ, FLOOR_STATIC_BODY=static_body))
         driver.wait_port(floor_port, servers["floor_actix"])

@@ -750,6 +750,15 @@ def machine_notes():
     )
 
 
+def floor_bin():
+    """bench/floor's release binary (the bare-framework servers), built on first use."""
+    floor_dir = os.path.join(BENCH, "floor")
+    binary = os.path.join(floor_dir, "target", "release", "supagate-floor")
+    if not os.path.exists(binary):
+        subprocess.run(["cargo", "build", "--release", "--locked"], cwd=floor_dir, check=True)
+    return binary
+
+
 def loadavg():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])

@@ -17,7 +17,6 @@ workspace, from its own Cargo.lock) if its binary is missing. Needs nginx and wr
 """
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -30,13 +29,10 @@ import driver  # noqa: E402
 seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 conns = int(os.environ.get("FLOOR_CONNS", "32"))
-FLOOR_DIR = os.path.join(driver.BENCH, "floor")
-FLOOR_BIN = os.path.join(FLOOR_DIR, "target", "release", "supagate-floor")
 
 
 def main():
-    if not os.path.exists(FLOOR_BIN):
-        subprocess.run(["cargo", "build", "--release", "--locked"], cwd=FLOOR_DIR, check=True)
+    floor_bin = driver.floor_bin()
     load_before = driver.loadavg()
     with open(os.path.join(driver.ROOT, "tests/fixtures/jwt.json")) as f:
         fixture = json.load(f)
@@ -47,7 +43,7 @@ def main():
         for name, port in floor_ports.items():
             stack = name.split("_")[1]
             servers[name] = driver.Proc(name, driver.pinned(
-                [FLOOR_BIN, stack, str(port), str(ports["standin"]), driver.UPSTREAM_LIST,
+                [floor_bin, stack, str(port), str(ports["standin"]), driver.UPSTREAM_LIST,
                  driver.ANON_KEY], driver.SERVICE_CPU))
             driver.wait_port(port, servers[name])
         sc = next(s for s in driver.scenarios(fixture, ports) if s["name"] == "get_items_hs256")
