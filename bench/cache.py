@@ -41,6 +41,7 @@ def main():
         fixture = json.load(f)
     hs = fixture["tokens"]["valid_hs256"]["token"]
     servers = {}
+    succeeded = False
     try:
         ports = driver.start_servers(fixture, servers)
         bearer = [("Authorization", f"Bearer {hs}")]
@@ -119,11 +120,11 @@ def main():
                          "request over bare actix answering the same page from memory")
         text = "\n".join(lines)
         print(text)
-        with open(os.path.join(RUN, "cache.md"), "w") as f:
-            f.write(text + "\n")
+        succeeded = True
     finally:
         for s in servers.values():
             s.stop()
+        driver.close_run_dir(succeeded)
 
 
 if __name__ == "__main__":

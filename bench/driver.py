@@ -759,6 +759,16 @@ def floor_bin():
     return binary
 
 
+def close_run_dir(succeeded):
+    """Like bench/run.sh: a run that succeeded leaves nothing behind (its access logs reach
+    hundreds of MB); one that failed keeps its logs and says where. BENCH_KEEP=1 keeps
+    them either way."""
+    if succeeded and os.environ.get("BENCH_KEEP") != "1":
+        shutil.rmtree(RUN, ignore_errors=True)
+    else:
+        print(f"bench: logs kept in {RUN}", file=sys.stderr)
+
+
 def loadavg():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])

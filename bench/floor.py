@@ -37,6 +37,7 @@ def main():
     with open(os.path.join(driver.ROOT, "tests/fixtures/jwt.json")) as f:
         fixture = json.load(f)
     servers = {}
+    succeeded = False
     try:
         ports = driver.start_servers(fixture, servers)
         floor_ports = dict(zip(("floor_actix", "floor_hyper"), driver.free_ports(2)))
@@ -75,11 +76,11 @@ def main():
                          f"{rps / hop_rps:.2f} | {errors} |")
         text = "\n".join(lines)
         print(text)
-        with open(os.path.join(RUN, "floor.md"), "w") as f:
-            f.write(text + "\n")
+        succeeded = True
     finally:
         for s in servers.values():
             s.stop()
+        driver.close_run_dir(succeeded)
 
 
 if __name__ == "__main__":
