@@ -95,8 +95,8 @@ type HandleList = Vec<(Box<str>, u16, Histogram, Counter)>;
 const MAX_CACHED_LABEL_SETS: usize = 1024;
 
 thread_local! {
-    static HTTP_HANDLES: std::cell::RefCell<std::collections::HashMap<Box<str>, HandleList>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
+    static HTTP_HANDLES: std::cell::RefCell<foldhash::HashMap<Box<str>, HandleList>> =
+        std::cell::RefCell::new(foldhash::HashMap::default());
     /// `(upstream, outcome, latency, count)`: a handful of pairs of static names, found by
     /// comparing pointers, so an upstream call does no label hashing and takes no lock.
     static UPSTREAM_HANDLES: std::cell::RefCell<Vec<(&'static str, &'static str, Histogram, Counter)>> =

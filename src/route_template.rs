@@ -2,8 +2,9 @@
 //! without regexes and kept in its extensions: the log context, the metrics label and the
 //! rate limiter all need it before actix routes the request.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use foldhash::HashMap;
 
 use actix_web::{web, HttpMessage, HttpRequest};
 
