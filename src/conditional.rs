@@ -7,10 +7,8 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::ServiceResponse;
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
-
-use crate::middleware::LoggedUser;
 
 /// An answer that depends on who asked (any signed-in caller's).
 const PRIVATE: &str = "private, no-cache";
@@ -47,15 +45,15 @@ pub fn none_match(request: &HeaderMap, etag: &HeaderValue) -> bool {
 
 /// Adds the validator and the caching headers to a `GET` answer with a JSON body held in
 /// memory, and turns it into `304 Not Modified` when the caller already has it. Anything
-/// else passes unchanged (a streamed body, an error, a write).
-pub fn finish(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+/// else passes unchanged (a streamed body, an error, a write). `signed_in`: the request named
+/// a user (its answer is theirs alone).
+pub fn finish(res: ServiceResponse<BoxBody>, signed_in: bool) -> ServiceResponse<BoxBody> {
     if res.request().method() != Method::GET
         || res.status() != StatusCode::OK
         || !is_json(res.headers())
     {
         return res;
     }
-    let signed_in = res.request().extensions().contains::<LoggedUser>();
     let InMemory {
         req,
         mut head,

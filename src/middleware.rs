@@ -9,7 +9,6 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, HttpRequest};
 use uuid::Uuid;
 
 use crate::telemetry::{self, RequestLog};
@@ -17,15 +16,10 @@ use crate::trace_context::TraceContext;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Set by the authentication extractor (through [`set_logged_user`]): the caller of the
-/// request, for handlers that log or audit after authentication.
-#[derive(Clone, Copy, Debug)]
-pub struct LoggedUser(pub Uuid);
-
-/// Names the caller of the request being served: in the request extensions, and in the
-/// request's log context for every line logged after it and for the access line.
-pub fn set_logged_user(req: &HttpRequest, id: Uuid) {
-    req.extensions_mut().insert(LoggedUser(id));
+/// Names the caller of the request being served, in the request's log context: every line
+/// logged after it and the access line carry it, and the answer is marked as theirs alone
+/// (`conditional`). Kept there only: a request extension cost every request an allocation.
+pub fn set_logged_user(id: Uuid) {
     telemetry::set_request_user(id);
 }
 
@@ -86,7 +80,7 @@ pub async fn request_context(
     // the handler answered.
     crate::auth::cookie::apply_scheduled(&mut res);
     // After the cookie writes: an answer that sets cookies is never a 304.
-    let mut res = crate::conditional::finish(res.map_into_boxed_body());
+    let mut res = crate::conditional::finish(res.map_into_boxed_body(), log.user().is_some());
     let headers = res.headers_mut();
     if let Some(value) = id_header {
         headers.insert(REQUEST_ID, value);

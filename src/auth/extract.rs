@@ -105,7 +105,7 @@ async fn identify(req: &HttpRequest) -> Result<Identity, ApiError> {
         .ok_or_else(|| ApiError::internal("application state missing"))?;
     if let Some(token) = bearer_token(req) {
         let user = state.verifier.verify_bearer(token?).await?;
-        set_logged_user(req, user.id);
+        set_logged_user(user.id);
         admit(req, state, &user).await?;
         return Ok(Identity::User(user));
     }
@@ -124,7 +124,7 @@ async fn identify(req: &HttpRequest) -> Result<Identity, ApiError> {
     };
     let caller = cookie_caller(req, state, session).await?;
     if let Identity::User(user) = &caller {
-        set_logged_user(req, user.id);
+        set_logged_user(user.id);
         req.extensions_mut().insert(FromCookie);
         if let Err(e) = admit(req, state, user).await {
             // Auth no longer has the session: signed out, as a refused refresh would be.
