@@ -221,7 +221,7 @@ impl ApiKeys {
         let (token, token_exp) = self.minter.mint(row.user_id, row.id, now)?;
         let user = AuthUser {
             id: row.user_id,
-            role: "authenticated".to_owned(),
+            role: Arc::from("authenticated"),
             // A key never carries administrator rights, whatever its owner has.
             is_admin: false,
             is_anonymous: false,

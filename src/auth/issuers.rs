@@ -125,7 +125,7 @@ impl Issuer {
             .ok_or_else(|| ApiError::invalid_token("invalid_claims", "Token lacks `exp`"))?;
         Ok(AuthUser {
             id: user_id(&self.issuer, subject),
-            role: role.to_owned(),
+            role: Arc::from(role),
             // Admin rights come from Auth's `app_metadata`, which no other issuer sets.
             is_admin: false,
             is_anonymous: claims.get("is_anonymous").and_then(Value::as_bool) == Some(true),

@@ -12,7 +12,8 @@ use crate::config::Secret;
 #[derive(Clone)]
 pub struct AuthUser {
     pub id: Uuid,
-    pub role: String,
+    /// Shared: a user is cloned out of the verified-token cache on every request.
+    pub role: Arc<str>,
     pub is_admin: bool,
     /// An anonymous sign-in (`is_anonymous` claim): reads like a user, writes only when
     /// `business.allow_anonymous_writes` says so, never billing.
@@ -109,7 +110,7 @@ impl AuthUser {
     pub(crate) fn for_tests(id: Uuid, token: &str, expires_at: i64) -> Self {
         Self {
             id,
-            role: "authenticated".to_owned(),
+            role: Arc::from("authenticated"),
             is_admin: false,
             is_anonymous: false,
             aal2: false,

@@ -424,7 +424,7 @@ fn user_from_claims(claims: Claims, token: &str) -> Result<AuthUser, ApiError> {
     let is_admin = claims.app_metadata.get("role").and_then(Value::as_str) == Some("admin");
     Ok(AuthUser {
         id,
-        role,
+        role: role.into(),
         is_admin,
         is_anonymous: claims.is_anonymous,
         aal2: claims.aal.as_deref() == Some("aal2"),
