@@ -106,24 +106,33 @@ fn is_name_byte(b: u8) -> bool {
 #[derive(Clone)]
 struct Found(Option<Arc<str>>);
 
-/// The template of `req`'s route (`None`: no route matches), found on first use. Matched
-/// against the path actix routes on: percent-escapes of ordinary characters decoded
-/// (`/api/%69tems` is `/api/items`), so an encoded path cannot slip past a rule that names
-/// its route.
+/// The template of `req`'s route (`None`: no route matches). Served requests have it in
+/// their log context, where the request middleware put it ([`find`]); elsewhere (a request
+/// built in a test) it is found on first use and kept in the request's extensions.
 pub fn of(req: &HttpRequest) -> Option<Arc<str>> {
+    if let Some(found) = crate::telemetry::request_route() {
+        return found;
+    }
     if let Some(Found(template)) = req.extensions().get::<Found>() {
         return template.clone();
     }
+    let found = find(req);
+    req.extensions_mut().insert(Found(found.clone()));
+    found
+}
+
+/// Finds the template of `req`'s route. Matched against the path actix routes on:
+/// percent-escapes of ordinary characters decoded (`/api/%69tems` is `/api/items`), so an
+/// encoded path cannot slip past a rule that names its route.
+pub fn find(req: &HttpRequest) -> Option<Arc<str>> {
     let path = req.match_info().as_str();
-    let found = match req
+    match req
         .app_data::<web::Data<RouteTemplates>>()
         .map(|t| t.find(path))
     {
         Some(Ok(template)) => template.cloned(),
         _ => req.resource_map().match_name(path).map(Arc::from),
-    };
-    req.extensions_mut().insert(Found(found.clone()));
-    found
+    }
 }
 
 #[cfg(test)]

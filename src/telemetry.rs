@@ -41,8 +41,8 @@ pub struct RequestLog {
     method: Method,
     /// Shared bytes: the path is sliced from it when the access line is written.
     uri: Uri,
-    /// The route template (`route_template`), or `unmatched`.
-    route: Arc<str>,
+    /// The route template (`route_template`); `None`: no route matches.
+    route: Option<Arc<str>>,
     id: Box<str>,
     trace_id: TraceId,
     user: Cell<Option<Uuid>>,
@@ -59,8 +59,7 @@ impl RequestLog {
         Rc::new(Self {
             method: request.method().clone(),
             uri: request.uri().clone(),
-            route: crate::route_template::of(request.request())
-                .unwrap_or_else(|| Arc::from("unmatched")),
+            route: crate::route_template::find(request.request()),
             id: id.into(),
             trace_id,
             user: Cell::new(None),
@@ -71,9 +70,9 @@ impl RequestLog {
         &self.id
     }
 
-    /// The route template (the metrics label and the log's `route`).
+    /// The route template (the metrics label and the log's `route`), `unmatched` for none.
     pub fn route(&self) -> &str {
-        &self.route
+        self.route.as_deref().unwrap_or("unmatched")
     }
 
     pub fn method(&self) -> &Method {
@@ -101,7 +100,10 @@ impl RequestLog {
         write!(
             out,
             "request{{request_id={} method={} route={} trace_id={}",
-            self.id, self.method, self.route, self.trace_id
+            self.id,
+            self.method,
+            self.route(),
+            self.trace_id
         )?;
         if let Some(user) = self.user.get() {
             write!(out, " user_id={user}")?;
@@ -113,6 +115,12 @@ impl RequestLog {
 /// Calls `f` with the id of the request being served, if any (none for background work).
 pub fn with_request_id<R>(f: impl FnOnce(&str) -> R) -> Option<R> {
     REQUEST.try_with(|r| f(&r.id)).ok()
+}
+
+/// The route template of the request being served (`Some(None)`: it matches no route);
+/// `None` outside a request.
+pub fn request_route() -> Option<Option<Arc<str>>> {
+    REQUEST.try_with(|r| r.route.clone()).ok()
 }
 
 /// Names the caller in the context of the request being served (every later line and the
