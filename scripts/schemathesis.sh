@@ -46,7 +46,9 @@ APP_ENV=test HOST=127.0.0.1 PORT=$port SUPABASE_URL=http://127.0.0.1:$up_port \
   SUPAGATE_RATE_LIMIT__ENABLED=false SUPAGATE_AUTH__API_KEYS__ENABLED=true RUST_LOG=warn \
   ./target/debug/supagate serve >"$logdir/supagate.log" 2>&1 &
 server=$!
-trap 'kill $server $stub 2>/dev/null || true; echo "logs: $logdir"' EXIT
+# The logs are kept (and named) only when the run fails.
+trap 'status=$?; kill $server $stub 2>/dev/null || true
+if [ "$status" = 0 ]; then rm -rf "$logdir"; else echo "logs: $logdir"; fi' EXIT
 for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && break
   sleep 0.1

@@ -425,13 +425,17 @@ pub fn run_binary(args: &[&str], env: &HashMap<String, String>) -> (i32, String,
 /// The binary with exactly `env` (no config directory unless `env` names one), run from an
 /// empty directory.
 pub fn run_binary_alone(args: &[&str], env: &HashMap<String, String>) -> (i32, String, String) {
-    let dir = std::env::temp_dir().join(format!("supagate-alone-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    // Removed when the run is over (every test is a process of its own under nextest: a
+    // directory named after the process was left behind by each).
+    let dir = tempfile::Builder::new()
+        .prefix("supagate-alone-")
+        .tempdir()
+        .expect("a scratch directory");
     let out = Command::new(env!("CARGO_BIN_EXE_supagate"))
         .args(args)
         .env_clear()
         .envs(env)
-        .current_dir(&dir)
+        .current_dir(dir.path())
         .output()
         .expect("binary runs");
     (
