@@ -149,6 +149,11 @@ pub struct ApiKeys {
     supabase: Supabase,
     minter: Minter,
     cache: Option<Cache<KeyHash, Arc<Entry>>>,
+    /// Keys the lookup did not find, by hash, with when it answered: a revoked key still
+    /// sent by a script costs one lookup per `ttl`, not one per request. Safe to believe for
+    /// as long as a found key: a key is random and shown only after its row exists, so one
+    /// that was unknown when first presented cannot turn up later (a new key is a new hash).
+    unknown: Option<Cache<KeyHash, i64>>,
     ttl: i64,
 }
 
@@ -164,6 +169,7 @@ impl ApiKeys {
             supabase: supabase.clone(),
             minter: Minter::new(settings, ttl + MINT_MARGIN_SECS)?,
             cache: (keys.cache_entries > 0).then(|| Cache::new(keys.cache_entries)),
+            unknown: (keys.cache_entries > 0).then(|| Cache::new(keys.cache_entries)),
             ttl,
         }))
     }
@@ -191,8 +197,16 @@ impl ApiKeys {
         }
         let cache = self.cache.as_ref()?;
         let presented = hash(key);
-        let entry = cache.get(&presented)?;
         let now = unix_now();
+        let Some(entry) = cache.get(&presented) else {
+            let unknown = self.unknown.as_ref()?;
+            let since = unknown.get(&presented)?;
+            if now < since + self.ttl {
+                return Some(Err(invalid_key()));
+            }
+            unknown.remove(&presented);
+            return None;
+        };
         // The cache is keyed by the hash; comparing it again (in constant time) means only
         // the exact key that was looked up can ever hit.
         if now < entry.fetched_at + self.ttl && bool::from(entry.hash.ct_eq(&presented)) {
@@ -207,11 +221,12 @@ impl ApiKeys {
         let presented = hash(key);
         let now = unix_now();
         let hex = hex::encode(presented);
-        let row = self
-            .supabase
-            .api_key_by_hash(&hex)
-            .await?
-            .ok_or_else(invalid_key)?;
+        let Some(row) = self.supabase.api_key_by_hash(&hex).await? else {
+            if let Some(unknown) = &self.unknown {
+                unknown.insert(presented, now);
+            }
+            return Err(invalid_key());
+        };
         // The database matched on the hash; confirm it here without an early exit.
         if !bool::from(row.secret_hash.as_bytes().ct_eq(hex.as_bytes())) {
             return Err(invalid_key());

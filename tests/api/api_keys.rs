@@ -414,15 +414,38 @@ async fn an_expired_key_is_401_api_key_expired() {
 }
 
 #[tokio::test]
-async fn unknown_and_malformed_keys_are_401_and_a_malformed_one_is_never_looked_up() {
+async fn unknown_and_malformed_keys_are_401_a_malformed_one_never_looked_up_an_unknown_one_once() {
     let (app, _) = spawn(|_| {}).await;
     let (status, body) = list_items_with(&app, "sgk_short").await;
     assert_eq!((status, error_code(&body)), (401, "invalid_api_key"));
     assert_eq!(key_lookups(&app).await, 0);
     let unknown = format!("sgk_{}", "A".repeat(43));
-    let (status, body) = list_items_with(&app, &unknown).await;
-    assert_eq!((status, error_code(&body)), (401, "invalid_api_key"));
-    assert_eq!(key_lookups(&app).await, 1);
+    for _ in 0..3 {
+        let (status, body) = list_items_with(&app, &unknown).await;
+        assert_eq!((status, error_code(&body)), (401, "invalid_api_key"));
+    }
+    assert_eq!(
+        key_lookups(&app).await,
+        1,
+        "an unknown key is looked up once per cache bound, not once per request"
+    );
+    // Another unknown key is a lookup of its own, and a real key still works at once.
+    list_items_with(&app, &format!("sgk_{}", "B".repeat(43))).await;
+    assert_eq!(key_lookups(&app).await, 2);
+    let (key, _) = create_key(&app, USER_A, json!(["items:read"])).await;
+    assert_eq!(list_items_with(&app, &key).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_revoked_key_that_is_still_sent_is_looked_up_once_not_per_request() {
+    let (app, _) = spawn(|_| {}).await;
+    let key = used_key_then_deleted(&app, |id| format!("/api/keys/{id}")).await;
+    let before = key_lookups(&app).await;
+    for _ in 0..3 {
+        let (status, body) = list_items_with(&app, &key).await;
+        assert_eq!((status, error_code(&body)), (401, "invalid_api_key"));
+    }
+    assert_eq!(key_lookups(&app).await, before + 1);
 }
 
 #[tokio::test]
