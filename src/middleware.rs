@@ -16,13 +16,6 @@ use crate::trace_context::TraceContext;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Names the caller of the request being served, in the request's log context: every line
-/// logged after it and the access line carry it, and the answer is marked as theirs alone
-/// (`conditional`). Kept there only: a request extension cost every request an allocation.
-pub fn set_logged_user(id: Uuid) {
-    telemetry::set_request_user(id);
-}
-
 /// An incoming id is reused when it is 1–128 characters of `[A-Za-z0-9._:-]` (docs/api.md), so a
 /// caller cannot inject log lines or oversized values through it.
 pub fn sane_request_id(raw: &[u8]) -> bool {
@@ -58,7 +51,9 @@ pub async fn request_context(
     // records of actix and the crates under it) is logged with this context, so it names its
     // request. It is a task-local: its fields are only formatted when a line is written, so a
     // request that logs nothing formats nothing.
-    let log = RequestLog::new(&req, id, trace.trace_id());
+    // Found once here; everything after reads it from the log context (`route_template::of`).
+    let route = crate::route_template::find(req.request());
+    let log = RequestLog::new(&req, id, trace.trace_id(), route);
     // The context covers the synchronous part of the inner services' `call` as well; the
     // trace context rides in its own task-local, where the outbound client reads it.
     let inner = log.in_scope(|| next.call(req));

@@ -55,11 +55,17 @@ tokio::task_local! {
 }
 
 impl RequestLog {
-    pub fn new(request: &ServiceRequest, id: &str, trace_id: TraceId) -> Rc<Self> {
+    /// `route`: the request's route template (`route_template::find`), `None` for none.
+    pub fn new(
+        request: &ServiceRequest,
+        id: &str,
+        trace_id: TraceId,
+        route: Option<Arc<str>>,
+    ) -> Rc<Self> {
         Rc::new(Self {
             method: request.method().clone(),
             uri: request.uri().clone(),
-            route: crate::route_template::find(request.request()),
+            route,
             id: id.into(),
             trace_id,
             user: Cell::new(None),
@@ -123,8 +129,10 @@ pub fn request_route() -> Option<Option<Arc<str>>> {
     REQUEST.try_with(|r| r.route.clone()).ok()
 }
 
-/// Names the caller in the context of the request being served (every later line and the
-/// access line carry `user_id`).
+/// Names the caller in the context of the request being served: every later line and the
+/// access line carry `user_id`, and the answer is marked as theirs alone (`conditional`,
+/// through the middleware). Kept only here: a request extension cost every request an
+/// allocation.
 pub fn set_request_user(id: Uuid) {
     let _ = REQUEST.try_with(|r| r.user.set(Some(id)));
 }
@@ -447,7 +455,7 @@ mod tests {
             .uri("/api/items?limit=5&email=a@b.c")
             .to_srv_request();
         let trace = crate::trace_context::TraceContext::from_headers(req.headers());
-        let log = RequestLog::new(&req, "req-7", trace.trace_id());
+        let log = RequestLog::new(&req, "req-7", trace.trace_id(), None);
         let t = UNIX_EPOCH + Duration::from_micros(1_764_477_658_000_042);
         let mut line = String::new();
         write_access_line(&mut line, &log, 200, Duration::from_nanos(1_234_500), "", t);

@@ -15,7 +15,6 @@ use super::cookie::SessionTokens;
 use super::refresh::RefreshOutcome;
 use super::verify::AuthUser;
 use crate::error::ApiError;
-use crate::middleware::set_logged_user;
 use crate::state::AppState;
 use crate::supabase::gotrue::ForClient;
 
@@ -105,7 +104,7 @@ async fn identify(req: &HttpRequest) -> Result<Identity, ApiError> {
         .ok_or_else(|| ApiError::internal("application state missing"))?;
     if let Some(token) = bearer_token(req) {
         let user = state.verifier.verify_bearer(token?).await?;
-        set_logged_user(user.id);
+        crate::telemetry::set_request_user(user.id);
         admit(req, state, &user).await?;
         return Ok(Identity::User(user));
     }
@@ -124,7 +123,7 @@ async fn identify(req: &HttpRequest) -> Result<Identity, ApiError> {
     };
     let caller = cookie_caller(req, state, session).await?;
     if let Identity::User(user) = &caller {
-        set_logged_user(user.id);
+        crate::telemetry::set_request_user(user.id);
         req.extensions_mut().insert(FromCookie);
         if let Err(e) = admit(req, state, user).await {
             // Auth no longer has the session: signed out, as a refused refresh would be.
